@@ -1,0 +1,90 @@
+"""aifactory: an AI factory you can embed in one Python process or deploy as services.
+
+```python
+import aifactory
+
+with aifactory.embedded(home="./.aifactory") as factory:
+    password = factory.bootstrap_admin("admin@example.com")
+    admin = factory.login("admin@example.com", password, login_type="admin")
+```
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ._clock import Clock, IdFactory, ManualClock, RandomIds, SequentialIds, SystemClock
+from ._exceptions import (
+    AIFactoryError,
+    AuthenticationError,
+    BadInputError,
+    ConflictError,
+    HandshakeRejectedError,
+    IntegrityError,
+    NotFoundError,
+    ParameterError,
+    PermissionDeniedError,
+    QuotaExceededError,
+    SessionExpiredError,
+    StageFailedError,
+    StaleAttemptError,
+    StorageError,
+    TransportError,
+    UnsafeKeyError,
+    WorkerError,
+)
+from ._sync import Factory, Session
+from ._version import __version__
+from .client import AsyncFactory, AsyncSession
+from .config import FactoryConfig
+from .kam.notifier import Notifier
+from .storage import StorageConfig
+
+__all__ = [
+    "AIFactoryError",
+    "AsyncFactory",
+    "AsyncSession",
+    "AuthenticationError",
+    "BadInputError",
+    "Clock",
+    "ConflictError",
+    "Factory",
+    "FactoryConfig",
+    "HandshakeRejectedError",
+    "IdFactory",
+    "IntegrityError",
+    "ManualClock",
+    "NotFoundError",
+    "Notifier",
+    "ParameterError",
+    "PermissionDeniedError",
+    "QuotaExceededError",
+    "RandomIds",
+    "SequentialIds",
+    "Session",
+    "SessionExpiredError",
+    "StageFailedError",
+    "StaleAttemptError",
+    "StorageConfig",
+    "StorageError",
+    "SystemClock",
+    "TransportError",
+    "UnsafeKeyError",
+    "WorkerError",
+    "__version__",
+    "embedded",
+]
+
+
+def embedded(
+    home: str | Path | None = None,
+    *,
+    config: FactoryConfig | None = None,
+    notifier: Notifier | None = None,
+) -> Factory:
+    """Open the embedded factory whose data lives in `home` (default `$AIFACTORY_HOME` or
+    `./.aifactory`), as a synchronous `Factory`. Close it, or use it in a `with` block.
+
+    For asyncio/trio code use `AsyncFactory.embedded()` instead.
+    """
+    return Factory.embedded(home, config=config, notifier=notifier)

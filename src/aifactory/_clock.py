@@ -1,0 +1,83 @@
+"""Injected time and identity: a `Clock` and an `IdFactory`.
+
+Nothing in aifactory calls `datetime.now()` or `secrets` for ids directly; it asks the clock and
+id factory it was given, so expiry, backoff and resume are testable without sleeping.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+__all__ = ["Clock", "IdFactory", "ManualClock", "RandomIds", "SequentialIds", "SystemClock"]
+
+
+class Clock(Protocol):
+    """Tells the time (always timezone-aware UTC)."""
+
+    def now(self) -> datetime:
+        """The current instant."""
+        ...
+
+
+class SystemClock:
+    """The real wall clock."""
+
+    def now(self) -> datetime:
+        """The current instant, UTC."""
+        return datetime.now(UTC)
+
+
+class ManualClock:
+    """A clock that moves only when told to; for tests."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or datetime(2026, 1, 1, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        """The instant the clock was last set to."""
+        return self._now
+
+    def advance(self, delta: timedelta | float) -> None:
+        """Move forward by `delta` (a timedelta or seconds)."""
+        if not isinstance(delta, timedelta):
+            delta = timedelta(seconds=delta)
+        self._now += delta
+
+
+class IdFactory(Protocol):
+    """Makes new identifiers with a readable prefix (`req_...`, `exec_...`)."""
+
+    def new(self, prefix: str) -> str:
+        """A fresh id that starts with `prefix_`."""
+        ...
+
+
+class RandomIds:
+    """Ids with 96 random bits: unguessable and collision-free in practice."""
+
+    def new(self, prefix: str) -> str:
+        """A fresh random id."""
+        return f"{prefix}_{secrets.token_hex(12)}"
+
+
+class SequentialIds:
+    """Predictable ids (`req_000001`, ...); for tests and reproducible runs."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def new(self, prefix: str) -> str:
+        """The next id for `prefix`."""
+        with self._lock:
+            n = self._counts.get(prefix, 0) + 1
+            self._counts[prefix] = n
+        return f"{prefix}_{n:06d}"
+
+
+def utc(dt: datetime) -> datetime:
+    """`dt` as aware UTC (naive values are taken to be UTC already)."""
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)

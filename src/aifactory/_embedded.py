@@ -1,0 +1,127 @@
+"""The embedded factory: every service wired together in one process.
+
+`EmbeddedFactory` opens (or creates) the data folder, the SQLite state and the fsspec blob
+storage, hosts the built-in workers behind in-process worker transports, and runs the
+orchestrator's background executions in its task group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Self
+
+from .config import FactoryConfig
+from .kam.accounts import AccountService
+from .kam.audit import AuditLog
+from .kam.catalogue import TemplateCatalogue
+from .kam.notifier import InAppNotifier, Notifier
+from .kam.requests import RequestService
+from .models import Principal
+from .orchestrator import Orchestrator, WorkerRegistry
+from .state.sqlite import SQLiteStore
+from .storage import BlobStore
+from .transports.workers import InProcessWorkerTransport
+from .workers import builtin_workers
+from .workers.host import WorkerHost
+
+__all__ = ["EmbeddedFactory"]
+
+Handler = Callable[..., Any]
+
+
+class EmbeddedFactory:
+    """All services of a factory in this process. Use as an async context manager."""
+
+    def __init__(self, config: FactoryConfig, notifier: Notifier | None = None) -> None:
+        self.config = config
+        if config.home is not None:
+            config.home.mkdir(parents=True, exist_ok=True)
+        self.store = SQLiteStore(config.database)
+        self.blobs = BlobStore(config.storage_config(), config.clock)
+        self.audit = AuditLog(self.store, config.clock)
+        self.accounts = AccountService(
+            self.store,
+            self.audit,
+            config.clock,
+            config.ids,
+            config.password_hasher,
+            config.session_lifetime,
+        )
+        self.requests = RequestService(
+            self.store,
+            self.blobs,
+            self.audit,
+            config.clock,
+            config.ids,
+            TemplateCatalogue.builtin(),
+            notifier or InAppNotifier(self.store, config.clock, config.ids),
+        )
+        workers = builtin_workers() if config.workers is None else list(config.workers)
+        self.registry = WorkerRegistry(
+            InProcessWorkerTransport(WorkerHost(w, self.blobs, config.clock, config.ids))
+            for w in workers
+        )
+        self.orchestrator = Orchestrator(
+            self.store,
+            self.blobs,
+            self.registry,
+            self.requests,
+            clock=config.clock,
+            ids=config.ids,
+            retry=config.retry,
+            prices=config.prices,
+            max_workers=config.max_workers,
+        )
+        self.requests.orchestrator = self.orchestrator
+        self.handlers: dict[str, Handler] = self._handlers()
+
+    def _handlers(self) -> dict[str, Handler]:
+        """Operation name → the service method that carries it out (given a principal)."""
+        a, r = self.accounts, self.requests
+        return {
+            "auth.me": lambda p: {"user": p.user, "kamContext": a.context(p.user)},
+            "clients.create": a.create_client,
+            "clients.list": a.list_clients,
+            "clients.get": a.get_client,
+            "users.create": a.create_user,
+            "users.list": a.list_users,
+            "requests.create": r.create_request,
+            "requests.list": r.list_requests,
+            "requests.get": r.get_request,
+            "requests.assign_template": r.assign_template,
+            "requests.execute": r.execute,
+            "templates.list": r.list_templates,
+            "templates.get": r.get_template,
+            "executions.get": r.get_execution,
+            "executions.stages": r.list_stage_runs,
+            "executions.events": r.list_events,
+            "executions.resume": self._resume,
+            "deliverables.list": r.list_deliverables,
+            "deliverables.get": r.get_deliverable,
+            "deliverables.download": r.download,
+            "notifications.list": r.list_notifications,
+            "notifications.mark_read": r.mark_notification_read,
+            "audit.list": r.list_audit,
+        }
+
+    def _resume(self, principal: Principal, execution_id: str) -> Any:
+        self.orchestrator.launch(execution_id)
+        self.audit.record(principal.actor, "execution.resume", f"execution:{execution_id}")
+        return self.store.get_execution(execution_id)
+
+    async def __aenter__(self) -> Self:
+        await self.orchestrator.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self.orchestrator.__aexit__(exc_type, exc, tb)
+        finally:
+            await self.registry.aclose()
+            self.store.close()

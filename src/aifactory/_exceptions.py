@@ -1,0 +1,195 @@
+"""The one exception tree of aifactory.
+
+Every error the library raises on purpose is an `AIFactoryError`. Errors of the libraries
+underneath (sqlite3, fsspec, argon2, ...) are caught at the boundary and re-raised as one of
+these, chained with `raise ... from`, so callers never need to know what is underneath.
+
+```
+AIFactoryError
+├── AuthenticationError        401  who are you?
+│   └── SessionExpiredError    401
+├── PermissionDeniedError      403  you may not do that
+├── NotFoundError              404  no such thing (or not yours to see)
+├── BadInputError              400  the request itself is wrong
+│   ├── ParameterError         400  template parameters fail their schema
+│   └── UnsafeKeyError         400  a storage key tries to escape its namespace
+├── ConflictError              409  the thing is in the wrong state for that
+│   └── StaleAttemptError      409  an acknowledge from an attempt that was replaced
+├── QuotaExceededError         429  budget, tier limit or rate limit reached
+├── WorkerError                502  a worker refused or failed a stage
+│   ├── HandshakeRejectedError 502
+│   └── StageFailedError       502
+├── TransportError             503  could not reach the other side
+└── StorageError               500  blobs or state could not be read or written
+    └── IntegrityError         500  stored bytes do not match their reference
+```
+
+Each class carries a stable machine-readable `code` and the HTTP `status` it maps to, so the
+remote transport can carry it as `{"error": {"code", "message", "details"}}` and raise the same
+class on the other side.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "AIFactoryError",
+    "AuthenticationError",
+    "BadInputError",
+    "ConflictError",
+    "HandshakeRejectedError",
+    "IntegrityError",
+    "NotFoundError",
+    "ParameterError",
+    "PermissionDeniedError",
+    "QuotaExceededError",
+    "SessionExpiredError",
+    "StageFailedError",
+    "StaleAttemptError",
+    "StorageError",
+    "TransportError",
+    "UnsafeKeyError",
+    "WorkerError",
+    "error_class_for_code",
+]
+
+
+class AIFactoryError(Exception):
+    """Base of every error aifactory raises on purpose.
+
+    `details` holds structured, non-secret facts about the failure (field names, limits,
+    ids) for programs to act on; `message` is for people.
+    """
+
+    code: ClassVar[str] = "internal_error"
+    status: ClassVar[int] = 500
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = dict(details or {})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The error as the JSON body the HTTP transport sends."""
+        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+
+
+class AuthenticationError(AIFactoryError):
+    """Credentials are missing, wrong, revoked or expired."""
+
+    code = "authentication_failed"
+    status = 401
+
+
+class SessionExpiredError(AuthenticationError):
+    """The session token was valid once but its lifetime is over."""
+
+    code = "session_expired"
+
+
+class PermissionDeniedError(AIFactoryError):
+    """The caller is known but its role may not perform the operation."""
+
+    code = "permission_denied"
+    status = 403
+
+
+class NotFoundError(AIFactoryError):
+    """No such object, or one the caller may not see (the two are indistinguishable on purpose)."""
+
+    code = "not_found"
+    status = 404
+
+
+class BadInputError(AIFactoryError):
+    """The request is malformed or a value is out of range."""
+
+    code = "bad_input"
+    status = 400
+
+
+class ParameterError(BadInputError):
+    """Template parameters do not satisfy the template's parameter schema."""
+
+    code = "invalid_parameters"
+
+
+class UnsafeKeyError(BadInputError):
+    """A storage reference or key would escape its namespace (`..`, absolute, other protocol)."""
+
+    code = "unsafe_storage_key"
+
+
+class ConflictError(AIFactoryError):
+    """The object is in a state that does not allow the operation (e.g. executing twice)."""
+
+    code = "conflict"
+    status = 409
+
+
+class StaleAttemptError(ConflictError):
+    """A message from a stage attempt that has since been replaced by a newer one."""
+
+    code = "stale_attempt"
+
+
+class QuotaExceededError(AIFactoryError):
+    """A budget, tier limit or rate limit would be exceeded."""
+
+    code = "quota_exceeded"
+    status = 429
+
+
+class WorkerError(AIFactoryError):
+    """A worker could not do a stage."""
+
+    code = "worker_error"
+    status = 502
+
+
+class HandshakeRejectedError(WorkerError):
+    """The worker declined the stage at handshake (unsupported input, over capacity)."""
+
+    code = "handshake_rejected"
+
+
+class StageFailedError(WorkerError):
+    """A stage failed while processing."""
+
+    code = "stage_failed"
+
+
+class TransportError(AIFactoryError):
+    """The other side could not be reached or answered nonsense."""
+
+    code = "transport_error"
+    status = 503
+
+
+class StorageError(AIFactoryError):
+    """Blobs or state could not be read or written."""
+
+    code = "storage_error"
+    status = 500
+
+
+class IntegrityError(StorageError):
+    """Stored bytes do not match the size or sha256 their reference promises."""
+
+    code = "integrity_error"
+
+
+def _all_subclasses(cls: type[AIFactoryError]) -> list[type[AIFactoryError]]:
+    found: list[type[AIFactoryError]] = [cls]
+    for sub in cls.__subclasses__():
+        found.extend(_all_subclasses(sub))
+    return found
+
+
+def error_class_for_code(code: str) -> type[AIFactoryError]:
+    """The exception class whose `code` is `code`; `AIFactoryError` for unknown codes."""
+    for cls in _all_subclasses(AIFactoryError):
+        if cls.code == code:
+            return cls
+    return AIFactoryError

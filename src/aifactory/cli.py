@@ -1,0 +1,152 @@
+"""The `aifactory` command: `init`, `demo` and `version`.
+
+This is the only place that reads the environment (`AIFACTORY_HOME`); everything below it
+receives a `FactoryConfig`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from . import __version__
+from ._exceptions import AIFactoryError, ConflictError
+from ._sync import Factory
+from .auth import generate_password
+from .config import FactoryConfig
+
+__all__ = ["main"]
+
+DEMO_ADMIN = "admin@factory.example"
+
+
+def _read_password(value: str | None) -> str | None:
+    """`-` reads the password from standard input, so it stays out of the process list."""
+    if value == "-":
+        return sys.stdin.readline().rstrip("\n")
+    return value
+
+
+def _init(args: argparse.Namespace, console: Console) -> int:
+    config = FactoryConfig.from_environment(args.home)
+    with Factory.embedded(config=config) as factory:
+        password = factory.bootstrap_admin(args.admin_email, _read_password(args.admin_password))
+    console.print(f"Initialised factory in [bold]{config.home}[/]")
+    console.print(f"Admin: [bold]{args.admin_email}[/]")
+    if args.admin_password is None:
+        console.print(f"Generated admin password (shown once, store it now): [bold]{password}[/]")
+    return 0
+
+
+def _demo(args: argparse.Namespace, console: Console) -> int:
+    home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="aifactory-demo-"))
+    fresh = not (home / "state.sqlite3").exists()
+    # A reused home already has the demo's client and user: give this run its own.
+    suffix = "" if fresh else f"-{generate_password()[:6].lower()}"
+    config = FactoryConfig.from_environment(home)
+    console.print(f"[bold]aifactory demo[/] — embedded factory in {home}")
+    with Factory.embedded(config=config) as factory:
+        admin_password = _read_password(args.admin_password)
+        try:
+            admin_password = factory.bootstrap_admin(DEMO_ADMIN, admin_password)
+            console.print(f"• created admin {DEMO_ADMIN} (generated password, not shown)")
+        except ConflictError:
+            if admin_password is None:
+                console.print(
+                    "[red]this home already has an admin: pass --admin-password "
+                    f"for {DEMO_ADMIN}, or use a fresh --home[/]"
+                )
+                return 2
+        admin = factory.login(DEMO_ADMIN, admin_password, login_type="admin")
+        client = admin.clients.create(
+            name=f"Acme{suffix}", tier="standard", monthly_budget_usd=50
+        )
+        user_password = generate_password()
+        email = f"ana{suffix}@acme.example"
+        admin.users.create(email=email, password=user_password, role="client", client_id=client.id)
+        console.print(f"• client [bold]{client.name}[/] ({client.tier.value}, 50 USD/month), user {email}")
+        ana = factory.login(email, user_password)
+        request = ana.requests.create(
+            title=args.topic,
+            description=(
+                "Need a structured overview of the market: segments, leading vendors, "
+                "pricing models and adoption trends, with recommendations."
+            ),
+            urgency="high",
+            category="research",
+        )
+        console.print(f"• request [bold]{request.title}[/] ({request.id})")
+        template = args.template
+        admin.requests.assign_template(request.id, template, parameters={"granularity": 3})
+        execution = admin.requests.execute(request.id)
+        console.print(f"• executing template [bold]{template}[/] as {execution.id}")
+        for event in admin.executions.events(execution.id):
+            if event.kind == "stage.succeeded":
+                console.print(
+                    f"  [green]✓[/] stage {event.stage_id:<10} {event.data.get('method', '')}"
+                    f"  ({event.data.get('progress', 0):.0%})"
+                )
+            elif event.kind in ("stage.failed", "stage.retrying"):
+                console.print(f"  [red]✗[/] stage {event.stage_id}: {event.data.get('error')}")
+        final = admin.executions.get(execution.id)
+        if final.status.value != "completed":
+            console.print(f"[red]execution {final.status.value}: {final.error}[/]")
+            return 1
+        deliverables = ana.deliverables.list(request.id)
+        report = ana.deliverables.download(deliverables[0].id)
+        out = Path(args.out) if args.out else home / "demo-report.md"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(report)
+        unread = ana.notifications.list(unread_only=True)
+        console.print(f"• cost {final.cost.total_usd} USD · {len(unread)} notification(s) for {email}")
+        console.print(f"Report ({len(report)} bytes) written to [bold]{out}[/]")
+        print(out)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aifactory", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    init = sub.add_parser("init", help="create the data folder and the first admin")
+    init.add_argument("--home", help="data folder (default $AIFACTORY_HOME or ./.aifactory)")
+    init.add_argument("--admin-email", required=True)
+    init.add_argument(
+        "--admin-password", help="the admin's password ('-' reads stdin); generated if omitted"
+    )
+    demo = sub.add_parser("demo", help="run one request from login to deliverable")
+    demo.add_argument("--home", help="data folder (default: a fresh temporary folder)")
+    demo.add_argument("--admin-password", help="admin password of an existing --home ('-': stdin)")
+    demo.add_argument("--out", help="where to write the report (default HOME/demo-report.md)")
+    demo.add_argument("--topic", default="Market analysis for AI tools")
+    demo.add_argument(
+        "--template",
+        default="quick_research",
+        choices=["quick_research", "educational_course_basic"],
+    )
+    sub.add_parser("version", help="print the version")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    console = Console(stderr=True)
+    try:
+        if args.command == "init":
+            return _init(args, console)
+        if args.command == "demo":
+            return _demo(args, console)
+        print(__version__)
+        return 0
+    except AIFactoryError as exc:
+        console.print(f"[red]error:[/] {exc.message}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

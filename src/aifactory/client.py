@@ -1,0 +1,337 @@
+"""`AsyncFactory`, the client, and `Factory`, its synchronous facade.
+
+The same client works against an embedded factory (everything in this process) or, through
+another transport, a remote one. Logging in returns a session view whose attributes group
+the operations: `clients`, `users`, `requests`, `templates`, `executions`, `deliverables`,
+`notifications`, `audit`.
+
+```python
+import aifactory
+
+with aifactory.embedded(home="./.aifactory") as factory:
+    password = factory.bootstrap_admin("admin@example.com")
+    admin = factory.login("admin@example.com", password, login_type="admin")
+    acme = admin.clients.create(name="Acme", tier="standard", monthly_budget_usd=50)
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+
+from ._embedded import EmbeddedFactory
+from .config import FactoryConfig
+from .kam.notifier import Notifier
+from .models import (
+    AuditEvent,
+    Client,
+    Deliverable,
+    Execution,
+    ExecutionEvent,
+    Notification,
+    Request,
+    Role,
+    StageRun,
+    Template,
+    Tier,
+    Urgency,
+    User,
+)
+from .transports.factory import FactoryTransport, InProcessFactoryTransport
+
+__all__ = ["AsyncFactory", "AsyncSession"]
+
+
+class _Group:
+    """A group of operations bound to one session."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def _call(self, operation: str, /, **arguments: Any) -> Any:
+        return await self._session._transport.call(operation, self._session.token, **arguments)
+
+
+class Clients(_Group):
+    """Client organisations (staff)."""
+
+    async def create(
+        self, name: str, tier: Tier | str, monthly_budget_usd: Decimal | float | int | str
+    ) -> Client:
+        """Create a client organisation with a tier and a monthly budget in USD."""
+        return await self._call(
+            "clients.create", name=name, tier=tier, monthly_budget_usd=monthly_budget_usd
+        )  # type: ignore[no-any-return]
+
+    async def list(self) -> list[Client]:
+        """Every client organisation."""
+        return await self._call("clients.list")  # type: ignore[no-any-return]
+
+    async def get(self, client_id: str) -> Client:
+        """One client (client users: only their own)."""
+        return await self._call("clients.get", client_id=client_id)  # type: ignore[no-any-return]
+
+
+class Users(_Group):
+    """Users (staff)."""
+
+    async def create(
+        self,
+        email: str,
+        password: str,
+        role: Role | str = Role.CLIENT,
+        client_id: str | None = None,
+        display_name: str = "",
+    ) -> User:
+        """Create a user; client users belong to `client_id`."""
+        return await self._call(  # type: ignore[no-any-return]
+            "users.create",
+            email=email,
+            password=password,
+            role=role,
+            client_id=client_id,
+            display_name=display_name,
+        )
+
+    async def list(self, client_id: str | None = None) -> list[User]:
+        """Users, optionally of one client."""
+        return await self._call("users.list", client_id=client_id)  # type: ignore[no-any-return]
+
+
+class Requests(_Group):
+    """Requests for work."""
+
+    async def create(
+        self,
+        title: str,
+        description: str = "",
+        urgency: Urgency | str = Urgency.NORMAL,
+        category: str = "general",
+        client_id: str | None = None,
+    ) -> Request:
+        """Submit a request (staff name the `client_id` they submit for)."""
+        return await self._call(  # type: ignore[no-any-return]
+            "requests.create",
+            title=title,
+            description=description,
+            urgency=urgency,
+            category=category,
+            client_id=client_id,
+        )
+
+    async def list(self, client_id: str | None = None) -> list[Request]:
+        """Requests, newest first (client users: their own)."""
+        return await self._call("requests.list", client_id=client_id)  # type: ignore[no-any-return]
+
+    async def get(self, request_id: str) -> Request:
+        """One request."""
+        return await self._call("requests.get", request_id=request_id)  # type: ignore[no-any-return]
+
+    async def assign_template(
+        self, request_id: str, template_name: str, parameters: dict[str, Any] | None = None
+    ) -> Request:
+        """Assign a pipeline template and its parameters (staff)."""
+        return await self._call(  # type: ignore[no-any-return]
+            "requests.assign_template",
+            request_id=request_id,
+            template_name=template_name,
+            parameters=parameters,
+        )
+
+    async def execute(self, request_id: str) -> Execution:
+        """Start the request's pipeline in the background (staff)."""
+        return await self._call("requests.execute", request_id=request_id)  # type: ignore[no-any-return]
+
+
+class Templates(_Group):
+    """The pipeline template catalogue."""
+
+    async def list(self, tier: Tier | str | None = None) -> list[Template]:
+        """Templates allowed for `tier` (client users: their own tier)."""
+        return await self._call("templates.list", tier=tier)  # type: ignore[no-any-return]
+
+    async def get(self, name: str) -> Template:
+        """One template."""
+        return await self._call("templates.get", name=name)  # type: ignore[no-any-return]
+
+
+class Executions(_Group):
+    """Pipeline executions: status, stages, events, waiting and resuming."""
+
+    async def get(self, execution_id: str) -> Execution:
+        """An execution's current record."""
+        return await self._call("executions.get", execution_id=execution_id)  # type: ignore[no-any-return]
+
+    async def stages(self, execution_id: str) -> list[StageRun]:
+        """Its stage runs, in template order."""
+        return await self._call("executions.stages", execution_id=execution_id)  # type: ignore[no-any-return]
+
+    async def events(self, execution_id: str, after: int = 0) -> AsyncIterator[ExecutionEvent]:
+        """Follow its events from sequence number `after` until it has finished."""
+        transport, token = self._session._transport, self._session.token
+        while True:
+            batch: list[ExecutionEvent] = await self._call(
+                "executions.events", execution_id=execution_id, after=after
+            )
+            for event in batch:
+                after = event.seq
+                yield event
+            if batch:
+                continue
+            if (await self.get(execution_id)).status.is_final:
+                # The final status and the last events commit together: one more read drains.
+                for event in await self._call(
+                    "executions.events", execution_id=execution_id, after=after
+                ):
+                    yield event
+                return
+            await transport.changed(token, execution_id, 1.0)
+
+    async def wait(self, execution_id: str, timeout_s: float | None = None) -> Execution:
+        """Wait until the execution has finished; return its final record.
+
+        Raises `TimeoutError` after `timeout_s`, `ConflictError` if nothing runs it.
+        """
+        with anyio.fail_after(timeout_s):
+            async for _ in self.events(execution_id):
+                pass
+        return await self.get(execution_id)
+
+    async def resume(self, execution_id: str) -> Execution:
+        """Continue an interrupted execution from its last checkpoint (staff)."""
+        return await self._call("executions.resume", execution_id=execution_id)  # type: ignore[no-any-return]
+
+
+class Deliverables(_Group):
+    """What executions delivered."""
+
+    async def list(self, request_id: str) -> list[Deliverable]:
+        """Deliverables of a request."""
+        return await self._call("deliverables.list", request_id=request_id)  # type: ignore[no-any-return]
+
+    async def get(self, deliverable_id: str) -> Deliverable:
+        """One deliverable's record."""
+        return await self._call("deliverables.get", deliverable_id=deliverable_id)  # type: ignore[no-any-return]
+
+    async def download(self, deliverable_id: str) -> bytes:
+        """Its bytes, verified against the stored sha256."""
+        return await self._call("deliverables.download", deliverable_id=deliverable_id)  # type: ignore[no-any-return]
+
+
+class Notifications(_Group):
+    """Your notifications."""
+
+    async def list(self, unread_only: bool = False) -> list[Notification]:
+        """Newest first."""
+        return await self._call("notifications.list", unread_only=unread_only)  # type: ignore[no-any-return]
+
+    async def mark_read(self, notification_id: str) -> None:
+        """Mark one read."""
+        await self._call("notifications.mark_read", notification_id=notification_id)
+
+
+class Audit(_Group):
+    """The audit log (admins)."""
+
+    async def list(self, action: str | None = None, limit: int = 100) -> list[AuditEvent]:
+        """Newest first, optionally of one action."""
+        return await self._call("audit.list", action=action, limit=limit)  # type: ignore[no-any-return]
+
+
+class AsyncSession:
+    """A logged-in view of the factory: the operations this user may call."""
+
+    def __init__(
+        self, transport: FactoryTransport, token: str, user: User, context: dict[str, Any]
+    ) -> None:
+        self._transport = transport
+        self.token = token
+        self.user = user
+        self.context = context
+        self.clients = Clients(self)
+        self.users = Users(self)
+        self.requests = Requests(self)
+        self.templates = Templates(self)
+        self.executions = Executions(self)
+        self.deliverables = Deliverables(self)
+        self.notifications = Notifications(self)
+        self.audit = Audit(self)
+
+    def __repr__(self) -> str:
+        return f"<AsyncSession {self.user.email} ({self.user.role.value})>"
+
+    async def logout(self) -> None:
+        """End this session; its token stops working."""
+        await self._transport.call("auth.logout", self.token)
+
+
+class AsyncFactory:
+    """The asynchronous client. Use `AsyncFactory.embedded()` with `async with`."""
+
+    def __init__(self, transport: FactoryTransport, runtime: EmbeddedFactory | None = None) -> None:
+        self._transport = transport
+        self._runtime = runtime
+        self._open = False
+
+    @classmethod
+    def embedded(
+        cls,
+        home: str | Path | None = None,
+        *,
+        config: FactoryConfig | None = None,
+        notifier: Notifier | None = None,
+    ) -> AsyncFactory:
+        """A factory running in this process, its data in `home` (default `./.aifactory`).
+
+        Pass `config` for full control (`FactoryConfig(home=None)` keeps everything in
+        memory). Enter it with `async with` before use.
+        """
+        if config is None:
+            config = FactoryConfig.from_environment(home)
+        runtime = EmbeddedFactory(config, notifier)
+        return cls(InProcessFactoryTransport(runtime), runtime)
+
+    async def __aenter__(self) -> Self:
+        if self._runtime is not None and not self._open:
+            await self._runtime.__aenter__()
+            self._open = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop background executions (they can be resumed later) and close the factory."""
+        if self._runtime is not None and self._open:
+            self._open = False
+            await self._runtime.__aexit__(None, None, None)
+
+    async def bootstrap_admin(self, email: str, password: str | None = None) -> str:
+        """Create the first admin and return its password (generated if not given).
+
+        Raises `ConflictError` once an admin exists.
+        """
+        return await self._transport.bootstrap_admin(email, password)
+
+    async def login(
+        self, username: str, password: str, login_type: str = "client"
+    ) -> AsyncSession:
+        """Log in; `login_type` is `client` or `admin`. Raises `AuthenticationError`."""
+        result = await self._transport.login(username, password, login_type)
+        return AsyncSession(self._transport, result.session_token, result.user, result.kam_context)
+
+    async def session(self, token: str) -> AsyncSession:
+        """A view for an existing session token. Raises `AuthenticationError`."""
+        me = await self._transport.call("auth.me", token)
+        return AsyncSession(self._transport, token, me["user"], me["kamContext"])

@@ -1,0 +1,63 @@
+"""`FactoryConfig`: everything an embedded factory is built from, in one value."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+
+import attrs
+
+from ._clock import Clock, IdFactory, RandomIds, SystemClock
+from .auth import PasswordHasher
+from .orchestrator import RetryPolicy, StoragePrices
+from .storage import StorageConfig
+from .workers.base import Worker
+
+__all__ = ["DEFAULT_HOME", "FactoryConfig"]
+
+DEFAULT_HOME = Path(".aifactory")
+
+
+@attrs.frozen
+class FactoryConfig:
+    """How to build an embedded factory.
+
+    `home` is the data folder (SQLite state in `state.sqlite3`, blobs under `blobs/`); `None`
+    keeps everything in memory (a fresh `:memory:` database and `memory://` storage), for
+    tests and throwaway notebooks. `workers=None` means the built-in workers.
+    """
+
+    home: Path | None = DEFAULT_HOME
+    storage: StorageConfig | None = None
+    clock: Clock = attrs.field(factory=SystemClock)
+    ids: IdFactory = attrs.field(factory=RandomIds)
+    password_hasher: PasswordHasher = attrs.field(factory=PasswordHasher)
+    session_lifetime: timedelta = timedelta(hours=24)
+    retry: RetryPolicy = RetryPolicy()
+    prices: StoragePrices = StoragePrices()
+    max_workers: int = 4
+    workers: Sequence[Worker] | None = None
+
+    @classmethod
+    def from_environment(cls, home: str | Path | None = None) -> FactoryConfig:
+        """A config whose home is `home`, else `$AIFACTORY_HOME`, else `./.aifactory`.
+
+        Only the CLI reads the environment; library code receives a config.
+        """
+        chosen = home if home is not None else os.environ.get("AIFACTORY_HOME", DEFAULT_HOME)
+        return cls(home=Path(chosen))
+
+    @property
+    def database(self) -> str:
+        """Where the state database lives."""
+        return ":memory:" if self.home is None else str(self.home / "state.sqlite3")
+
+    def storage_config(self) -> StorageConfig:
+        """Where blobs live: the given storage, else `home/blobs`, else fresh memory."""
+        if self.storage is not None:
+            return self.storage
+        if self.home is None:
+            return StorageConfig.memory()
+        return StorageConfig.local(self.home / "blobs")

@@ -1,0 +1,274 @@
+"""Accounts: first-run admin, login and sessions, client organisations and users."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import attrs
+
+from .._clock import Clock, IdFactory
+from .._exceptions import (
+    AuthenticationError,
+    BadInputError,
+    ConflictError,
+    NotFoundError,
+    PermissionDeniedError,
+    QuotaExceededError,
+    SessionExpiredError,
+)
+from ..api.operations import OPERATIONS
+from ..auth import PasswordHasher, generate_password, hash_token, new_session_token
+from ..models import Client, Principal, Role, Session, Tier, User
+from ..state.sqlite import SQLiteStore
+from .audit import AuditLog
+
+__all__ = ["AccountService", "LoginResult"]
+
+_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}")
+SESSION_LIFETIME = timedelta(hours=24)
+
+
+@attrs.frozen
+class LoginResult:
+    """A successful login: the session token (shown once), the user and its context."""
+
+    session_token: str
+    user: User
+    expires_at: Any
+    kam_context: dict[str, Any]
+
+
+def _email(value: str) -> str:
+    if not isinstance(value, str) or not _EMAIL.fullmatch(value.strip()):
+        raise BadInputError("not an email address", details={"field": "email"})
+    return value.strip().lower()
+
+
+def _money(value: Decimal | float | int | str, field: str) -> Decimal:
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise BadInputError(f"{field} is not a number", details={"field": field}) from None
+    if not amount.is_finite() or amount < 0:
+        raise BadInputError(f"{field} must be a non-negative amount", details={"field": field})
+    return amount
+
+
+class AccountService:
+    """Clients, users and sessions. Every method taking a `Principal` checks what it may do."""
+
+    def __init__(
+        self,
+        store: SQLiteStore,
+        audit: AuditLog,
+        clock: Clock,
+        ids: IdFactory,
+        hasher: PasswordHasher,
+        session_lifetime: timedelta = SESSION_LIFETIME,
+    ) -> None:
+        self.store = store
+        self.audit = audit
+        self.clock = clock
+        self.ids = ids
+        self.hasher = hasher
+        self.session_lifetime = session_lifetime
+
+    # -- first run, login, sessions ---------------------------------------------------------
+
+    def bootstrap_admin(self, email: str, password: str | None = None) -> str:
+        """Create the first admin; returns its password (generated when not given).
+
+        Raises `ConflictError` once an admin exists, `BadInputError` for a bad email or a
+        password shorter than 12 characters.
+        """
+        address = _email(email)
+        secret = password if password is not None else generate_password()
+        password_hash = self.hasher.hash(secret)
+        with self.store.transaction():
+            if self.store.count_admins():
+                raise ConflictError("an admin already exists; log in as that admin instead")
+            user = User(self.ids.new("usr"), address, Role.ADMIN, None, self.clock.now())
+            self.store.add_user(user, password_hash)
+            self.audit.record("system", "admin.bootstrap", f"user:{user.id}", email=address)
+        return secret
+
+    def login(self, username: str, password: str, login_type: str = "client") -> LoginResult:
+        """Check credentials and open a 24-hour session.
+
+        `login_type` is `client` (client users) or `admin` (admins and account managers).
+        Raises `AuthenticationError` with the same message for every kind of failure.
+        """
+        if login_type not in ("client", "admin"):
+            raise BadInputError("loginType is 'client' or 'admin'", details={"field": "loginType"})
+        found = self.store.find_user(str(username).strip().lower())
+        if found is None:
+            self.hasher.burn(password)
+            return self._refuse(username, "unknown user")
+        user, stored_hash = found
+        if not self.hasher.verify(stored_hash, password):
+            return self._refuse(username, "wrong password", user)
+        if not user.active:
+            return self._refuse(username, "user disabled", user)
+        if (login_type == "admin") != user.role.is_staff:
+            return self._refuse(username, f"not a {login_type} account", user)
+        if self.hasher.needs_rehash(stored_hash):
+            self.store.set_password_hash(user.id, self.hasher.hash(password))
+        token = new_session_token()
+        now = self.clock.now()
+        session = Session(hash_token(token), user.id, now, now + self.session_lifetime)
+        self.store.add_session(session)
+        self.audit.record(f"user:{user.id}", "auth.login", f"user:{user.id}", login_type=login_type)
+        return LoginResult(token, user, session.expires_at, self.context(user))
+
+    def _refuse(self, username: str, reason: str, user: User | None = None) -> LoginResult:
+        actor = f"user:{user.id}" if user else "anonymous"
+        self.audit.record(
+            actor, "auth.login", f"email:{str(username)[:200]}", "denied", reason=reason
+        )
+        raise AuthenticationError("invalid username or password")
+
+    def authenticate(self, token: str | None) -> Principal:
+        """The principal behind a session token.
+
+        Raises `AuthenticationError` for a missing, unknown or revoked token and
+        `SessionExpiredError` for an expired one.
+        """
+        if not token:
+            raise AuthenticationError("a session token is required")
+        session = self.store.get_session(hash_token(token))
+        if session is None or session.revoked_at is not None:
+            raise AuthenticationError("invalid or revoked session")
+        if self.clock.now() >= session.expires_at:
+            raise SessionExpiredError("the session has expired; log in again")
+        user = self.store.get_user(session.user_id)
+        if not user.active:
+            raise AuthenticationError("invalid or revoked session")
+        return Principal(user)
+
+    def logout(self, principal: Principal, token: str) -> None:
+        """Revoke the session `token` (idempotent)."""
+        self.store.revoke_session(hash_token(token), self.clock.now())
+        self.audit.record(principal.actor, "auth.logout", principal.actor)
+
+    def context(self, user: User) -> dict[str, Any]:
+        """What the user may do and for which client (the login reply's `kamContext`)."""
+        ctx: dict[str, Any] = {
+            "role": user.role.value,
+            "client_id": user.client_id,
+            "permissions": [op.name for op in OPERATIONS if op.allows(user.role)],
+        }
+        if user.client_id is not None:
+            client = self.store.get_client(user.client_id)
+            ctx |= {"client_name": client.name, "tier": client.tier.value}
+        return ctx
+
+    # -- clients and users ----------------------------------------------------------------
+
+    def create_client(
+        self,
+        principal: Principal,
+        name: str,
+        tier: Tier | str,
+        monthly_budget_usd: Decimal | float | int | str,
+    ) -> Client:
+        """Create a client organisation. Raises `BadInputError`, `ConflictError` (name taken)."""
+        clean = str(name).strip()
+        if not 1 <= len(clean) <= 200:
+            raise BadInputError("client names are 1-200 characters", details={"field": "name"})
+        try:
+            level = Tier(tier)
+        except ValueError:
+            raise BadInputError(
+                f"unknown tier {tier!r}", details={"field": "tier", "tiers": [t.value for t in Tier]}
+            ) from None
+        now = self.clock.now()
+        client = Client(
+            self.ids.new("cli"),
+            clean,
+            level,
+            _money(monthly_budget_usd, "monthly_budget_usd"),
+            Decimal(0),
+            now.strftime("%Y-%m"),
+            now,
+        )
+        with self.store.transaction():
+            self.store.add_client(client)
+            self.audit.record(
+                principal.actor,
+                "client.create",
+                f"client:{client.id}",
+                name=clean,
+                tier=level.value,
+                monthly_budget_usd=str(client.monthly_budget_usd),
+            )
+        return client
+
+    def get_client(self, principal: Principal, client_id: str) -> Client:
+        """One client; client users may see only their own. Raises `NotFoundError`."""
+        if not principal.role.is_staff and principal.client_id != client_id:
+            raise NotFoundError(f"no client {client_id!r}", details={"id": client_id})
+        return self.store.get_client(client_id)
+
+    def list_clients(self, principal: Principal) -> list[Client]:
+        """Every client organisation."""
+        return self.store.list_clients()
+
+    def create_user(
+        self,
+        principal: Principal,
+        email: str,
+        password: str,
+        role: Role | str = Role.CLIENT,
+        client_id: str | None = None,
+        display_name: str = "",
+    ) -> User:
+        """Create a user. Client users need a `client_id`; staff users must not have one.
+
+        Only admins create staff users. Raises `BadInputError`, `PermissionDeniedError`,
+        `NotFoundError` (no such client), `QuotaExceededError` (the tier's user limit),
+        `ConflictError` (email taken).
+        """
+        try:
+            user_role = Role(role)
+        except ValueError:
+            raise BadInputError(f"unknown role {role!r}", details={"field": "role"}) from None
+        if user_role.is_staff and principal.role is not Role.ADMIN:
+            raise PermissionDeniedError("only admins create admin or account manager users")
+        if user_role.is_staff == (client_id is not None):
+            raise BadInputError(
+                "client users need a client_id; admins and account managers have none",
+                details={"field": "client_id"},
+            )
+        password_hash = self.hasher.hash(password)
+        user = User(
+            self.ids.new("usr"),
+            _email(email),
+            user_role,
+            client_id,
+            self.clock.now(),
+            str(display_name)[:200],
+        )
+        with self.store.transaction():
+            if client_id is not None:
+                limit = self.store.get_client(client_id).limits.max_users
+                if limit is not None and len(self.store.list_users(client_id)) >= limit:
+                    raise QuotaExceededError(
+                        f"the client's tier allows {limit} users", details={"max_users": limit}
+                    )
+            self.store.add_user(user, password_hash)
+            self.audit.record(
+                principal.actor,
+                "user.create",
+                f"user:{user.id}",
+                email=user.email,
+                role=user_role.value,
+                client_id=client_id,
+            )
+        return user
+
+    def list_users(self, principal: Principal, client_id: str | None = None) -> list[User]:
+        """Users, optionally of one client."""
+        return self.store.list_users(client_id)

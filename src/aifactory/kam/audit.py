@@ -1,0 +1,42 @@
+"""The audit log writer: who did what, when, with secrets stripped before anything is stored."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .._clock import Clock
+from ..models import AuditEvent
+from ..state.sqlite import SQLiteStore
+
+__all__ = ["AuditLog", "redact"]
+
+_SECRET = re.compile(r"pass(word)?|token|secret|key|authorization|cookie|hash", re.IGNORECASE)
+REDACTED = "[redacted]"
+
+
+def redact(value: Any) -> Any:
+    """`value` with every field whose name suggests a secret replaced by `[redacted]`."""
+    if isinstance(value, dict):
+        return {
+            k: REDACTED if _SECRET.search(str(k)) else redact(v) for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact(v) for v in value]
+    return value
+
+
+class AuditLog:
+    """Appends events to the store's append-only audit table."""
+
+    def __init__(self, store: SQLiteStore, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    def record(
+        self, actor: str, action: str, target: str, outcome: str = "ok", **details: Any
+    ) -> AuditEvent:
+        """Append one event; `details` are redacted first."""
+        return self._store.append_audit(
+            self._clock.now(), actor, action, target, outcome, redact(details)
+        )

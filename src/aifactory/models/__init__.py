@@ -1,0 +1,40 @@
+"""The domain's values: attrs classes and enums, no I/O."""
+
+from .accounts import TIER_LIMITS, Client, Principal, Session, TierLimits, User
+from .audit import AuditEvent
+from .enums import ExecutionStatus, RequestStatus, Role, StageStatus, StorageScheme, Tier, Urgency
+from .execution import Checkpoint, Cost, Execution, ExecutionEvent, StageRun, Usage
+from .storage_ref import StorageRef, check_key, check_namespace
+from .work import Deliverable, Notification, ParameterSpec, Request, StageSpec, Template
+
+__all__ = [
+    "TIER_LIMITS",
+    "AuditEvent",
+    "Checkpoint",
+    "Client",
+    "Cost",
+    "Deliverable",
+    "Execution",
+    "ExecutionEvent",
+    "ExecutionStatus",
+    "Notification",
+    "ParameterSpec",
+    "Principal",
+    "Request",
+    "RequestStatus",
+    "Role",
+    "Session",
+    "StageRun",
+    "StageSpec",
+    "StageStatus",
+    "StorageRef",
+    "StorageScheme",
+    "Template",
+    "Tier",
+    "TierLimits",
+    "Urgency",
+    "Usage",
+    "User",
+    "check_key",
+    "check_namespace",
+]

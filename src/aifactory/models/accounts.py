@@ -1,0 +1,107 @@
+"""Clients, users and sessions, and the limits of each tier."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+import attrs
+
+from .enums import Role, Tier
+
+__all__ = ["TIER_LIMITS", "Client", "Principal", "Session", "TierLimits", "User"]
+
+
+@attrs.frozen
+class TierLimits:
+    """What a tier allows; `None` means unlimited."""
+
+    monthly_requests: int | None
+    max_users: int | None
+    rate_limit_per_minute: int
+    concurrent_executions: int | None
+
+
+TIER_LIMITS: dict[Tier, TierLimits] = {
+    Tier.BASIC: TierLimits(100, 2, 10, 1),
+    Tier.STANDARD: TierLimits(500, 5, 30, 3),
+    Tier.PREMIUM: TierLimits(2000, 20, 60, 10),
+    Tier.ENTERPRISE: TierLimits(None, None, 120, None),
+}
+
+
+@attrs.frozen
+class Client:
+    """A client organisation: its tier and monthly budget (USD).
+
+    `used_this_month_usd` is what executions have been charged since `month` began
+    (`YYYY-MM`); a new month starts from zero.
+    """
+
+    id: str
+    name: str
+    tier: Tier
+    monthly_budget_usd: Decimal
+    used_this_month_usd: Decimal
+    month: str
+    created_at: datetime
+    active: bool = True
+
+    @property
+    def remaining_budget_usd(self) -> Decimal:
+        """Budget left this month (never negative)."""
+        return max(Decimal(0), self.monthly_budget_usd - self.used_this_month_usd)
+
+    @property
+    def limits(self) -> TierLimits:
+        """The limits of this client's tier."""
+        return TIER_LIMITS[self.tier]
+
+
+@attrs.frozen
+class User:
+    """A person who logs in. Client users belong to exactly one client; staff to none.
+
+    The password hash is never part of this value; only the state store sees it.
+    """
+
+    id: str
+    email: str
+    role: Role
+    client_id: str | None
+    created_at: datetime
+    display_name: str = ""
+    active: bool = True
+
+
+@attrs.frozen
+class Session:
+    """A login session. Only the sha256 of its token is ever stored."""
+
+    token_hash: str
+    user_id: str
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None = None
+
+
+@attrs.frozen
+class Principal:
+    """Who is calling: the authenticated user behind a session (or key)."""
+
+    user: User
+
+    @property
+    def role(self) -> Role:
+        """The caller's role."""
+        return self.user.role
+
+    @property
+    def client_id(self) -> str | None:
+        """The caller's client organisation, for client users."""
+        return self.user.client_id
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names the caller."""
+        return f"user:{self.user.id}"

@@ -1,0 +1,141 @@
+"""Executions, stage runs, checkpoints, usage and cost."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from .enums import ExecutionStatus, StageStatus
+from .storage_ref import StorageRef
+from .work import Template
+
+__all__ = ["Checkpoint", "Cost", "Execution", "ExecutionEvent", "StageRun", "Usage"]
+
+
+@attrs.frozen
+class Usage:
+    """Measured consumption of one stage (or a sum of stages)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    bytes_stored: int = 0
+    compute_ms: int = 0
+
+    @property
+    def tokens(self) -> int:
+        """Prompt plus completion tokens."""
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.bytes_stored + other.bytes_stored,
+            self.compute_ms + other.compute_ms,
+        )
+
+
+@attrs.frozen
+class Cost:
+    """Cost in USD, split by what it paid for."""
+
+    llm_usd: Decimal = Decimal(0)
+    storage_usd: Decimal = Decimal(0)
+    compute_usd: Decimal = Decimal(0)
+
+    @property
+    def total_usd(self) -> Decimal:
+        """Everything together."""
+        return self.llm_usd + self.storage_usd + self.compute_usd
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(
+            self.llm_usd + other.llm_usd,
+            self.storage_usd + other.storage_usd,
+            self.compute_usd + other.compute_usd,
+        )
+
+
+@attrs.frozen
+class Execution:
+    """One run of a pipeline template for a request.
+
+    `template` is a snapshot taken when the execution was created, so later catalogue changes
+    never alter a running or resumed execution. `context` holds what stages may bind to besides
+    parameters and earlier outputs (the request's title and description, as `request.*`).
+    """
+
+    id: str
+    request_id: str | None
+    client_id: str | None
+    template: Template
+    parameters: dict[str, Any]
+    status: ExecutionStatus
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    usage: Usage = Usage()
+    cost: Cost = Cost()
+    stages_total: int = 0
+    stages_done: int = 0
+    context: dict[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def progress(self) -> float:
+        """Share of stages finished, 0.0-1.0."""
+        return self.stages_done / self.stages_total if self.stages_total else 0.0
+
+
+@attrs.frozen
+class StageRun:
+    """The record of one stage of an execution: its current attempt and outcome."""
+
+    execution_id: str
+    stage_id: str
+    worker: str
+    status: StageStatus
+    attempt: int = 0
+    handshake_id: str | None = None
+    input_ref: StorageRef | None = None
+    output_ref: StorageRef | None = None
+    summary: dict[str, Any] = attrs.field(factory=dict)
+    usage: Usage = Usage()
+    cost: Cost = Cost()
+    error: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@attrs.frozen
+class Checkpoint:
+    """What an execution has committed so far: the version and each finished stage's output.
+
+    Written in the same transaction as the acknowledged stage, so resume never sees a stage
+    acknowledged without its checkpoint or the other way round.
+    """
+
+    execution_id: str
+    version: int
+    completed: dict[str, StorageRef]
+    created_at: datetime
+
+
+@attrs.frozen
+class ExecutionEvent:
+    """Something that happened in an execution, in order (`seq` counts from 1 per execution).
+
+    Kinds: `execution.started`, `stage.started`, `stage.succeeded`, `stage.failed`,
+    `stage.retrying`, `stage.skipped`, `execution.completed`, `execution.failed`, ...
+    """
+
+    execution_id: str
+    seq: int
+    at: datetime
+    kind: str
+    stage_id: str | None = None
+    data: dict[str, Any] = attrs.field(factory=dict)

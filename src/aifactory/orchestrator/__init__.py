@@ -1,0 +1,17 @@
+"""The orchestrator: pure planning, and an async runner that carries it out durably."""
+
+from .costing import StoragePrices
+from .registry import WorkerRegistry
+from .retry import RetryPolicy
+from .runner import Orchestrator
+from .sink import Artifact, ExecutionReport, ExecutionSink
+
+__all__ = [
+    "Artifact",
+    "ExecutionReport",
+    "ExecutionSink",
+    "Orchestrator",
+    "RetryPolicy",
+    "StoragePrices",
+    "WorkerRegistry",
+]

@@ -1,0 +1,236 @@
+"""Planning: pure decisions about a pipeline, no I/O.
+
+Which stages a template has and in what order they may run, which are ready now, how a
+stage's parameters merge, what its inputs bind to, whether its condition holds, and what a
+stage's idempotency key is. The runner carries these decisions out.
+
+Input mapping syntax (`StageSpec.input_mapping` values): one or more sources separated by
+`|`, the first available one wins:
+- `params.NAME` — a merged request parameter (skipped if missing or null);
+- `request.FIELD` — a field of the execution context's request (title, description, ...);
+- `STAGE.output` or `STAGE.output.PATH` — (part of) an earlier stage's output, by reference.
+
+Condition syntax (`StageSpec.condition`): `params.NAME`, `not params.NAME`,
+`params.NAME == LITERAL` or `params.NAME != LITERAL`, where LITERAL is JSON (`true`, `3`,
+`"text"`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from .._exceptions import BadInputError
+from ..models.enums import StageStatus
+from ..models.storage_ref import StorageRef
+from ..models.work import StageSpec, Template
+from ..protocol.messages import Binding
+
+__all__ = [
+    "bind_inputs",
+    "blocked_stages",
+    "evaluate_condition",
+    "idempotency_key",
+    "merge_parameters",
+    "ready_stages",
+    "stage_dependencies",
+    "topological_order",
+    "validate_template",
+]
+
+_MISSING = object()
+
+
+def _sources(expression: str) -> list[str]:
+    return [part.strip() for part in expression.split("|") if part.strip()]
+
+
+def stage_dependencies(stage: StageSpec, stage_ids: frozenset[str] | set[str]) -> set[str]:
+    """The stages `stage` waits for: its `depends_on` plus every stage its inputs read."""
+    deps = set(stage.depends_on)
+    for expression in stage.input_mapping.values():
+        for source in _sources(expression):
+            head = source.split(".", 1)[0]
+            if head in stage_ids:
+                deps.add(head)
+    return deps
+
+
+def validate_template(template: Template) -> None:
+    """Check that a template's stages form a valid DAG with resolvable inputs.
+
+    Raises `BadInputError` for duplicate or unknown stage ids, self-dependencies, cycles,
+    malformed input sources or conditions.
+    """
+    ids = [s.id for s in template.stages]
+    if not ids:
+        raise BadInputError(f"template {template.name} has no stages")
+    if len(set(ids)) != len(ids):
+        raise BadInputError(f"template {template.name} repeats a stage id", details={"stages": ids})
+    known = set(ids)
+    for stage in template.stages:
+        for dep in stage.depends_on:
+            if dep not in known or dep == stage.id:
+                raise BadInputError(
+                    f"stage {stage.id} depends on unknown stage {dep!r}",
+                    details={"stage": stage.id, "depends_on": dep},
+                )
+        for name, expression in stage.input_mapping.items():
+            sources = _sources(expression)
+            if not sources:
+                raise BadInputError(f"stage {stage.id} input {name!r} has no source")
+            for source in sources:
+                head, _, rest = source.partition(".")
+                valid = (head in ("params", "request") and rest) or (
+                    head in known
+                    and head != stage.id
+                    and (rest == "output" or rest.startswith("output."))
+                )
+                if not valid:
+                    raise BadInputError(
+                        f"stage {stage.id} input {name!r} has an invalid source {source!r}",
+                        details={"stage": stage.id, "input": name, "source": source},
+                    )
+        if stage.condition is not None:
+            _parse_condition(stage.condition)
+    topological_order(template)
+
+
+def topological_order(template: Template) -> list[StageSpec]:
+    """The stages in an order that respects every dependency (template order breaks ties).
+
+    Raises `BadInputError` if the dependencies form a cycle.
+    """
+    ids = {s.id for s in template.stages}
+    deps = {s.id: stage_dependencies(s, ids) for s in template.stages}
+    done: set[str] = set()
+    order: list[StageSpec] = []
+    while len(order) < len(template.stages):
+        ready = [s for s in template.stages if s.id not in done and deps[s.id] <= done]
+        if not ready:
+            cycle = sorted(ids - done)
+            raise BadInputError(
+                f"template {template.name} has a dependency cycle among {cycle}",
+                details={"stages": cycle},
+            )
+        order.append(ready[0])
+        done.add(ready[0].id)
+    return order
+
+
+def ready_stages(template: Template, statuses: Mapping[str, StageStatus]) -> list[StageSpec]:
+    """Pending stages whose dependencies all succeeded, in template order."""
+    ids = {s.id for s in template.stages}
+    return [
+        s
+        for s in template.stages
+        if statuses.get(s.id, StageStatus.PENDING) is StageStatus.PENDING
+        and all(statuses.get(d) is StageStatus.SUCCEEDED for d in stage_dependencies(s, ids))
+    ]
+
+
+def blocked_stages(template: Template, statuses: Mapping[str, StageStatus]) -> list[StageSpec]:
+    """Pending stages that can never run: a dependency failed or was skipped."""
+    ids = {s.id for s in template.stages}
+    dead = (StageStatus.FAILED, StageStatus.SKIPPED)
+    return [
+        s
+        for s in template.stages
+        if statuses.get(s.id, StageStatus.PENDING) is StageStatus.PENDING
+        and any(statuses.get(d) in dead for d in stage_dependencies(s, ids))
+    ]
+
+
+def merge_parameters(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge parameter layers, later ones winning (worker defaults < request < stage overrides).
+
+    A `None` value in a later layer does not erase an earlier value.
+    """
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged.update({k: v for k, v in layer.items() if v is not None})
+    return merged
+
+
+def bind_inputs(
+    stage: StageSpec,
+    outputs: Mapping[str, StorageRef],
+    parameters: Mapping[str, Any],
+    context: Mapping[str, Any],
+) -> dict[str, Binding]:
+    """Resolve a stage's input mapping into bindings (literal values or output references).
+
+    Inputs with no available source are left out; the worker decides whether it needs them.
+    """
+    bindings: dict[str, Binding] = {}
+    for name, expression in stage.input_mapping.items():
+        for source in _sources(expression):
+            head, _, rest = source.partition(".")
+            if head == "params":
+                value = parameters.get(rest)
+            elif head == "request":
+                value = _lookup(context.get("request", {}), rest)
+            else:
+                ref = outputs.get(head)
+                if ref is None:
+                    continue
+                bindings[name] = Binding(ref=ref, path=rest.removeprefix("output").lstrip("."))
+                break
+            if value is not None and value is not _MISSING:
+                bindings[name] = Binding(value=value)
+                break
+    return bindings
+
+
+def _lookup(document: Any, path: str) -> Any:
+    for step in path.split("."):
+        if not isinstance(document, Mapping) or step not in document:
+            return _MISSING
+        document = document[step]
+    return document
+
+
+def _parse_condition(condition: str) -> tuple[bool, str, str | None, Any]:
+    """(negate, param name, operator or None, literal)."""
+    text = condition.strip()
+    negate = text.startswith("not ")
+    if negate:
+        text = text[4:].strip()
+    op = next((o for o in ("==", "!=") if o in text), None)
+    left, literal_text = (text.split(op, 1) if op else (text, ""))
+    left = left.strip()
+    if not left.startswith("params.") or len(left) <= len("params."):
+        raise BadInputError(f"condition must test params.NAME: {condition!r}")
+    literal: Any = None
+    if op:
+        try:
+            literal = json.loads(literal_text.strip())
+        except json.JSONDecodeError as exc:
+            raise BadInputError(f"condition literal is not JSON: {condition!r}") from exc
+    return negate, left.removeprefix("params."), op, literal
+
+
+def evaluate_condition(condition: str | None, parameters: Mapping[str, Any]) -> bool:
+    """Whether a stage with `condition` should run (no condition: always).
+
+    Raises `BadInputError` for a malformed condition.
+    """
+    if condition is None:
+        return True
+    negate, name, op, literal = _parse_condition(condition)
+    value = parameters.get(name)
+    if op == "==":
+        result = value == literal
+    elif op == "!=":
+        result = value != literal
+    else:
+        result = bool(value)
+    return not result if negate else result
+
+
+def idempotency_key(execution_id: str, stage_id: str, input_sha256: str) -> str:
+    """A key that is the same for every attempt of a stage with the same input."""
+    text = f"{execution_id}\x00{stage_id}\x00{input_sha256}"
+    return "idem_" + hashlib.sha256(text.encode()).hexdigest()[:32]

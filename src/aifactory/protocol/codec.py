@@ -1,0 +1,123 @@
+"""The JSON codec: one cattrs converter for every model and wire message.
+
+Datetimes travel as ISO 8601 strings, money (`Decimal`) as strings so no cent is lost to
+floating point, bytes as base64, and a `StorageRef` as `{"ref": "kv://ns/key", "size",
+"sha256", "media_type"}` (or `{"inline": "<base64>", ...}` for inline data).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar
+
+import cattrs
+from cattrs.preconf.json import make_converter
+
+from .._exceptions import BadInputError
+from ..models.enums import StorageScheme
+from ..models.storage_ref import StorageRef
+
+__all__ = ["converter", "dumps", "from_json", "loads", "structure", "to_json", "unstructure"]
+
+T = TypeVar("T")
+
+
+def _structure_decimal(value: Any, _: type) -> Decimal:
+    try:
+        result = Decimal(str(value))
+    except InvalidOperation as exc:
+        raise ValueError(f"not a decimal number: {value!r}") from exc
+    if not result.is_finite():
+        raise ValueError(f"not a finite number: {value!r}")
+    return result
+
+
+def _unstructure_ref(ref: StorageRef) -> dict[str, Any]:
+    body: dict[str, Any] = {"size": ref.size, "sha256": ref.sha256, "media_type": ref.media_type}
+    if ref.scheme is StorageScheme.INLINE:
+        assert ref.data is not None
+        body["inline"] = base64.b64encode(ref.data).decode("ascii")
+    else:
+        body["ref"] = ref.uri
+    return body
+
+
+def _structure_ref(value: Any, _: type) -> StorageRef:
+    if isinstance(value, str):
+        return StorageRef.parse(value)
+    if not isinstance(value, dict):
+        raise ValueError("a storage reference is an object or a kv:// / r2:// string")
+    media_type = str(value.get("media_type", "application/octet-stream"))
+    if "inline" in value:
+        try:
+            data = base64.b64decode(value["inline"], validate=True)
+        except (binascii.Error, TypeError) as exc:
+            raise ValueError("inline data is not valid base64") from exc
+        return StorageRef.inline(data, media_type)
+    ref = StorageRef.parse(value["ref"])
+    return StorageRef(
+        ref.scheme,
+        ref.namespace,
+        ref.key,
+        size=int(value.get("size", 0)),
+        sha256=str(value.get("sha256", "")),
+        media_type=media_type,
+    )
+
+
+def _make() -> cattrs.Converter:
+    conv = make_converter(forbid_extra_keys=False)
+    conv.register_unstructure_hook(Decimal, str)
+    conv.register_structure_hook(Decimal, _structure_decimal)
+    conv.register_unstructure_hook(datetime, lambda dt: dt.isoformat())
+    conv.register_structure_hook(datetime, lambda v, _: datetime.fromisoformat(v))
+    conv.register_unstructure_hook(StorageRef, _unstructure_ref)
+    conv.register_structure_hook(StorageRef, _structure_ref)
+    return conv
+
+
+converter = _make()
+
+
+def unstructure(value: Any) -> Any:
+    """`value` as plain JSON-compatible data."""
+    return converter.unstructure(value)
+
+
+def structure(data: Any, cls: type[T]) -> T:
+    """Build a `cls` from plain data. Raises `BadInputError` naming what is wrong."""
+    try:
+        return converter.structure(data, cls)
+    except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
+        notes = cattrs.transform_error(exc) if isinstance(exc, cattrs.BaseValidationError) else []
+        raise BadInputError(
+            f"invalid {getattr(cls, '__name__', 'value')}: {notes[0] if notes else exc}",
+            details={"errors": notes or [str(exc)]},
+        ) from exc
+
+
+def dumps(data: Any) -> bytes:
+    """Compact, key-sorted JSON bytes (stable, so equal values give equal bytes and digests)."""
+    return json.dumps(data, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+
+
+def loads(raw: bytes | str) -> Any:
+    """Parse JSON. Raises `BadInputError` on malformed input."""
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"malformed JSON: {exc}") from exc
+
+
+def to_json(value: Any) -> bytes:
+    """`value` (a model, message or plain data) as JSON bytes."""
+    return dumps(unstructure(value))
+
+
+def from_json(raw: bytes | str, cls: type[T]) -> T:
+    """Parse JSON bytes into a `cls`. Raises `BadInputError`."""
+    return structure(loads(raw), cls)

@@ -1,0 +1,153 @@
+"""The worker protocol's wire messages: handshake, process, acknowledge."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from ..models.execution import Cost, Usage
+from ..models.storage_ref import StorageRef
+
+__all__ = [
+    "Binding",
+    "AcknowledgeReply",
+    "AcknowledgeRequest",
+    "HandshakeReply",
+    "HandshakeRequest",
+    "ProcessReply",
+    "ProcessRequest",
+    "ResourceEstimate",
+    "StageInput",
+    "StageSummary",
+    "WorkerHealth",
+]
+
+
+@attrs.frozen
+class ResourceEstimate:
+    """What a worker expects a stage to need, given at handshake."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    duration_ms: int = 0
+    memory_mb: int = 64
+    cost_usd: Decimal = Decimal(0)
+
+
+@attrs.frozen
+class HandshakeRequest:
+    """May I give you this work? Sent before any processing.
+
+    `input_ref` points at the stage input document (parameters and bindings to earlier
+    outputs); `idempotency_key` is stable for the same execution, stage and input.
+    """
+
+    execution_id: str
+    stage_id: str
+    attempt: int
+    worker: str
+    action: str
+    input_ref: StorageRef
+    idempotency_key: str
+    requirements: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class HandshakeReply:
+    """The worker's answer: accepted with an estimate, or rejected with a reason."""
+
+    accepted: bool
+    handshake_id: str
+    worker: str
+    estimate: ResourceEstimate = ResourceEstimate()
+    reason: str | None = None
+    capabilities: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class ProcessRequest:
+    """Do the work you accepted."""
+
+    execution_id: str
+    stage_id: str
+    attempt: int
+    handshake_id: str
+    data_ref: StorageRef
+
+
+@attrs.frozen
+class StageSummary:
+    """What the worker reports about its output.
+
+    `method` names how the output was made (`"llm:<model>"` or a documented non-LLM method such
+    as `"non-llm:structure-template"`); `continue_pipeline=False` stops the pipeline cleanly.
+    """
+
+    method: str
+    usage: Usage = Usage()
+    cost: Cost = Cost()
+    quality_score: float | None = None
+    continue_pipeline: bool = True
+    notes: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class ProcessReply:
+    """The worker's output, by reference, and its summary."""
+
+    handshake_id: str
+    attempt: int
+    output_ref: StorageRef
+    summary: StageSummary
+
+
+@attrs.frozen
+class AcknowledgeRequest:
+    """I have your output; the stage is committed (or failed)."""
+
+    execution_id: str
+    stage_id: str
+    attempt: int
+    handshake_id: str
+    status: str
+    output_ref: StorageRef | None = None
+
+
+@attrs.frozen
+class AcknowledgeReply:
+    """The worker's confirmation; `duplicate` when this acknowledge was seen before."""
+
+    handshake_id: str
+    committed: bool
+    duplicate: bool = False
+
+
+@attrs.frozen
+class WorkerHealth:
+    """A worker's `/health`: whether it takes work and how many slots are free."""
+
+    worker: str
+    healthy: bool
+    slots_total: int
+    slots_free: int
+    capabilities: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class Binding:
+    """An input bound to an earlier stage's output (`ref` + dotted `path`) or a literal value."""
+
+    ref: StorageRef | None = None
+    path: str = ""
+    value: Any = None
+
+
+@attrs.frozen
+class StageInput:
+    """The document a stage's `input_ref` points at: action, parameters and input bindings."""
+
+    action: str
+    parameters: dict[str, Any]
+    bindings: dict[str, Binding]

@@ -1,0 +1,408 @@
+"""`SQLiteStore`: the state store on SQLite in WAL mode.
+
+One connection, guarded by a re-entrant lock, used from whichever thread calls it. Calls are
+short (indexed single-row reads and writes, microseconds each), so async callers use it
+directly rather than paying a thread hop per call. `transaction()` groups writes into one
+atomic commit; nested `transaction()` blocks join the outer one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .._exceptions import ConflictError, NotFoundError, StaleAttemptError, StorageError
+from ..models import (
+    AuditEvent,
+    Checkpoint,
+    Client,
+    Deliverable,
+    Execution,
+    ExecutionEvent,
+    ExecutionStatus,
+    Notification,
+    Request,
+    Role,
+    Session,
+    StageRun,
+    StageStatus,
+    User,
+)
+from ..protocol.codec import dumps
+from . import _tables as t
+
+__all__ = ["SCHEMA_VERSION", "SQLiteStore"]
+
+SCHEMA_VERSION = 1
+T = TypeVar("T")
+
+
+class SQLiteStore:
+    """The state store in one SQLite database (`":memory:"` for tests).
+
+    Raises `StorageError` when the database cannot be opened or written.
+    """
+
+    def __init__(self, path: str | Path = ":memory:") -> None:
+        self.path = str(path)
+        try:
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+            self._db.row_factory = sqlite3.Row
+            if self.path != ":memory:":
+                self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode keeps every commit atomic and durable against a process
+            # crash; only an OS crash may lose the last transactions.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(resources.files(__package__).joinpath("schema.sql").read_text())
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open state database {self.path}: {exc}") from exc
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._check_version()
+
+    def _check_version(self) -> None:
+        row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row is None:
+            self._db.execute(
+                "INSERT INTO meta(key, value) VALUES('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise StorageError(
+                f"state database {self.path} has schema {row[0]}, newer than this aifactory "
+                f"({SCHEMA_VERSION}); upgrade aifactory"
+            )
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
+
+    # -- transactions and generic row access ------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Run the block as one atomic transaction (joins an enclosing one)."""
+        with self._lock:
+            outer = self._depth == 0
+            if outer:
+                self._execute("BEGIN IMMEDIATE")
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                self._depth -= 1
+                if outer:
+                    self._db.execute("ROLLBACK")
+                raise
+            self._depth -= 1
+            if outer:
+                self._execute("COMMIT")
+
+    def _execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Cursor:
+        try:
+            with self._lock:
+                return self._db.execute(sql, params)
+        except sqlite3.IntegrityError as exc:
+            raise ConflictError(f"conflicts with stored state: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise StorageError(f"state database error: {exc}") from exc
+
+    def _insert(self, table: t.Table[T], obj: T, **extra: Any) -> None:
+        row = table.to_row(obj) | extra
+        cols = ", ".join(row)
+        marks = ", ".join(f":{c}" for c in row)
+        self._execute(f"INSERT INTO {table.name} ({cols}) VALUES ({marks})", row)  # noqa: S608
+
+    def _update(self, table: t.Table[T], obj: T, where: str = "", **params: Any) -> int:
+        row = table.to_row(obj)
+        sets = ", ".join(f"{c} = :{c}" for c in row if c not in table.key)
+        keys = " AND ".join(f"{c} = :{c}" for c in table.key)
+        sql = f"UPDATE {table.name} SET {sets} WHERE {keys}{where}"  # noqa: S608
+        return self._execute(sql, row | params).rowcount
+
+    def _one(self, table: t.Table[T], where: str, params: Sequence[Any]) -> T | None:
+        row = self._execute(f"SELECT * FROM {table.name} WHERE {where}", params).fetchone()  # noqa: S608
+        return None if row is None else table.from_row(row)
+
+    def _many(self, table: t.Table[T], where: str, params: Sequence[Any]) -> list[T]:
+        rows = self._execute(f"SELECT * FROM {table.name} WHERE {where}", params).fetchall()  # noqa: S608
+        return [table.from_row(row) for row in rows]
+
+    def _must(self, value: T | None, what: str, ident: str) -> T:
+        if value is None:
+            raise NotFoundError(f"no {what} {ident!r}", details={"id": ident})
+        return value
+
+    # -- clients, users, sessions ------------------------------------------------------------
+
+    def add_client(self, client: Client) -> None:
+        """Store a new client. Raises `ConflictError` if the name is taken."""
+        self._insert(t.CLIENTS, client)
+
+    def update_client(self, client: Client) -> None:
+        """Replace a stored client."""
+        self._update(t.CLIENTS, client)
+
+    def get_client(self, client_id: str) -> Client:
+        """The client `client_id`. Raises `NotFoundError`."""
+        return self._must(self._one(t.CLIENTS, "id = ?", (client_id,)), "client", client_id)
+
+    def list_clients(self) -> list[Client]:
+        """Every client, by name."""
+        return self._many(t.CLIENTS, "1 ORDER BY name", ())
+
+    def add_user(self, user: User, password_hash: str) -> None:
+        """Store a new user. Raises `ConflictError` if the email is taken."""
+        self._insert(t.USERS, user, password_hash=password_hash)
+
+    def get_user(self, user_id: str) -> User:
+        """The user `user_id`. Raises `NotFoundError`."""
+        return self._must(self._one(t.USERS, "id = ?", (user_id,)), "user", user_id)
+
+    def find_user(self, email: str) -> tuple[User, str] | None:
+        """The user with `email` (case-insensitive) and its password hash, or None."""
+        row = self._execute("SELECT * FROM users WHERE email = ?", (email,)).fetchone()
+        return None if row is None else (t.USERS.from_row(row), str(row["password_hash"]))
+
+    def set_password_hash(self, user_id: str, password_hash: str) -> None:
+        """Replace a user's password hash (after a re-hash with new cost parameters)."""
+        self._execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))
+
+    def list_users(self, client_id: str | None = None) -> list[User]:
+        """Users of one client, or all users."""
+        if client_id is None:
+            return self._many(t.USERS, "1 ORDER BY email", ())
+        return self._many(t.USERS, "client_id = ? ORDER BY email", (client_id,))
+
+    def count_admins(self) -> int:
+        """How many admin users exist."""
+        sql = "SELECT COUNT(*) FROM users WHERE role = ?"
+        return int(self._execute(sql, (Role.ADMIN.value,)).fetchone()[0])
+
+    def add_session(self, session: Session) -> None:
+        """Store a new session."""
+        self._insert(t.SESSIONS, session)
+
+    def get_session(self, token_hash: str) -> Session | None:
+        """The session stored under `token_hash`, or None."""
+        return self._one(t.SESSIONS, "token_hash = ?", (token_hash,))
+
+    def revoke_session(self, token_hash: str, at: datetime) -> None:
+        """Mark a session revoked (idempotent)."""
+        sql = "UPDATE sessions SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL"
+        self._execute(sql, (at.isoformat(), token_hash))
+
+    def delete_sessions_expired_before(self, at: datetime) -> int:
+        """Forget sessions that expired before `at`; returns how many."""
+        sql = "DELETE FROM sessions WHERE expires_at < ?"
+        return self._execute(sql, (at.isoformat(),)).rowcount
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def add_request(self, request: Request) -> None:
+        """Store a new request."""
+        self._insert(t.REQUESTS, request)
+
+    def update_request(self, request: Request, *, expect_status: str | None = None) -> None:
+        """Replace a stored request; with `expect_status`, only if it still has that status.
+
+        Raises `ConflictError` if the request changed status meanwhile.
+        """
+        if expect_status is None:
+            self._update(t.REQUESTS, request)
+        elif not self._update(t.REQUESTS, request, " AND status = :_expect", _expect=expect_status):
+            raise ConflictError(
+                f"request {request.id} is no longer {expect_status}", details={"id": request.id}
+            )
+
+    def get_request(self, request_id: str) -> Request:
+        """The request `request_id`. Raises `NotFoundError`."""
+        found = self._one(t.REQUESTS, "id = ?", (request_id,))
+        return self._must(found, "request", request_id)
+
+    def list_requests(self, client_id: str | None = None) -> list[Request]:
+        """Requests of one client, or all, newest first."""
+        if client_id is None:
+            return self._many(t.REQUESTS, "1 ORDER BY created_at DESC, id DESC", ())
+        where = "client_id = ? ORDER BY created_at DESC, id DESC"
+        return self._many(t.REQUESTS, where, (client_id,))
+
+    def count_requests_since(self, client_id: str, since: datetime) -> int:
+        """How many requests `client_id` made at or after `since`."""
+        sql = "SELECT COUNT(*) FROM requests WHERE client_id = ? AND created_at >= ?"
+        return int(self._execute(sql, (client_id, since.isoformat())).fetchone()[0])
+
+    # -- executions, stages, checkpoints, events ---------------------------------------------
+
+    def add_execution(self, execution: Execution, stages: Sequence[StageRun]) -> None:
+        """Store a new execution with its stage runs (all pending), atomically."""
+        with self.transaction():
+            self._insert(t.EXECUTIONS, execution)
+            for run in stages:
+                self._insert(t.STAGE_RUNS, run)
+
+    def update_execution(self, execution: Execution) -> None:
+        """Replace a stored execution."""
+        self._update(t.EXECUTIONS, execution)
+
+    def get_execution(self, execution_id: str) -> Execution:
+        """The execution `execution_id`. Raises `NotFoundError`."""
+        found = self._one(t.EXECUTIONS, "id = ?", (execution_id,))
+        return self._must(found, "execution", execution_id)
+
+    def list_executions(self, status: ExecutionStatus | None = None) -> list[Execution]:
+        """Executions, optionally only those with `status`, oldest first."""
+        if status is None:
+            return self._many(t.EXECUTIONS, "1 ORDER BY created_at, id", ())
+        return self._many(t.EXECUTIONS, "status = ? ORDER BY created_at, id", (status.value,))
+
+    def get_stage_runs(self, execution_id: str) -> list[StageRun]:
+        """The stage runs of an execution (in no particular order)."""
+        return self._many(t.STAGE_RUNS, "execution_id = ?", (execution_id,))
+
+    def start_stage(self, run: StageRun) -> None:
+        """Record a new attempt of a stage, fenced: the stored attempt must be older.
+
+        Raises `StaleAttemptError` if an equal or newer attempt was recorded meanwhile.
+        """
+        with self.transaction():
+            if not self._update(t.STAGE_RUNS, run, " AND attempt < :_attempt", _attempt=run.attempt):
+                raise StaleAttemptError(
+                    f"stage {run.stage_id} already has attempt {run.attempt} or newer",
+                    details={"stage_id": run.stage_id, "attempt": run.attempt},
+                )
+
+    def finish_stage(
+        self,
+        run: StageRun,
+        execution: Execution,
+        checkpoint: Checkpoint | None,
+        events: Sequence[ExecutionEvent] = (),
+    ) -> None:
+        """Commit a stage's outcome, the execution's totals, the checkpoint and events at once.
+
+        The stage row is fenced on its attempt: a stage whose stored attempt differs, or that
+        is no longer running, raises `StaleAttemptError` and nothing is written.
+        """
+        with self.transaction():
+            fenced = self._update(
+                t.STAGE_RUNS,
+                run,
+                " AND attempt = :_attempt AND status = :_running",
+                _attempt=run.attempt,
+                _running=StageStatus.RUNNING.value,
+            )
+            if not fenced:
+                raise StaleAttemptError(
+                    f"stage {run.stage_id} attempt {run.attempt} is not the running attempt",
+                    details={"stage_id": run.stage_id, "attempt": run.attempt},
+                )
+            self._update(t.EXECUTIONS, execution)
+            if checkpoint is not None:
+                self._insert(t.CHECKPOINTS, checkpoint)
+            for event in events:
+                self._insert(t.EVENTS, event)
+
+    def put_stage_run(self, run: StageRun) -> None:
+        """Replace a stage run without fencing (skips, resets on retry)."""
+        self._update(t.STAGE_RUNS, run)
+
+    def latest_checkpoint(self, execution_id: str) -> Checkpoint | None:
+        """The newest checkpoint of an execution, or None."""
+        where = "execution_id = ? ORDER BY version DESC LIMIT 1"
+        return self._one(t.CHECKPOINTS, where, (execution_id,))
+
+    def add_events(self, events: Sequence[ExecutionEvent]) -> None:
+        """Append events."""
+        with self.transaction():
+            for event in events:
+                self._insert(t.EVENTS, event)
+
+    def last_event_seq(self, execution_id: str) -> int:
+        """The highest event sequence number of an execution (0 if none)."""
+        sql = "SELECT COALESCE(MAX(seq), 0) FROM events WHERE execution_id = ?"
+        return int(self._execute(sql, (execution_id,)).fetchone()[0])
+
+    def list_events(self, execution_id: str, after: int = 0, limit: int = 1000) -> list[ExecutionEvent]:
+        """Events of an execution with `seq > after`, in order."""
+        where = "execution_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+        return self._many(t.EVENTS, where, (execution_id, after, limit))
+
+    # -- deliverables, notifications, charges, audit -------------------------------------------
+
+    def add_deliverable(self, deliverable: Deliverable) -> None:
+        """Store a deliverable record."""
+        self._insert(t.DELIVERABLES, deliverable)
+
+    def get_deliverable(self, deliverable_id: str) -> Deliverable:
+        """The deliverable `deliverable_id`. Raises `NotFoundError`."""
+        found = self._one(t.DELIVERABLES, "id = ?", (deliverable_id,))
+        return self._must(found, "deliverable", deliverable_id)
+
+    def list_deliverables(self, request_id: str) -> list[Deliverable]:
+        """Deliverables of a request, oldest first."""
+        return self._many(t.DELIVERABLES, "request_id = ? ORDER BY created_at, id", (request_id,))
+
+    def add_notification(self, notification: Notification) -> None:
+        """Store a notification."""
+        self._insert(t.NOTIFICATIONS, notification)
+
+    def list_notifications(self, user_id: str, unread_only: bool = False) -> list[Notification]:
+        """A user's notifications, newest first."""
+        read = " AND read_at IS NULL" if unread_only else ""
+        where = f"user_id = ?{read} ORDER BY created_at DESC, id DESC"
+        return self._many(t.NOTIFICATIONS, where, (user_id,))
+
+    def mark_notification_read(self, notification_id: str, user_id: str, at: datetime) -> bool:
+        """Mark one of `user_id`'s notifications read; False if it has no such notification."""
+        sql = "UPDATE notifications SET read_at = COALESCE(read_at, ?) WHERE id = ? AND user_id = ?"
+        return self._execute(sql, (at.isoformat(), notification_id, user_id)).rowcount == 1
+
+    def charge(self, client_id: str, execution_id: str, amount: Decimal, at: datetime) -> bool:
+        """Charge an execution's cost to its client's month, once; False if already charged.
+
+        A new calendar month (UTC) resets the client's usage before charging.
+        """
+        month = at.strftime("%Y-%m")
+        with self.transaction():
+            seen = "SELECT 1 FROM charges WHERE execution_id = ?"
+            if self._execute(seen, (execution_id,)).fetchone():
+                return False
+            client = self.get_client(client_id)
+            used = client.used_this_month_usd if client.month == month else Decimal(0)
+            self._execute(
+                "UPDATE clients SET used_this_month_usd = ?, month = ? WHERE id = ?",
+                (str(used + amount), month, client_id),
+            )
+            self._execute(
+                "INSERT INTO charges(execution_id, client_id, amount_usd, month, at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (execution_id, client_id, str(amount), month, at.isoformat()),
+            )
+            return True
+
+    def append_audit(
+        self, at: datetime, actor: str, action: str, target: str, outcome: str, details: dict[str, Any]
+    ) -> AuditEvent:
+        """Append to the audit log (which the database refuses to update or delete)."""
+        cur = self._execute(
+            "INSERT INTO audit(at, actor, action, target, outcome, details) VALUES (?,?,?,?,?,?)",
+            (at.isoformat(), actor, action, target, outcome, dumps(details).decode()),
+        )
+        return AuditEvent(int(cur.lastrowid or 0), at, actor, action, target, outcome, details)
+
+    def list_audit(self, *, action: str | None = None, limit: int = 100) -> list[AuditEvent]:
+        """Audit events, newest first, optionally of one action."""
+        if action is None:
+            return self._many(t.AUDIT, "1 ORDER BY id DESC LIMIT ?", (limit,))
+        return self._many(t.AUDIT, "action = ? ORDER BY id DESC LIMIT ?", (action, limit))

@@ -1,0 +1,75 @@
+"""Client → factory transports: how `AsyncFactory` reaches the services.
+
+A transport carries one operation of the `api` table at a time. The in-process transport
+authenticates the session, checks the table's permission and calls the service method; the
+HTTP transport (for remote deployments) sends the same operation over the wire.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from .._embedded import EmbeddedFactory
+from .._exceptions import ConflictError
+from ..api.operations import authorize, operation
+from ..kam.accounts import LoginResult
+
+__all__ = ["FactoryTransport", "InProcessFactoryTransport"]
+
+
+class FactoryTransport(Protocol):
+    """Carries operations from a client to a factory."""
+
+    async def login(self, username: str, password: str, login_type: str) -> LoginResult:
+        """Open a session."""
+        ...
+
+    async def call(self, name: str, token: str, /, **arguments: Any) -> Any:
+        """Carry out operation `name` for the session `token`."""
+        ...
+
+    async def changed(self, token: str, execution_id: str, timeout_s: float) -> None:
+        """Wait until an execution may have new events (or `timeout_s` passes)."""
+        ...
+
+    async def bootstrap_admin(self, email: str, password: str | None) -> str:
+        """Create the first admin (only where the caller owns the factory's data)."""
+        ...
+
+
+class InProcessFactoryTransport:
+    """Calls the services of an `EmbeddedFactory` directly."""
+
+    def __init__(self, factory: EmbeddedFactory) -> None:
+        self.factory = factory
+
+    async def login(self, username: str, password: str, login_type: str) -> LoginResult:
+        """Check credentials and open a session."""
+        operation("auth.login")
+        return self.factory.accounts.login(username, password, login_type)
+
+    async def call(self, name: str, token: str, /, **arguments: Any) -> Any:
+        """Authenticate `token`, check the operation's permission, and run it."""
+        principal = self.factory.accounts.authenticate(token)
+        authorize(name, principal.role)
+        if name == "auth.logout":
+            return self.factory.accounts.logout(principal, token)
+        return self.factory.handlers[name](principal, **arguments)
+
+    async def changed(self, token: str, execution_id: str, timeout_s: float) -> None:
+        """Wake when the execution has news. Raises `ConflictError` if nothing runs it."""
+        orchestrator = self.factory.orchestrator
+        if not orchestrator.is_running(execution_id):
+            execution = self.factory.store.get_execution(execution_id)
+            if not execution.status.is_final:
+                raise ConflictError(
+                    f"execution {execution_id} is {execution.status.value} but not running "
+                    "(its process stopped); resume it with executions.resume()",
+                    details={"status": execution.status.value},
+                )
+            return
+        await orchestrator.changed(execution_id, timeout_s)
+
+    async def bootstrap_admin(self, email: str, password: str | None) -> str:
+        """Create the first admin; owning the data folder is the authority to do so."""
+        return self.factory.accounts.bootstrap_admin(email, password)

@@ -1,0 +1,222 @@
+"""`WorkerHost`: one worker behind the handshake → process → acknowledge protocol.
+
+The host owns what the protocol needs and the worker should not care about: it resolves the
+stage input document and its bindings from storage, enforces the handshake state machine
+(nothing runs before acceptance, stale attempts are refused, a duplicate acknowledge returns
+the stored result), limits concurrent stages to the worker's slots, and stores the output by
+reference. The same host serves an in-process transport or an HTTP app.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from .._clock import Clock, IdFactory
+from .._exceptions import AIFactoryError, BadInputError, NotFoundError, StageFailedError
+from ..models.execution import Usage
+from ..models.storage_ref import StorageRef
+from ..protocol.codec import dumps, structure
+from ..protocol.handshake import HandshakeState, StageHandshake
+from ..protocol.messages import (
+    AcknowledgeReply,
+    AcknowledgeRequest,
+    HandshakeReply,
+    HandshakeRequest,
+    ProcessReply,
+    ProcessRequest,
+    StageInput,
+    StageSummary,
+    WorkerHealth,
+)
+from ..storage import BlobStore
+from .base import Worker, WorkerContext
+
+__all__ = ["ARTIFACT_NAMESPACE", "STAGE_NAMESPACE", "WorkerHost", "extract_path"]
+
+STAGE_NAMESPACE = "stages"
+ARTIFACT_NAMESPACE = "artifacts"
+_REMEMBERED = 10_000  # finished handshakes kept for duplicate acknowledges
+
+
+@attrs.frozen
+class _Accepted:
+    request: HandshakeRequest
+    inputs: dict[str, Any]
+    parameters: dict[str, Any]
+
+
+def extract_path(document: Any, path: str) -> Any:
+    """The value at dotted `path` in a JSON document (`""` is the whole document).
+
+    Raises `BadInputError` if a step of the path does not exist.
+    """
+    value = document
+    for step in path.split(".") if path else ():
+        if isinstance(value, Mapping) and step in value:
+            value = value[step]
+        elif isinstance(value, list) and step.isdigit() and int(step) < len(value):
+            value = value[int(step)]
+        else:
+            raise BadInputError(f"input path {path!r} does not exist", details={"path": path})
+    return value
+
+
+class WorkerHost:
+    """Serves one `Worker` through the protocol; storage is shared with the orchestrator."""
+
+    def __init__(self, worker: Worker, blobs: BlobStore, clock: Clock, ids: IdFactory) -> None:
+        self.worker = worker
+        self._blobs = blobs
+        self._clock = clock
+        self._ids = ids
+        self._busy = 0
+        # (execution, stage) -> protocol state; handshake id -> what was accepted.
+        self._stages: OrderedDict[tuple[str, str], StageHandshake] = OrderedDict()
+        self._accepted: OrderedDict[str, _Accepted] = OrderedDict()
+
+    @property
+    def name(self) -> str:
+        """The hosted worker's name."""
+        return self.worker.name
+
+    def health(self) -> WorkerHealth:
+        """Whether the worker takes work, and its free slots."""
+        slots = self.worker.info.slots
+        return WorkerHealth(
+            self.name, True, slots, max(0, slots - self._busy), self.worker.info.actions
+        )
+
+    def _load_json(self, ref: StorageRef) -> Any:
+        try:
+            return json.loads(self._blobs.get(ref))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BadInputError(f"{ref.uri or 'inline data'} is not JSON") from exc
+
+    def _resolve(self, request: HandshakeRequest) -> tuple[dict[str, Any], dict[str, Any]]:
+        doc = structure(self._load_json(request.input_ref), StageInput)
+        loaded: dict[str, Any] = {}
+        inputs: dict[str, Any] = {}
+        for name, binding in doc.bindings.items():
+            if binding.ref is None:
+                inputs[name] = binding.value
+                continue
+            key = binding.ref.uri if binding.ref.data is None else binding.ref.sha256
+            if key not in loaded:
+                loaded[key] = self._load_json(binding.ref)
+            inputs[name] = extract_path(loaded[key], binding.path)
+        return inputs, doc.parameters
+
+    def _remember(self, key: tuple[str, str], state: StageHandshake) -> None:
+        self._stages[key] = state
+        self._stages.move_to_end(key)
+        while len(self._stages) > _REMEMBERED:
+            self._stages.popitem(last=False)
+
+    async def handshake(self, request: HandshakeRequest) -> HandshakeReply:
+        """Accept or reject a stage attempt, with an estimate.
+
+        Rejects (without raising) when all slots are busy or the input is unsupported.
+        Raises `StaleAttemptError` for an attempt older than one already seen.
+        """
+        key = (request.execution_id, request.stage_id)
+        state = self._stages.get(key, StageHandshake()).offer(request.attempt)
+        handshake_id = self._ids.new("hs")
+        reply = HandshakeReply(False, handshake_id, self.name, capabilities=self.worker.info.actions)
+        if self._busy >= self.worker.info.slots:
+            self._remember(key, state.reject(request.attempt, "over capacity"))
+            return attrs.evolve(reply, reason="over capacity")
+        try:
+            inputs, params = self._resolve(request)
+            self.worker.check_input(request.action, inputs, params)
+            estimate = self.worker.estimate(request.action, inputs, params)
+        except BadInputError as exc:
+            self._remember(key, state.reject(request.attempt, exc.message))
+            return attrs.evolve(reply, reason=exc.message)
+        self._remember(key, state.accept(request.attempt))
+        self._accepted[handshake_id] = _Accepted(request, inputs, params)
+        while len(self._accepted) > _REMEMBERED:
+            self._accepted.popitem(last=False)
+        return attrs.evolve(reply, accepted=True, estimate=estimate)
+
+    async def process(self, request: ProcessRequest) -> ProcessReply:
+        """Run the accepted attempt and store its output by reference.
+
+        Raises `NotFoundError` for an unknown handshake, `StaleAttemptError`/`ConflictError`
+        out of protocol order, `BadInputError` for input the worker cannot use, and
+        `StageFailedError` for anything else that went wrong inside the worker.
+        """
+        accepted = self._accepted.get(request.handshake_id)
+        if accepted is None or accepted.request.attempt != request.attempt:
+            raise NotFoundError(f"no accepted handshake {request.handshake_id!r}")
+        hs = accepted.request
+        key = (hs.execution_id, hs.stage_id)
+        self._remember(key, self._stages.get(key, StageHandshake()).start(request.attempt))
+        self._busy += 1
+        stored = 0
+        started = time.perf_counter()
+
+        def write_artifact(data: bytes, name: str, media_type: str) -> StorageRef:
+            nonlocal stored
+            stored += len(data)
+            return self._blobs.put(
+                data,
+                namespace=ARTIFACT_NAMESPACE,
+                key=f"{hs.execution_id}/{hs.stage_id}/{name}",
+                media_type=media_type,
+            )
+
+        ctx = WorkerContext(
+            hs.execution_id, hs.stage_id, hs.attempt, hs.idempotency_key, self._clock, write_artifact
+        )
+        try:
+            result = await self.worker.process(hs.action, accepted.inputs, accepted.parameters, ctx)
+            body = dumps(result.output)
+            output_ref = self._blobs.put(
+                body,
+                namespace=STAGE_NAMESPACE,
+                key=f"{hs.execution_id}/{hs.stage_id}/output-{hs.attempt}.json",
+                media_type="application/json",
+            )
+        except AIFactoryError as exc:
+            self._fail(key, request.attempt, exc.message)
+            raise
+        except Exception as exc:
+            self._fail(key, request.attempt, repr(exc))
+            raise StageFailedError(
+                f"worker {self.name} failed: {exc!r}", details={"stage_id": hs.stage_id}
+            ) from exc
+        finally:
+            self._busy -= 1
+        stored += len(body) if output_ref.data is None else 0
+        elapsed_ms = int((time.perf_counter() - started) * 1000)
+        summary = _with_usage(result.summary, Usage(bytes_stored=stored, compute_ms=elapsed_ms))
+        self._remember(key, self._stages[key].finish(request.attempt, output_ref))
+        return ProcessReply(request.handshake_id, request.attempt, output_ref, summary)
+
+    def _fail(self, key: tuple[str, str], attempt: int, reason: str) -> None:
+        state = self._stages.get(key)
+        if state is not None and state.state is HandshakeState.PROCESSING:
+            self._remember(key, state.fail(attempt, reason))
+
+    async def acknowledge(self, request: AcknowledgeRequest) -> AcknowledgeReply:
+        """Close the attempt: commit on `completed` (idempotent), forget it otherwise."""
+        key = (request.execution_id, request.stage_id)
+        state = self._stages.get(key)
+        if state is None:
+            raise NotFoundError(f"no handshake for stage {request.stage_id!r}")
+        self._accepted.pop(request.handshake_id, None)
+        if request.status != "completed" or request.output_ref is None:
+            return AcknowledgeReply(request.handshake_id, committed=False)
+        new_state, duplicate = state.acknowledge(request.attempt, request.output_ref)
+        self._remember(key, new_state)
+        return AcknowledgeReply(request.handshake_id, committed=True, duplicate=duplicate)
+
+
+def _with_usage(summary: StageSummary, measured: Usage) -> StageSummary:
+    return attrs.evolve(summary, usage=summary.usage + measured)
