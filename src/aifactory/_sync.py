@@ -82,7 +82,9 @@ class Factory:
         self._stack = ExitStack()
         self._portal = self._stack.enter_context(start_blocking_portal(backend))
         try:
-            self._async = self._stack.enter_context(self._portal.wrap_async_context_manager(factory))
+            self._async = self._stack.enter_context(
+                self._portal.wrap_async_context_manager(factory)
+            )
         except BaseException:
             self._stack.close()
             raise

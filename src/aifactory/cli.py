@@ -63,13 +63,13 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
                 )
                 return 2
         admin = factory.login(DEMO_ADMIN, admin_password, login_type="admin")
-        client = admin.clients.create(
-            name=f"Acme{suffix}", tier="standard", monthly_budget_usd=50
-        )
+        client = admin.clients.create(name=f"Acme{suffix}", tier="standard", monthly_budget_usd=50)
         user_password = generate_password()
         email = f"ana{suffix}@acme.example"
         admin.users.create(email=email, password=user_password, role="client", client_id=client.id)
-        console.print(f"• client [bold]{client.name}[/] ({client.tier.value}, 50 USD/month), user {email}")
+        console.print(
+            f"• client [bold]{client.name}[/] ({client.tier.value}, 50 USD/month), user {email}"
+        )
         ana = factory.login(email, user_password)
         request = ana.requests.create(
             title=args.topic,
@@ -103,7 +103,9 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(report)
         unread = ana.notifications.list(unread_only=True)
-        console.print(f"• cost {final.cost.total_usd} USD · {len(unread)} notification(s) for {email}")
+        console.print(
+            f"• cost {final.cost.total_usd} USD · {len(unread)} notification(s) for {email}"
+        )
         console.print(f"Report ({len(report)} bytes) written to [bold]{out}[/]")
         print(out)
     return 0

@@ -67,15 +67,15 @@ class Clients(_Group):
         """Create a client organisation with a tier and a monthly budget in USD."""
         return await self._call(
             "clients.create", name=name, tier=tier, monthly_budget_usd=monthly_budget_usd
-        )  # type: ignore[no-any-return]
+        )
 
     async def list(self) -> list[Client]:
         """Every client organisation."""
-        return await self._call("clients.list")  # type: ignore[no-any-return]
+        return await self._call("clients.list")
 
     async def get(self, client_id: str) -> Client:
         """One client (client users: only their own)."""
-        return await self._call("clients.get", client_id=client_id)  # type: ignore[no-any-return]
+        return await self._call("clients.get", client_id=client_id)
 
 
 class Users(_Group):
@@ -90,7 +90,7 @@ class Users(_Group):
         display_name: str = "",
     ) -> User:
         """Create a user; client users belong to `client_id`."""
-        return await self._call(  # type: ignore[no-any-return]
+        return await self._call(
             "users.create",
             email=email,
             password=password,
@@ -101,7 +101,7 @@ class Users(_Group):
 
     async def list(self, client_id: str | None = None) -> list[User]:
         """Users, optionally of one client."""
-        return await self._call("users.list", client_id=client_id)  # type: ignore[no-any-return]
+        return await self._call("users.list", client_id=client_id)
 
 
 class Requests(_Group):
@@ -116,7 +116,7 @@ class Requests(_Group):
         client_id: str | None = None,
     ) -> Request:
         """Submit a request (staff name the `client_id` they submit for)."""
-        return await self._call(  # type: ignore[no-any-return]
+        return await self._call(
             "requests.create",
             title=title,
             description=description,
@@ -127,17 +127,17 @@ class Requests(_Group):
 
     async def list(self, client_id: str | None = None) -> list[Request]:
         """Requests, newest first (client users: their own)."""
-        return await self._call("requests.list", client_id=client_id)  # type: ignore[no-any-return]
+        return await self._call("requests.list", client_id=client_id)
 
     async def get(self, request_id: str) -> Request:
         """One request."""
-        return await self._call("requests.get", request_id=request_id)  # type: ignore[no-any-return]
+        return await self._call("requests.get", request_id=request_id)
 
     async def assign_template(
         self, request_id: str, template_name: str, parameters: dict[str, Any] | None = None
     ) -> Request:
         """Assign a pipeline template and its parameters (staff)."""
-        return await self._call(  # type: ignore[no-any-return]
+        return await self._call(
             "requests.assign_template",
             request_id=request_id,
             template_name=template_name,
@@ -146,7 +146,7 @@ class Requests(_Group):
 
     async def execute(self, request_id: str) -> Execution:
         """Start the request's pipeline in the background (staff)."""
-        return await self._call("requests.execute", request_id=request_id)  # type: ignore[no-any-return]
+        return await self._call("requests.execute", request_id=request_id)
 
 
 class Templates(_Group):
@@ -154,11 +154,11 @@ class Templates(_Group):
 
     async def list(self, tier: Tier | str | None = None) -> list[Template]:
         """Templates allowed for `tier` (client users: their own tier)."""
-        return await self._call("templates.list", tier=tier)  # type: ignore[no-any-return]
+        return await self._call("templates.list", tier=tier)
 
     async def get(self, name: str) -> Template:
         """One template."""
-        return await self._call("templates.get", name=name)  # type: ignore[no-any-return]
+        return await self._call("templates.get", name=name)
 
 
 class Executions(_Group):
@@ -166,11 +166,11 @@ class Executions(_Group):
 
     async def get(self, execution_id: str) -> Execution:
         """An execution's current record."""
-        return await self._call("executions.get", execution_id=execution_id)  # type: ignore[no-any-return]
+        return await self._call("executions.get", execution_id=execution_id)
 
     async def stages(self, execution_id: str) -> list[StageRun]:
         """Its stage runs, in template order."""
-        return await self._call("executions.stages", execution_id=execution_id)  # type: ignore[no-any-return]
+        return await self._call("executions.stages", execution_id=execution_id)
 
     async def events(self, execution_id: str, after: int = 0) -> AsyncIterator[ExecutionEvent]:
         """Follow its events from sequence number `after` until it has finished."""
@@ -205,7 +205,7 @@ class Executions(_Group):
 
     async def resume(self, execution_id: str) -> Execution:
         """Continue an interrupted execution from its last checkpoint (staff)."""
-        return await self._call("executions.resume", execution_id=execution_id)  # type: ignore[no-any-return]
+        return await self._call("executions.resume", execution_id=execution_id)
 
 
 class Deliverables(_Group):
@@ -213,15 +213,15 @@ class Deliverables(_Group):
 
     async def list(self, request_id: str) -> list[Deliverable]:
         """Deliverables of a request."""
-        return await self._call("deliverables.list", request_id=request_id)  # type: ignore[no-any-return]
+        return await self._call("deliverables.list", request_id=request_id)
 
     async def get(self, deliverable_id: str) -> Deliverable:
         """One deliverable's record."""
-        return await self._call("deliverables.get", deliverable_id=deliverable_id)  # type: ignore[no-any-return]
+        return await self._call("deliverables.get", deliverable_id=deliverable_id)
 
     async def download(self, deliverable_id: str) -> bytes:
         """Its bytes, verified against the stored sha256."""
-        return await self._call("deliverables.download", deliverable_id=deliverable_id)  # type: ignore[no-any-return]
+        return await self._call("deliverables.download", deliverable_id=deliverable_id)
 
 
 class Notifications(_Group):
@@ -229,7 +229,7 @@ class Notifications(_Group):
 
     async def list(self, unread_only: bool = False) -> list[Notification]:
         """Newest first."""
-        return await self._call("notifications.list", unread_only=unread_only)  # type: ignore[no-any-return]
+        return await self._call("notifications.list", unread_only=unread_only)
 
     async def mark_read(self, notification_id: str) -> None:
         """Mark one read."""
@@ -241,7 +241,7 @@ class Audit(_Group):
 
     async def list(self, action: str | None = None, limit: int = 100) -> list[AuditEvent]:
         """Newest first, optionally of one action."""
-        return await self._call("audit.list", action=action, limit=limit)  # type: ignore[no-any-return]
+        return await self._call("audit.list", action=action, limit=limit)
 
 
 class AsyncSession:
@@ -324,9 +324,7 @@ class AsyncFactory:
         """
         return await self._transport.bootstrap_admin(email, password)
 
-    async def login(
-        self, username: str, password: str, login_type: str = "client"
-    ) -> AsyncSession:
+    async def login(self, username: str, password: str, login_type: str = "client") -> AsyncSession:
         """Log in; `login_type` is `client` or `admin`. Raises `AuthenticationError`."""
         result = await self._transport.login(username, password, login_type)
         return AsyncSession(self._transport, result.session_token, result.user, result.kam_context)

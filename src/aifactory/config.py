@@ -35,8 +35,8 @@ class FactoryConfig:
     ids: IdFactory = attrs.field(factory=RandomIds)
     password_hasher: PasswordHasher = attrs.field(factory=PasswordHasher)
     session_lifetime: timedelta = timedelta(hours=24)
-    retry: RetryPolicy = RetryPolicy()
-    prices: StoragePrices = StoragePrices()
+    retry: RetryPolicy = attrs.field(factory=RetryPolicy)
+    prices: StoragePrices = attrs.field(factory=StoragePrices)
     max_workers: int = 4
     workers: Sequence[Worker] | None = None
 

@@ -1,6 +1,11 @@
 """Authentication: password hashing and session tokens."""
 
-from .passwords import MIN_PASSWORD_LENGTH, PasswordHasher, check_password_strength, generate_password
+from .passwords import (
+    MIN_PASSWORD_LENGTH,
+    PasswordHasher,
+    check_password_strength,
+    generate_password,
+)
 from .tokens import hash_token, new_session_token
 
 __all__ = [

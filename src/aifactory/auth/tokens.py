@@ -7,7 +7,7 @@ import secrets
 
 __all__ = ["hash_token", "new_session_token"]
 
-SESSION_TOKEN_PREFIX = "sess_"
+SESSION_TOKEN_PREFIX = "sess_"  # noqa: S105 (a public prefix, not a secret)
 
 
 def new_session_token() -> str:

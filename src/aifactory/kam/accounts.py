@@ -182,7 +182,8 @@ class AccountService:
             level = Tier(tier)
         except ValueError:
             raise BadInputError(
-                f"unknown tier {tier!r}", details={"field": "tier", "tiers": [t.value for t in Tier]}
+                f"unknown tier {tier!r}",
+                details={"field": "tier", "tiers": [t.value for t in Tier]},
             ) from None
         now = self.clock.now()
         client = Client(

@@ -18,9 +18,7 @@ REDACTED = "[redacted]"
 def redact(value: Any) -> Any:
     """`value` with every field whose name suggests a secret replaced by `[redacted]`."""
     if isinstance(value, dict):
-        return {
-            k: REDACTED if _SECRET.search(str(k)) else redact(v) for k, v in value.items()
-        }
+        return {k: REDACTED if _SECRET.search(str(k)) else redact(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [redact(v) for v in value]
     return value

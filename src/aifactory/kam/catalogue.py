@@ -41,9 +41,7 @@ class TemplateCatalogue:
 
     def list(self, tier: Tier | None = None) -> list[Template]:
         """Templates (allowed for `tier`, if given), by name."""
-        return [
-            t for _, t in sorted(self._by_name.items()) if tier is None or t.allows(tier)
-        ]
+        return [t for _, t in sorted(self._by_name.items()) if tier is None or t.allows(tier)]
 
     def get(self, name: str) -> Template:
         """The template `name`. Raises `NotFoundError`."""

@@ -150,7 +150,9 @@ class RequestService:
             client_id = principal.client_id
         return self.store.list_requests(client_id)
 
-    def list_templates(self, principal: Principal, tier: Tier | str | None = None) -> list[Template]:
+    def list_templates(
+        self, principal: Principal, tier: Tier | str | None = None
+    ) -> list[Template]:
         """Templates allowed for `tier`; client users always get their own tier's."""
         if not principal.role.is_staff:
             assert principal.client_id is not None
@@ -230,8 +232,12 @@ class RequestService:
         estimate = Decimal(template.estimated_cost_usd)
         if estimate > client.remaining_budget_usd:
             self.audit.record(
-                principal.actor, "request.execute", f"request:{request_id}", "refused",
-                reason="budget", estimate_usd=str(estimate),
+                principal.actor,
+                "request.execute",
+                f"request:{request_id}",
+                "refused",
+                reason="budget",
+                estimate_usd=str(estimate),
             )
             raise QuotaExceededError(
                 f"estimated cost {estimate} USD exceeds the remaining budget "
@@ -311,7 +317,9 @@ class RequestService:
         """One deliverable. Raises `NotFoundError` (also for another client's)."""
         deliverable = self.store.get_deliverable(deliverable_id)
         if not principal.role.is_staff and deliverable.client_id != principal.client_id:
-            raise NotFoundError(f"no deliverable {deliverable_id!r}", details={"id": deliverable_id})
+            raise NotFoundError(
+                f"no deliverable {deliverable_id!r}", details={"id": deliverable_id}
+            )
         return deliverable
 
     def download(self, principal: Principal, deliverable_id: str) -> bytes:
@@ -319,21 +327,29 @@ class RequestService:
         deliverable = self.get_deliverable(principal, deliverable_id)
         data = self.blobs.get(deliverable.ref)
         self.audit.record(
-            principal.actor, "deliverable.download", f"deliverable:{deliverable_id}",
+            principal.actor,
+            "deliverable.download",
+            f"deliverable:{deliverable_id}",
             size=len(data),
         )
         return data
 
-    def list_notifications(self, principal: Principal, unread_only: bool = False) -> list[Notification]:
+    def list_notifications(
+        self, principal: Principal, unread_only: bool = False
+    ) -> list[Notification]:
         """The caller's own notifications, newest first."""
         return self.store.list_notifications(principal.user.id, unread_only)
 
     def mark_notification_read(self, principal: Principal, notification_id: str) -> None:
         """Mark one of the caller's notifications read. Raises `NotFoundError`."""
-        if not self.store.mark_notification_read(notification_id, principal.user.id, self.clock.now()):
+        if not self.store.mark_notification_read(
+            notification_id, principal.user.id, self.clock.now()
+        ):
             raise NotFoundError(f"no notification {notification_id!r}")
 
-    def list_audit(self, principal: Principal, action: str | None = None, limit: int = 100) -> list[AuditEvent]:
+    def list_audit(
+        self, principal: Principal, action: str | None = None, limit: int = 100
+    ) -> list[AuditEvent]:
         """The audit log, newest first."""
         return self.store.list_audit(action=action, limit=max(1, min(limit, 1000)))
 

@@ -74,7 +74,11 @@ class ExecutionStatus(StrEnum):
     @property
     def is_final(self) -> bool:
         """Completed, failed and cancelled executions never change again (unless retried)."""
-        return self in (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED)
+        return self in (
+            ExecutionStatus.COMPLETED,
+            ExecutionStatus.FAILED,
+            ExecutionStatus.CANCELLED,
+        )
 
 
 class StageStatus(StrEnum):

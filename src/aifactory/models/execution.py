@@ -79,8 +79,8 @@ class Execution:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     error: str | None = None
-    usage: Usage = Usage()
-    cost: Cost = Cost()
+    usage: Usage = attrs.field(factory=Usage)
+    cost: Cost = attrs.field(factory=Cost)
     stages_total: int = 0
     stages_done: int = 0
     context: dict[str, Any] = attrs.field(factory=dict)
@@ -104,8 +104,8 @@ class StageRun:
     input_ref: StorageRef | None = None
     output_ref: StorageRef | None = None
     summary: dict[str, Any] = attrs.field(factory=dict)
-    usage: Usage = Usage()
-    cost: Cost = Cost()
+    usage: Usage = attrs.field(factory=Usage)
+    cost: Cost = attrs.field(factory=Cost)
     error: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None

@@ -15,13 +15,15 @@ import re
 
 import attrs
 
-from .._exceptions import UnsafeKeyError
+from .._exceptions import BadInputError, UnsafeKeyError
 from .enums import StorageScheme
 
 __all__ = ["StorageRef", "check_key", "check_namespace"]
 
 _NAMESPACE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
-_SEGMENT = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-=+@,]{0,254}")
+# At most 250 characters, so `<segment>.json` (expiry metadata) still fits a 255-byte file name.
+_SEGMENT = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-=+@,]{0,249}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 MAX_KEY_LENGTH = 1024
 
 
@@ -45,11 +47,13 @@ def check_key(key: str) -> str:
     (so never `.` or `..`) and uses only `A-Za-z0-9_.-=+@,`. Raises `UnsafeKeyError`.
     """
     if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH:
-        raise UnsafeKeyError("storage key must be 1-1024 characters", details={"key": repr(key)[:80]})
+        raise UnsafeKeyError(
+            "storage key must be 1-1024 characters", details={"key": repr(key)[:80]}
+        )
     for segment in key.split("/"):
         if not _SEGMENT.fullmatch(segment):
             raise UnsafeKeyError(
-                "storage key segments must be non-empty, must not start with '.', and may use "
+                "storage key segments are 1-250 characters, must not start with '.', and may use "
                 "only letters, digits and _ . - = + @ ,",
                 details={"key": repr(key)[:80]},
             )
@@ -72,6 +76,10 @@ class StorageRef:
     media_type: str = "application/octet-stream"
 
     def __attrs_post_init__(self) -> None:
+        if not isinstance(self.size, int) or self.size < 0:
+            raise BadInputError("a storage reference's size is a non-negative integer")
+        if self.sha256 and not _SHA256.fullmatch(self.sha256):
+            raise BadInputError("a storage reference's sha256 is 64 lowercase hex digits")
         if self.scheme is StorageScheme.INLINE:
             if self.data is None or self.namespace or self.key:
                 raise UnsafeKeyError("an inline reference carries data and no namespace or key")

@@ -1,6 +1,6 @@
 """Storage prices, turning bytes stored into USD.
 
-LLM costs come priced from the worker (tokens × its model's price); the orchestrator adds what
+LLM costs come priced from the worker (tokens times its model's price); the orchestrator adds what
 keeping the stage's data costs. Defaults follow the seed's design (KV priced per MB, R2 per GB).
 """
 

@@ -199,7 +199,7 @@ def _parse_condition(condition: str) -> tuple[bool, str, str | None, Any]:
     if negate:
         text = text[4:].strip()
     op = next((o for o in ("==", "!=") if o in text), None)
-    left, literal_text = (text.split(op, 1) if op else (text, ""))
+    left, literal_text = text.split(op, 1) if op else (text, "")
     left = left.strip()
     if not left.startswith("params.") or len(left) <= len("params."):
         raise BadInputError(f"condition must test params.NAME: {condition!r}")

@@ -226,7 +226,9 @@ class Orchestrator:
         self._live[execution_id] = live
         return live
 
-    def _event(self, live: _Live, kind: str, stage_id: str | None = None, **data: Any) -> ExecutionEvent:
+    def _event(
+        self, live: _Live, kind: str, stage_id: str | None = None, **data: Any
+    ) -> ExecutionEvent:
         live.seq += 1
         return ExecutionEvent(live.execution.id, live.seq, self.clock.now(), kind, stage_id, data)
 
@@ -331,7 +333,9 @@ class Orchestrator:
             )
             self.store.start_stage(run)
             live.runs[stage.id] = run
-            self.store.add_events([self._event(live, "stage.started", stage.id, attempt=run.attempt)])
+            self.store.add_events(
+                [self._event(live, "stage.started", stage.id, attempt=run.attempt)]
+            )
             self._touch(execution_id)
             request = HandshakeRequest(
                 execution_id, stage.id, run.attempt, stage.worker, stage.action, input_ref, idem
@@ -352,7 +356,11 @@ class Orchestrator:
                 live.runs[stage.id] = attrs.evolve(run, error=exc.message)
                 self.store.put_stage_run(live.runs[stage.id])
                 event = self._event(
-                    live, "stage.retrying", stage.id, attempt=run.attempt, error=exc.message,
+                    live,
+                    "stage.retrying",
+                    stage.id,
+                    attempt=run.attempt,
+                    error=exc.message,
                     delay_s=delay,
                 )
                 self.store.add_events([event])
@@ -432,7 +440,9 @@ class Orchestrator:
             live.stop = True
         self._touch(execution.id)
 
-    def _fail_stage(self, live: _Live, stage: StageSpec, run: StageRun, exc: AIFactoryError) -> None:
+    def _fail_stage(
+        self, live: _Live, stage: StageSpec, run: StageRun, exc: AIFactoryError
+    ) -> None:
         run = attrs.evolve(
             run, status=StageStatus.FAILED, error=exc.message, finished_at=self.clock.now()
         )
@@ -454,7 +464,8 @@ class Orchestrator:
             if live.runs[stage.id].status is StageStatus.PENDING:
                 self._skip(live, stage, "the pipeline stopped before this stage")
         failed = [
-            s.id for s in template.stages
+            s.id
+            for s in template.stages
             if s.required and live.runs[s.id].status is StageStatus.FAILED
         ]
         errors = [f"{sid}: {live.runs[sid].error}" for sid in failed]

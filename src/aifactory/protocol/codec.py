@@ -57,7 +57,15 @@ def _structure_ref(value: Any, _: type) -> StorageRef:
             data = base64.b64decode(value["inline"], validate=True)
         except (binascii.Error, TypeError) as exc:
             raise ValueError("inline data is not valid base64") from exc
-        return StorageRef.inline(data, media_type)
+        # Keep the sender's size and digest: BlobStore.get verifies them, so inline bytes
+        # altered in transit are caught instead of silently re-hashed.
+        return StorageRef(
+            StorageScheme.INLINE,
+            size=int(value.get("size", len(data))),
+            sha256=str(value.get("sha256", "")),
+            data=data,
+            media_type=media_type,
+        )
     ref = StorageRef.parse(value["ref"])
     return StorageRef(
         ref.scheme,

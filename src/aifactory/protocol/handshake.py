@@ -100,9 +100,7 @@ class StageHandshake:
 
     def fail(self, attempt: int, reason: str) -> StageHandshake:
         """The attempt failed after acceptance."""
-        self._require(
-            attempt, HandshakeState.ACCEPTED, HandshakeState.PROCESSING, doing="fail"
-        )
+        self._require(attempt, HandshakeState.ACCEPTED, HandshakeState.PROCESSING, doing="fail")
         return attrs.evolve(self, state=HandshakeState.FAILED, reason=reason)
 
     def acknowledge(self, attempt: int, output: StorageRef) -> tuple[StageHandshake, bool]:

@@ -11,9 +11,9 @@ from ..models.execution import Cost, Usage
 from ..models.storage_ref import StorageRef
 
 __all__ = [
-    "Binding",
     "AcknowledgeReply",
     "AcknowledgeRequest",
+    "Binding",
     "HandshakeReply",
     "HandshakeRequest",
     "ProcessReply",
@@ -61,7 +61,7 @@ class HandshakeReply:
     accepted: bool
     handshake_id: str
     worker: str
-    estimate: ResourceEstimate = ResourceEstimate()
+    estimate: ResourceEstimate = attrs.field(factory=ResourceEstimate)
     reason: str | None = None
     capabilities: tuple[str, ...] = ()
 
@@ -86,8 +86,8 @@ class StageSummary:
     """
 
     method: str
-    usage: Usage = Usage()
-    cost: Cost = Cost()
+    usage: Usage = attrs.field(factory=Usage)
+    cost: Cost = attrs.field(factory=Cost)
     quality_score: float | None = None
     continue_pipeline: bool = True
     notes: tuple[str, ...] = ()

@@ -84,7 +84,9 @@ STAGE_RUNS = Table(
     ("execution_id", "stage_id"),
     frozenset({"input_ref", "output_ref", "summary", "usage", "cost"}),
 )
-CHECKPOINTS = Table("checkpoints", Checkpoint, ("execution_id", "version"), frozenset({"completed"}))
+CHECKPOINTS = Table(
+    "checkpoints", Checkpoint, ("execution_id", "version"), frozenset({"completed"})
+)
 EVENTS = Table("events", ExecutionEvent, ("execution_id", "seq"), frozenset({"data"}))
 DELIVERABLES = Table("deliverables", Deliverable, ("id",), frozenset({"ref", "metadata"}))
 NOTIFICATIONS = Table("notifications", Notification, ("id",), frozenset({"data"}))

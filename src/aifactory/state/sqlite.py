@@ -276,7 +276,9 @@ class SQLiteStore:
         Raises `StaleAttemptError` if an equal or newer attempt was recorded meanwhile.
         """
         with self.transaction():
-            if not self._update(t.STAGE_RUNS, run, " AND attempt < :_attempt", _attempt=run.attempt):
+            if not self._update(
+                t.STAGE_RUNS, run, " AND attempt < :_attempt", _attempt=run.attempt
+            ):
                 raise StaleAttemptError(
                     f"stage {run.stage_id} already has attempt {run.attempt} or newer",
                     details={"stage_id": run.stage_id, "attempt": run.attempt},
@@ -333,7 +335,9 @@ class SQLiteStore:
         sql = "SELECT COALESCE(MAX(seq), 0) FROM events WHERE execution_id = ?"
         return int(self._execute(sql, (execution_id,)).fetchone()[0])
 
-    def list_events(self, execution_id: str, after: int = 0, limit: int = 1000) -> list[ExecutionEvent]:
+    def list_events(
+        self, execution_id: str, after: int = 0, limit: int = 1000
+    ) -> list[ExecutionEvent]:
         """Events of an execution with `seq > after`, in order."""
         where = "execution_id = ? AND seq > ? ORDER BY seq LIMIT ?"
         return self._many(t.EVENTS, where, (execution_id, after, limit))
@@ -392,7 +396,13 @@ class SQLiteStore:
             return True
 
     def append_audit(
-        self, at: datetime, actor: str, action: str, target: str, outcome: str, details: dict[str, Any]
+        self,
+        at: datetime,
+        actor: str,
+        action: str,
+        target: str,
+        outcome: str,
+        details: dict[str, Any],
     ) -> AuditEvent:
         """Append to the audit log (which the database refuses to update or delete)."""
         cur = self._execute(

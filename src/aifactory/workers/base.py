@@ -105,7 +105,9 @@ class Worker(abc.ABC):
         """The worker's canonical name."""
         return self.info.name
 
-    def check_input(self, action: str, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> None:
+    def check_input(
+        self, action: str, inputs: Mapping[str, Any], params: Mapping[str, Any]
+    ) -> None:
         """Refuse work this worker cannot do (raise `BadInputError`); called at handshake."""
         if action not in self.info.actions:
             raise BadInputError(

@@ -127,7 +127,9 @@ class WorkerHost:
         key = (request.execution_id, request.stage_id)
         state = self._stages.get(key, StageHandshake()).offer(request.attempt)
         handshake_id = self._ids.new("hs")
-        reply = HandshakeReply(False, handshake_id, self.name, capabilities=self.worker.info.actions)
+        reply = HandshakeReply(
+            False, handshake_id, self.name, capabilities=self.worker.info.actions
+        )
         if self._busy >= self.worker.info.slots:
             self._remember(key, state.reject(request.attempt, "over capacity"))
             return attrs.evolve(reply, reason="over capacity")
@@ -172,7 +174,12 @@ class WorkerHost:
             )
 
         ctx = WorkerContext(
-            hs.execution_id, hs.stage_id, hs.attempt, hs.idempotency_key, self._clock, write_artifact
+            hs.execution_id,
+            hs.stage_id,
+            hs.attempt,
+            hs.idempotency_key,
+            self._clock,
+            write_artifact,
         )
         try:
             result = await self.worker.process(hs.action, accepted.inputs, accepted.parameters, ctx)
