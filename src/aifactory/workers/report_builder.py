@@ -150,8 +150,8 @@ class ReportJob:
         """Check stage `inputs` and `params` (already merged over the worker's defaults).
 
         Inputs: `structure` (a granulator output), `articles` (objects with `title`, `url`,
-        `summary`, `relevance`, `sentiment`), `topic`, `title` and `request` (`title`,
-        `description`); at least one of structure, articles, topic or title. Params:
+        `summary`, `relevance`, `sentiment`), `topic`, `title`, `description` and `request`
+        (`title`, `description`); at least one of structure, articles, topic or title. Params:
         `format` (`"markdown"`), `include_outline` (bool), `max_summary_sentences` (1-50).
         Raises `BadInputError` naming the offending field.
         """
@@ -195,7 +195,8 @@ class ReportJob:
         return cls(
             title=title or request_title or structure_title or topic or "Report",
             topic=topic or structure_topic or request_title,
-            description=_text(request.get("description"), "request.description"),
+            description=_text(inputs.get("description"), "description")
+            or _text(request.get("description"), "request.description"),
             structure_type=_text(structure.get("structure_type"), "structure.structure_type"),
             granularity=granularity,
             audience=_text(structure.get("target_audience"), "structure.target_audience"),
