@@ -15,9 +15,10 @@ from .config import FactoryConfig
 from .kam.accounts import AccountService
 from .kam.audit import AuditLog
 from .kam.catalogue import TemplateCatalogue
+from .kam.executions import ExecutionService
 from .kam.notifier import InAppNotifier, Notifier
 from .kam.requests import RequestService
-from .models import Principal
+from .kam.settlement import Settlement
 from .orchestrator import Orchestrator, WorkerRegistry
 from .state.sqlite import SQLiteStore
 from .storage import BlobStore
@@ -55,6 +56,12 @@ class EmbeddedFactory:
             config.clock,
             config.ids,
             TemplateCatalogue.builtin(),
+        )
+        self.settlement = Settlement(
+            self.store,
+            self.audit,
+            config.clock,
+            config.ids,
             notifier or InAppNotifier(self.store, config.clock, config.ids),
         )
         workers = builtin_workers() if config.workers is None else list(config.workers)
@@ -66,19 +73,26 @@ class EmbeddedFactory:
             self.store,
             self.blobs,
             self.registry,
-            self.requests,
+            self.settlement,
             clock=config.clock,
             ids=config.ids,
+            quota=self.settlement,
             retry=config.retry,
             prices=config.prices,
+            timeouts=config.timeouts,
             max_workers=config.max_workers,
+            cache_ttl_s=config.cache_ttl_s,
+            sleep=config.sleep,
         )
         self.requests.orchestrator = self.orchestrator
+        self.executions = ExecutionService(
+            self.store, self.audit, config.clock, self.orchestrator, self.requests
+        )
         self.handlers: dict[str, Handler] = self._handlers()
 
     def _handlers(self) -> dict[str, Handler]:
         """Operation name → the service method that carries it out (given a principal)."""
-        a, r = self.accounts, self.requests
+        a, r, x = self.accounts, self.requests, self.executions
         return {
             "auth.me": lambda p: {"user": p.user, "kamContext": a.context(p.user)},
             "clients.create": a.create_client,
@@ -93,10 +107,14 @@ class EmbeddedFactory:
             "requests.execute": r.execute,
             "templates.list": r.list_templates,
             "templates.get": r.get_template,
-            "executions.get": r.get_execution,
-            "executions.stages": r.list_stage_runs,
-            "executions.events": r.list_events,
-            "executions.resume": self._resume,
+            "executions.get": x.get,
+            "executions.stages": x.stages,
+            "executions.events": x.events,
+            "executions.metrics": x.metrics,
+            "executions.cancel": x.cancel,
+            "executions.retry": x.retry,
+            "executions.resume": x.resume,
+            "executions.prune": x.prune,
             "deliverables.list": r.list_deliverables,
             "deliverables.get": r.get_deliverable,
             "deliverables.download": r.download,
@@ -104,11 +122,6 @@ class EmbeddedFactory:
             "notifications.mark_read": r.mark_notification_read,
             "audit.list": r.list_audit,
         }
-
-    def _resume(self, principal: Principal, execution_id: str) -> Any:
-        self.orchestrator.launch(execution_id)
-        self.audit.record(principal.actor, "execution.resume", f"execution:{execution_id}")
-        return self.store.get_execution(execution_id)
 
     async def __aenter__(self) -> Self:
         await self.orchestrator.__aenter__()

@@ -12,13 +12,15 @@ AIFactoryError
 ├── NotFoundError              404  no such thing (or not yours to see)
 ├── BadInputError              400  the request itself is wrong
 │   ├── ParameterError         400  template parameters fail their schema
+│   ├── InputRejectedError     400  a worker refused a stage's input at handshake
 │   └── UnsafeKeyError         400  a storage key tries to escape its namespace
 ├── ConflictError              409  the thing is in the wrong state for that
 │   └── StaleAttemptError      409  an acknowledge from an attempt that was replaced
 ├── QuotaExceededError         429  budget, tier limit or rate limit reached
 ├── WorkerError                502  a worker refused or failed a stage
-│   ├── HandshakeRejectedError 502
-│   └── StageFailedError       502
+│   ├── HandshakeRejectedError 502  no endpoint accepted (busy, unhealthy)
+│   ├── StageFailedError       502
+│   └── StageTimeoutError      504  schedule-to-start, start-to-close or heartbeat ran out
 ├── TransportError             503  could not reach the other side
 └── StorageError               500  blobs or state could not be read or written
     └── IntegrityError         500  stored bytes do not match their reference
@@ -39,6 +41,7 @@ __all__ = [
     "BadInputError",
     "ConflictError",
     "HandshakeRejectedError",
+    "InputRejectedError",
     "IntegrityError",
     "NotFoundError",
     "ParameterError",
@@ -46,6 +49,7 @@ __all__ = [
     "QuotaExceededError",
     "SessionExpiredError",
     "StageFailedError",
+    "StageTimeoutError",
     "StaleAttemptError",
     "StorageError",
     "TransportError",
@@ -115,6 +119,12 @@ class ParameterError(BadInputError):
     code = "invalid_parameters"
 
 
+class InputRejectedError(BadInputError):
+    """A worker refused a stage's input at handshake; another attempt would be refused too."""
+
+    code = "input_rejected"
+
+
 class UnsafeKeyError(BadInputError):
     """A storage reference or key would escape its namespace (`..`, absolute, other protocol)."""
 
@@ -158,6 +168,16 @@ class StageFailedError(WorkerError):
     """A stage failed while processing."""
 
     code = "stage_failed"
+
+
+class StageTimeoutError(WorkerError):
+    """A stage ran out of time: waiting for a worker, in one attempt, or between heartbeats.
+
+    `details["timeout"]` says which: `schedule_to_start`, `start_to_close` or `heartbeat`.
+    """
+
+    code = "stage_timeout"
+    status = 504
 
 
 class TransportError(AIFactoryError):

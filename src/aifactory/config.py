@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 
+import anyio
 import attrs
 
 from ._clock import Clock, IdFactory, RandomIds, SystemClock
 from .auth import PasswordHasher
+from .models import StagePolicy
 from .orchestrator import RetryPolicy, StoragePrices
+from .orchestrator.live import DEFAULT_TIMEOUTS
 from .storage import StorageConfig
 from .workers.base import Worker
 
@@ -27,6 +30,10 @@ class FactoryConfig:
     `home` is the data folder (SQLite state in `state.sqlite3`, blobs under `blobs/`); `None`
     keeps everything in memory (a fresh `:memory:` database and `memory://` storage), for
     tests and throwaway notebooks. `workers=None` means the built-in workers.
+
+    `timeouts` are the stages' default schedule-to-start, start-to-close and heartbeat limits;
+    `cache_ttl_s` how long stage results are reused for equal inputs; `sleep` is what retry
+    backoff waits with (inject a recorder to test backoff without waiting).
     """
 
     home: Path | None = DEFAULT_HOME
@@ -38,6 +45,9 @@ class FactoryConfig:
     retry: RetryPolicy = attrs.field(factory=RetryPolicy)
     prices: StoragePrices = attrs.field(factory=StoragePrices)
     max_workers: int = 4
+    timeouts: StagePolicy = DEFAULT_TIMEOUTS
+    cache_ttl_s: float = 3600.0
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep
     workers: Sequence[Worker] | None = None
 
     @classmethod

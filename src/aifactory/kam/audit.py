@@ -9,16 +9,39 @@ from .._clock import Clock
 from ..models import AuditEvent
 from ..state.sqlite import SQLiteStore
 
-__all__ = ["AuditLog", "redact"]
+__all__ = ["AuditLog", "is_secret_name", "redact"]
 
-_SECRET = re.compile(r"pass(word)?|token|secret|key|authorization|cookie|hash", re.IGNORECASE)
+_SECRET_WORDS = frozenset(
+    {
+        "pass",
+        "passwd",
+        "password",
+        "passphrase",
+        "token",
+        "secret",
+        "key",
+        "authorization",
+        "cookie",
+        "hash",
+        "credential",
+        "credentials",
+        "signature",
+    }
+)
+_WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 REDACTED = "[redacted]"
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a field name has a secret's word in it (`password`, `api_key`, `sessionToken`,
+    `password_hash`), judged by whole words, so `keywords` or `tokens_used` are kept."""
+    return any(word.lower() in _SECRET_WORDS for word in _WORD.findall(str(name)))
 
 
 def redact(value: Any) -> Any:
     """`value` with every field whose name suggests a secret replaced by `[redacted]`."""
     if isinstance(value, dict):
-        return {k: REDACTED if _SECRET.search(str(k)) else redact(v) for k, v in value.items()}
+        return {k: REDACTED if is_secret_name(k) else redact(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [redact(v) for v in value]
     return value

@@ -17,7 +17,9 @@ def _check(spec: ParameterSpec, value: Any) -> str | None:
     if kind == "integer" and (not isinstance(value, int) or isinstance(value, bool)):
         return "must be an integer"
     if kind == "number" and (
-        not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value)
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or (isinstance(value, float) and not math.isfinite(value))
     ):
         return "must be a finite number"
     if kind == "boolean" and not isinstance(value, bool):

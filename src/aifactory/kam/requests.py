@@ -1,7 +1,8 @@
-"""Requests from submission to deliverable: templates, execution, settlement, notification."""
+"""Requests from submission to execution: templates, parameters, admission, deliverables."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -13,26 +14,22 @@ from ..models import (
     AuditEvent,
     Deliverable,
     Execution,
-    ExecutionEvent,
-    ExecutionStatus,
     Notification,
     Principal,
     Request,
     RequestStatus,
-    StageRun,
     Template,
     Tier,
     Urgency,
 )
-from ..orchestrator import ExecutionReport, Orchestrator
+from ..orchestrator import Orchestrator
 from ..state.sqlite import SQLiteStore
 from ..storage import BlobStore
 from .audit import AuditLog
 from .catalogue import TemplateCatalogue
-from .notifier import Notifier
 from .parameters import validate_parameters
 
-__all__ = ["RequestService"]
+__all__ = ["RequestService", "check_resources"]
 
 _LIMITS = {"title": 200, "description": 10_000, "category": 100}
 
@@ -48,12 +45,29 @@ def _text(value: Any, field: str, *, required: bool = True) -> str:
     return clean
 
 
-class RequestService:
-    """The account side of the work: requests, templates, executions and deliverables.
+def check_resources(resources: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Validate an execution's `resources`: `max_workers` (1-32), `timeout_ms`
+    (1 s to 24 h) and `cache` (bool). Raises `BadInputError`."""
+    given = dict(resources or {})
+    unknown = sorted(set(given) - {"max_workers", "timeout_ms", "cache"})
+    if unknown:
+        raise BadInputError(f"unknown resources {unknown}", details={"field": "resources"})
+    for name, low, high in (("max_workers", 1, 32), ("timeout_ms", 1000, 86_400_000)):
+        value = given.get(name)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high
+        ):
+            raise BadInputError(
+                f"resources.{name} must be an integer from {low} to {high}",
+                details={"field": f"resources.{name}"},
+            )
+    if "cache" in given and not isinstance(given["cache"], bool):
+        raise BadInputError("resources.cache must be true or false", details={"field": "cache"})
+    return given
 
-    It is also the orchestrator's `ExecutionSink`: when an execution ends it charges the cost,
-    records the deliverables, moves the request on and notifies the client's users.
-    """
+
+class RequestService:
+    """The account side of the work: requests, templates, admission and deliverables."""
 
     def __init__(
         self,
@@ -63,7 +77,6 @@ class RequestService:
         clock: Clock,
         ids: IdFactory,
         catalogue: TemplateCatalogue,
-        notifier: Notifier,
     ) -> None:
         self.store = store
         self.blobs = blobs
@@ -71,7 +84,6 @@ class RequestService:
         self.clock = clock
         self.ids = ids
         self.catalogue = catalogue
-        self.notifier = notifier
         self.orchestrator: Orchestrator | None = None
 
     def _orchestrator(self) -> Orchestrator:
@@ -212,13 +224,47 @@ class RequestService:
             )
         return updated
 
-    def execute(self, principal: Principal, request_id: str) -> Execution:
+    def admit(self, principal: Principal, client_id: str, template: Template, what: str) -> None:
+        """Refuse to start work the client cannot afford or may not run now.
+
+        Raises `QuotaExceededError` when the template's estimate exceeds what is left of the
+        monthly budget (after holds of executions in flight) or the tier's concurrent
+        executions are all taken.
+        """
+        client = self.store.get_client(client_id)
+        estimate = Decimal(template.estimated_cost_usd)
+        used = client.used_in(self.clock.now().strftime("%Y-%m"))
+        available = client.monthly_budget_usd - used - self.store.reserved_usd(client_id)
+        concurrent = client.limits.concurrent_executions
+        reason = None
+        if estimate > available:
+            reason = "budget"
+            message = (
+                f"estimated cost {estimate} USD exceeds the remaining budget "
+                f"{max(available, Decimal(0))} USD"
+            )
+            details = {"estimate_usd": str(estimate), "remaining_usd": str(available)}
+        elif concurrent is not None and self.store.count_active_executions(client_id) >= concurrent:
+            reason = "concurrency"
+            message = f"the {client.tier.value} tier runs {concurrent} execution(s) at a time"
+            details = {"concurrent_executions": str(concurrent)}
+        if reason is not None:
+            self.audit.record(
+                principal.actor, what, f"client:{client_id}", "refused", reason=reason, **details
+            )
+            raise QuotaExceededError(message, details=details)
+
+    def execute(
+        self, principal: Principal, request_id: str, resources: Mapping[str, Any] | None = None
+    ) -> Execution:
         """Start executing a request's template in the background; returns the execution.
 
+        `resources` may set `max_workers`, `timeout_ms` and `cache` (use the result cache).
         Raises `ConflictError` (no template, or already executed), `QuotaExceededError` (the
-        template's estimate exceeds the client's remaining budget), `WorkerError` (a worker
-        of the template is not installed).
+        template's estimate exceeds the client's remaining budget, or the tier's concurrent
+        executions are taken), `WorkerError` (a worker of the template is not installed).
         """
+        limits = check_resources(resources)
         request = self._own_request(principal, request_id)
         if request.status is not RequestStatus.TEMPLATE_ASSIGNED or request.template_name is None:
             raise ConflictError(
@@ -228,25 +274,7 @@ class RequestService:
                 details={"status": request.status.value},
             )
         template = self.catalogue.get(request.template_name)
-        client = self.store.get_client(request.client_id)
-        estimate = Decimal(template.estimated_cost_usd)
-        if estimate > client.remaining_budget_usd:
-            self.audit.record(
-                principal.actor,
-                "request.execute",
-                f"request:{request_id}",
-                "refused",
-                reason="budget",
-                estimate_usd=str(estimate),
-            )
-            raise QuotaExceededError(
-                f"estimated cost {estimate} USD exceeds the remaining budget "
-                f"{client.remaining_budget_usd} USD",
-                details={
-                    "estimate_usd": str(estimate),
-                    "remaining_usd": str(client.remaining_budget_usd),
-                },
-            )
+        self.admit(principal, request.client_id, template, "request.execute")
         orchestrator = self._orchestrator()
         context = {
             "request": {
@@ -261,6 +289,7 @@ class RequestService:
                 template,
                 request.parameters,
                 context=context,
+                resources=limits,
                 request_id=request.id,
                 client_id=request.client_id,
             )
@@ -280,31 +309,6 @@ class RequestService:
             )
         orchestrator.launch(execution.id)
         return execution
-
-    # -- executions -----------------------------------------------------------------------
-
-    def _own_execution(self, principal: Principal, execution_id: str) -> Execution:
-        execution = self.store.get_execution(execution_id)
-        if not principal.role.is_staff and execution.client_id != principal.client_id:
-            raise NotFoundError(f"no execution {execution_id!r}", details={"id": execution_id})
-        return execution
-
-    def get_execution(self, principal: Principal, execution_id: str) -> Execution:
-        """One execution. Raises `NotFoundError`."""
-        return self._own_execution(principal, execution_id)
-
-    def list_stage_runs(self, principal: Principal, execution_id: str) -> list[StageRun]:
-        """The stage runs of an execution, in template order."""
-        execution = self._own_execution(principal, execution_id)
-        runs = {r.stage_id: r for r in self.store.get_stage_runs(execution_id)}
-        return [runs[s.id] for s in execution.template.stages if s.id in runs]
-
-    def list_events(
-        self, principal: Principal, execution_id: str, after: int = 0, limit: int = 1000
-    ) -> list[ExecutionEvent]:
-        """Events of an execution after sequence number `after`."""
-        self._own_execution(principal, execution_id)
-        return self.store.list_events(execution_id, after, max(1, min(limit, 1000)))
 
     # -- deliverables, notifications, audit ----------------------------------------------------
 
@@ -352,58 +356,3 @@ class RequestService:
     ) -> list[AuditEvent]:
         """The audit log, newest first."""
         return self.store.list_audit(action=action, limit=max(1, min(limit, 1000)))
-
-    # -- settlement (the orchestrator's sink) ----------------------------------------------------
-
-    async def execution_finished(self, report: ExecutionReport) -> None:
-        """Charge the cost, record deliverables, move the request on, notify. Idempotent."""
-        execution = report.execution
-        if execution.request_id is None or execution.client_id is None:
-            return
-        request = self.store.get_request(execution.request_id)
-        if request.status is not RequestStatus.EXECUTING or request.execution_id != execution.id:
-            return  # settled already (a repeated report) or superseded
-        completed = execution.status is ExecutionStatus.COMPLETED
-        status = RequestStatus.COMPLETED if completed else RequestStatus.FAILED
-        now = self.clock.now()
-        deliverables = [
-            Deliverable(
-                self.ids.new("dlv"),
-                request.id,
-                request.client_id,
-                execution.id,
-                artifact.type,
-                artifact.name,
-                artifact.media_type,
-                artifact.ref,
-                now,
-                {"stage_id": artifact.stage_id} | artifact.metadata,
-            )
-            for artifact in report.artifacts
-        ]
-        with self.store.transaction():
-            self.store.charge(request.client_id, execution.id, execution.cost.total_usd, now)
-            for deliverable in deliverables:
-                self.store.add_deliverable(deliverable)
-            self.store.update_request(
-                attrs.evolve(request, status=status, updated_at=now),
-                expect_status=RequestStatus.EXECUTING.value,
-            )
-            self.audit.record(
-                "system",
-                "request.settle",
-                f"request:{request.id}",
-                execution_id=execution.id,
-                status=status.value,
-                cost_usd=str(execution.cost.total_usd),
-                deliverables=[d.id for d in deliverables],
-            )
-        message = (
-            f"Your request “{request.title}” is complete: {len(deliverables)} deliverable(s) ready."
-            if completed
-            else f"Your request “{request.title}” failed: {execution.error}"
-        )
-        data = {"request_id": request.id, "execution_id": execution.id, "status": status.value}
-        for user in self.store.list_users(request.client_id):
-            if user.active:
-                await self.notifier.notify(user, f"request.{status.value}", message, data)

@@ -5,7 +5,15 @@ from .audit import AuditEvent
 from .enums import ExecutionStatus, RequestStatus, Role, StageStatus, StorageScheme, Tier, Urgency
 from .execution import Checkpoint, Cost, Execution, ExecutionEvent, StageRun, Usage
 from .storage_ref import StorageRef, check_key, check_namespace
-from .work import Deliverable, Notification, ParameterSpec, Request, StageSpec, Template
+from .work import (
+    Deliverable,
+    Notification,
+    ParameterSpec,
+    Request,
+    StagePolicy,
+    StageSpec,
+    Template,
+)
 
 __all__ = [
     "TIER_LIMITS",
@@ -24,6 +32,7 @@ __all__ = [
     "RequestStatus",
     "Role",
     "Session",
+    "StagePolicy",
     "StageRun",
     "StageSpec",
     "StageStatus",

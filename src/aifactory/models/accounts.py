@@ -47,6 +47,10 @@ class Client:
     created_at: datetime
     active: bool = True
 
+    def used_in(self, month: str) -> Decimal:
+        """What was charged in `month` (`YYYY-MM`): nothing yet if a new month has begun."""
+        return self.used_this_month_usd if self.month == month else Decimal(0)
+
     @property
     def remaining_budget_usd(self) -> Decimal:
         """Budget left this month (never negative)."""

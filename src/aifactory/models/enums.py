@@ -89,6 +89,12 @@ class StageStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the stage will not run (again) in this execution run."""
+        return self is not StageStatus.PENDING and self is not StageStatus.RUNNING
 
 
 class StorageScheme(StrEnum):

@@ -66,6 +66,8 @@ class Execution:
     `template` is a snapshot taken when the execution was created, so later catalogue changes
     never alter a running or resumed execution. `context` holds what stages may bind to besides
     parameters and earlier outputs (the request's title and description, as `request.*`).
+    `resources` are the caller's limits (`max_workers`, `timeout_ms`, `cache`); `runs` counts
+    how often the execution was started (a retry of a failed execution starts a new run).
     """
 
     id: str
@@ -84,6 +86,8 @@ class Execution:
     stages_total: int = 0
     stages_done: int = 0
     context: dict[str, Any] = attrs.field(factory=dict)
+    resources: dict[str, Any] = attrs.field(factory=dict)
+    runs: int = 0
 
     @property
     def progress(self) -> float:

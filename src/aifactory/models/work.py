@@ -15,6 +15,7 @@ __all__ = [
     "Notification",
     "ParameterSpec",
     "Request",
+    "StagePolicy",
     "StageSpec",
     "Template",
 ]
@@ -60,6 +61,25 @@ class ParameterSpec:
 
 
 @attrs.frozen
+class StagePolicy:
+    """How one stage is retried, timed out and cached; `None` means the orchestrator's default.
+
+    Timeouts in Temporal's terms: `schedule_to_start_s` bounds the wait for a worker to
+    accept, `start_to_close_s` one attempt, `heartbeat_s` the silence between two progress
+    reports (past it the attempt is abandoned and the stage goes to another worker).
+    """
+
+    maximum_attempts: int | None = None
+    initial_interval_s: float | None = None
+    backoff_coefficient: float | None = None
+    maximum_interval_s: float | None = None
+    schedule_to_start_s: float | None = None
+    start_to_close_s: float | None = None
+    heartbeat_s: float | None = None
+    cache: bool = True
+
+
+@attrs.frozen
 class StageSpec:
     """One stage of a pipeline template.
 
@@ -78,6 +98,7 @@ class StageSpec:
     required: bool = True
     condition: str | None = None
     deliverable: bool = False
+    policy: StagePolicy = attrs.field(factory=StagePolicy)
 
 
 @attrs.frozen

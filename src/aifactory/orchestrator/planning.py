@@ -35,6 +35,7 @@ __all__ = [
     "idempotency_key",
     "merge_parameters",
     "ready_stages",
+    "result_cache_key",
     "stage_dependencies",
     "topological_order",
     "validate_template",
@@ -198,7 +199,8 @@ def _parse_condition(condition: str) -> tuple[bool, str, str | None, Any]:
     negate = text.startswith("not ")
     if negate:
         text = text[4:].strip()
-    op = next((o for o in ("==", "!=") if o in text), None)
+    # The operator is whichever comes first: a literal may itself contain `==`.
+    op = min(((text.find(o), o) for o in ("==", "!=") if o in text), default=(0, None))[1]
     left, literal_text = text.split(op, 1) if op else (text, "")
     left = left.strip()
     if not left.startswith("params.") or len(left) <= len("params."):
@@ -234,3 +236,28 @@ def idempotency_key(execution_id: str, stage_id: str, input_sha256: str) -> str:
     """A key that is the same for every attempt of a stage with the same input."""
     text = f"{execution_id}\x00{stage_id}\x00{input_sha256}"
     return "idem_" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def result_cache_key(
+    worker: str,
+    version: str,
+    action: str,
+    parameters: Mapping[str, Any],
+    bindings: Mapping[str, Binding],
+) -> str:
+    """The result-cache key of a stage: worker, its version, action, parameters and the
+    *content* of its inputs (digests of referenced outputs, not their storage keys, so equal
+    inputs from different executions share a key)."""
+    inputs = {
+        name: {"sha256": b.ref.sha256, "path": b.path} if b.ref is not None else {"value": b.value}
+        for name, b in sorted(bindings.items())
+    }
+    document = {
+        "worker": worker,
+        "version": version,
+        "action": action,
+        "parameters": parameters,
+        "inputs": inputs,
+    }
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"), default=str)
+    return "rc_" + hashlib.sha256(text.encode()).hexdigest()

@@ -1,32 +1,52 @@
-"""The worker registry: which endpoints serve which worker."""
+"""The worker registry: which endpoints serve which worker, and which of them can take work.
+
+Each endpoint's health (`/health`: healthy, free slots, capabilities) is cached for
+`health_ttl_s` (5 minutes, as the seed specifies); an endpoint that failed or timed out is
+marked unhealthy until its next check. Candidates for a stage are the healthy endpoints,
+those with free slots first, rotating among equals so load spreads.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .._exceptions import WorkerError
+import anyio
+import attrs
+
+from .._exceptions import AIFactoryError, WorkerError
+from ..protocol.messages import WorkerHealth
 from ..transports.workers import WorkerTransport
 from ..workers.base import check_worker_name
 
 __all__ = ["WorkerRegistry"]
 
 
-class WorkerRegistry:
-    """Worker name → the endpoints (transports) that serve it, tried in turn."""
+@attrs.define
+class _Entry:
+    endpoint: WorkerTransport
+    health: WorkerHealth | None = None
+    checked_at: float = float("-inf")
 
-    def __init__(self, endpoints: Iterable[WorkerTransport] = ()) -> None:
-        self._endpoints: dict[str, list[WorkerTransport]] = {}
+
+class WorkerRegistry:
+    """Worker name → the endpoints (transports) that serve it."""
+
+    def __init__(
+        self, endpoints: Iterable[WorkerTransport] = (), health_ttl_s: float = 300.0
+    ) -> None:
+        self._entries: dict[str, list[_Entry]] = {}
         self._turn: dict[str, int] = {}
+        self.health_ttl_s = health_ttl_s
         for endpoint in endpoints:
             self.add(endpoint)
 
     def add(self, endpoint: WorkerTransport) -> None:
         """Register an endpoint under its worker's name."""
-        self._endpoints.setdefault(check_worker_name(endpoint.worker), []).append(endpoint)
+        self._entries.setdefault(check_worker_name(endpoint.worker), []).append(_Entry(endpoint))
 
     def names(self) -> set[str]:
         """Names of the workers with at least one endpoint."""
-        return set(self._endpoints)
+        return set(self._entries)
 
     def require(self, names: Iterable[str]) -> None:
         """Raise `WorkerError` naming every worker in `names` that has no endpoint."""
@@ -37,17 +57,54 @@ class WorkerRegistry:
                 details={"missing_workers": missing},
             )
 
-    def candidates(self, name: str) -> list[WorkerTransport]:
-        """The endpoints for `name`, rotated so consecutive stages spread over them."""
-        endpoints = self._endpoints.get(name, [])
-        if not endpoints:
-            return []
-        turn = self._turn.get(name, 0) % len(endpoints)
+    async def _health(self, entry: _Entry) -> WorkerHealth | None:
+        now = anyio.current_time()
+        if entry.health is None or now - entry.checked_at >= self.health_ttl_s:
+            try:
+                entry.health = await entry.endpoint.health()
+            except AIFactoryError:
+                entry.health = None
+            entry.checked_at = now
+        return entry.health if entry.health is not None and entry.health.healthy else None
+
+    def mark_unhealthy(self, endpoint: WorkerTransport) -> None:
+        """Take an endpoint out of rotation until its health is checked again."""
+        for entry in self._entries.get(endpoint.worker, []):
+            if entry.endpoint is endpoint:
+                entry.health, entry.checked_at = None, anyio.current_time()
+
+    async def candidates(
+        self, name: str, avoid: Iterable[WorkerTransport] = ()
+    ) -> list[WorkerTransport]:
+        """Healthy endpoints for `name`, free slots first; `avoid` ones go last.
+
+        Slot counts come from the cached health, so they are hints: the handshake decides.
+        """
+        entries = self._entries.get(name, [])
+        turn = self._turn.get(name, 0)
         self._turn[name] = turn + 1
-        return endpoints[turn:] + endpoints[:turn]
+        rotated = entries[turn % len(entries) :] + entries[: turn % len(entries)] if entries else []
+        avoided = {id(e) for e in avoid}
+        ranked: list[tuple[int, int, int, WorkerTransport]] = []
+        for index, entry in enumerate(rotated):
+            health = await self._health(entry)
+            if health is None:
+                continue
+            ranked.append(
+                (id(entry.endpoint) in avoided, health.slots_free <= 0, index, entry.endpoint)
+            )
+        return [endpoint for *_, endpoint in sorted(ranked, key=lambda r: r[:3])]
+
+    async def cacheable(self, name: str) -> tuple[bool, str]:
+        """Whether `name`'s output may be cached, and its version (for the cache key)."""
+        for entry in self._entries.get(name, []):
+            health = await self._health(entry)
+            if health is not None:
+                return health.cacheable, health.version
+        return False, ""
 
     async def aclose(self) -> None:
         """Close every endpoint."""
-        for endpoints in self._endpoints.values():
-            for endpoint in endpoints:
-                await endpoint.aclose()
+        for entries in self._entries.values():
+            for entry in entries:
+                await entry.endpoint.aclose()

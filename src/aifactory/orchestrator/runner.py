@@ -1,16 +1,19 @@
-"""The orchestrator's async runner: carries out the plan, stage by stage, durably.
+"""The orchestrator: creates executions and drives them, durably, to their end.
 
-For each ready stage it stores the stage input by reference, records the new attempt, runs
-handshake → process on a worker endpoint, commits the stage, its checkpoint and its event in
-one transaction, and only then acknowledges to the worker. A stage recorded as running when
-an execution is resumed was in flight when its process died: it runs once more, as a new
-attempt; stages already committed are never run again.
+An execution's stages run as soon as their dependencies have succeeded, side by side up to
+`resources.max_workers`, within the template's (or the caller's) overall time limit. Stages
+committed before a crash are never run again: `run`/`launch` on an interrupted execution
+resumes it from its checkpoint, and a stage that was in flight runs once more as a new
+attempt. `cancel` stops a running execution; `retry` starts a failed or cancelled one again,
+reusing every stage it had already committed.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
@@ -19,64 +22,38 @@ import anyio.abc
 import attrs
 
 from .._clock import Clock, IdFactory
-from .._exceptions import (
-    AIFactoryError,
-    ConflictError,
-    HandshakeRejectedError,
-    StageFailedError,
-)
+from .._exceptions import AIFactoryError, ConflictError, StageFailedError
 from ..models import (
-    Checkpoint,
     Execution,
     ExecutionEvent,
     ExecutionStatus,
+    StagePolicy,
     StageRun,
     StageSpec,
     StageStatus,
     StorageRef,
     Template,
 )
-from ..protocol.codec import dumps, structure, unstructure
-from ..protocol.messages import (
-    AcknowledgeRequest,
-    HandshakeReply,
-    HandshakeRequest,
-    ProcessReply,
-    ProcessRequest,
-    StageInput,
-)
+from ..protocol.codec import structure
 from ..state.sqlite import SQLiteStore
 from ..storage import BlobStore
-from ..transports.workers import WorkerTransport
-from ..workers.host import STAGE_NAMESPACE
 from . import planning
 from .costing import StoragePrices
+from .live import DEFAULT_TIMEOUTS, Engine, Live
+from .quota import QuotaGate, Unlimited
 from .registry import WorkerRegistry
 from .retry import RetryPolicy
 from .sink import Artifact, ExecutionReport, ExecutionSink
+from .stages import StageRunner
 
 __all__ = ["Orchestrator"]
-
-
-@attrs.define
-class _Live:
-    """The in-memory side of one running execution (one per process)."""
-
-    execution: Execution
-    runs: dict[str, StageRun]
-    outputs: dict[str, StorageRef]
-    version: int
-    seq: int
-    done: anyio.Event
-    stop: bool = False
-    crash: str | None = None
 
 
 class Orchestrator:
     """Runs executions of pipeline templates on registered workers.
 
     Use as an async context manager: background executions started with `launch` run in its
-    task group and are cancelled when it exits (they can be resumed later).
+    task group, and are stopped (resumable later) when it exits.
     """
 
     def __init__(
@@ -88,21 +65,34 @@ class Orchestrator:
         *,
         clock: Clock,
         ids: IdFactory,
+        quota: QuotaGate | None = None,
         retry: RetryPolicy | None = None,
         prices: StoragePrices | None = None,
+        timeouts: StagePolicy = DEFAULT_TIMEOUTS,
         max_workers: int = 4,
+        cache_ttl_s: float = 3600.0,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        rng: random.Random | None = None,
     ) -> None:
-        self.store = store
-        self.blobs = blobs
-        self.registry = registry
-        self.sink = sink
+        self.engine = Engine(
+            store=store,
+            blobs=blobs,
+            registry=registry,
+            quota=quota or Unlimited(),
+            clock=clock,
+            ids=ids,
+            retry=retry or RetryPolicy(),
+            prices=prices or StoragePrices(),
+            timeouts=timeouts,
+            cache_ttl_s=cache_ttl_s,
+            sleep=sleep,
+            rng=rng or random.Random(),  # noqa: S311 - jitter, not secrets
+        )
+        self.store, self.blobs, self.registry, self.sink = store, blobs, registry, sink
         self.clock = clock
-        self.ids = ids
-        self.retry = retry or RetryPolicy()
-        self.prices = prices or StoragePrices()
         self.max_workers = max_workers
-        self._live: dict[str, _Live] = {}
-        self._changed: dict[str, anyio.Event] = {}
+        self._stages = StageRunner(self.engine)
+        self._live: dict[str, Live] = {}
         self._tg: anyio.abc.TaskGroup | None = None
 
     async def __aenter__(self) -> Self:
@@ -123,7 +113,7 @@ class Orchestrator:
         finally:
             self._tg = None
 
-    # -- creating and starting -----------------------------------------------------------------
+    # -- creating, starting, stopping ----------------------------------------------------------
 
     def create(
         self,
@@ -131,19 +121,20 @@ class Orchestrator:
         parameters: Mapping[str, Any],
         *,
         context: Mapping[str, Any] | None = None,
+        resources: Mapping[str, Any] | None = None,
         request_id: str | None = None,
         client_id: str | None = None,
     ) -> Execution:
         """Record a new pending execution of `template`.
 
-        Raises `BadInputError` for an invalid template and `WorkerError` when one of its
-        workers has no endpoint.
+        Raises `BadInputError` for an invalid template or resources and `WorkerError` when
+        one of its workers has no endpoint.
         """
         planning.validate_template(template)
         self.registry.require(s.worker for s in template.stages)
         now = self.clock.now()
         execution = Execution(
-            id=self.ids.new("exec"),
+            id=self.engine.ids.new("exec"),
             request_id=request_id,
             client_id=client_id,
             template=template,
@@ -153,6 +144,7 @@ class Orchestrator:
             updated_at=now,
             stages_total=len(template.stages),
             context=dict(context or {}),
+            resources=dict(resources or {}),
         )
         runs = [
             StageRun(execution.id, s.id, s.worker, StageStatus.PENDING) for s in template.stages
@@ -161,18 +153,86 @@ class Orchestrator:
         return execution
 
     def launch(self, execution_id: str) -> None:
-        """Run (or resume) an execution in the background. Raises `ConflictError` if running."""
+        """Run (or resume) an execution in the background. Raises `ConflictError`."""
         if self._tg is None:
             raise ConflictError("the orchestrator is not started (use `async with`)")
         live = self._prepare(execution_id)
-        self._tg.start_soon(self._drive, live, name=f"execution {execution_id}")
+        self._tg.start_soon(self._drive_in_background, live, name=f"execution {execution_id}")
+
+    async def _drive_in_background(self, live: Live) -> None:
+        try:
+            await self._drive(live)
+        except Exception as exc:
+            # Finishing failed (the sink or the state store broke): the execution stays
+            # running in the store, resumable, and the other executions go on.
+            self.store.add_events(
+                [live.event(self.clock, "execution.finish_failed", error=repr(exc))]
+            )
 
     async def run(self, execution_id: str) -> Execution:
         """Run (or resume) an execution to its end and return its final record.
 
-        Raises `ConflictError` if it is finished or already running in this process.
+        Raises `ConflictError` if it has finished or is already running in this process.
         """
         return await self._drive(self._prepare(execution_id))
+
+    async def cancel(self, execution_id: str) -> Execution:
+        """Stop an execution; it ends `cancelled` (stages in flight too) and is reported.
+
+        An execution interrupted by a crash (recorded as running, but running nowhere) is
+        cancelled as well. Raises `ConflictError` if it has already finished.
+        """
+        live = self._live.get(execution_id)
+        if live is not None:
+            live.cancelled = True
+            live.scope.cancel()
+            await live.done.wait()
+            return self.store.get_execution(execution_id)
+        live = self._prepare(execution_id)
+        live.cancelled = True
+        try:
+            with anyio.CancelScope(shield=True):
+                final = await self._finish(live)
+            return final
+        finally:
+            del self._live[execution_id]
+            live.done.set()
+            self.engine.touch(execution_id)
+
+    def reopen(self, execution_id: str) -> Execution:
+        """Make a failed or cancelled execution runnable again, keeping committed stages.
+
+        Stages that failed, were skipped or cancelled go back to pending (their attempt
+        numbers keep counting). Raises `ConflictError` for any other status.
+        """
+        execution = self.store.get_execution(execution_id)
+        if execution.status not in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED):
+            raise ConflictError(
+                f"only failed or cancelled executions can be retried; this one is "
+                f"{execution.status.value}",
+                details={"status": execution.status.value},
+            )
+        runs = self.store.get_stage_runs(execution_id)
+        reset = [
+            attrs.evolve(r, status=StageStatus.PENDING, error=None)
+            for r in runs
+            if r.status is not StageStatus.SUCCEEDED
+        ]
+        reopened = attrs.evolve(
+            execution,
+            status=ExecutionStatus.PENDING,
+            error=None,
+            finished_at=None,
+            stages_done=len(runs) - len(reset),
+            updated_at=self.clock.now(),
+        )
+        with self.store.transaction():
+            for run in reset:
+                self.store.put_stage_run(run)
+            self.store.update_execution(reopened)
+        return reopened
+
+    # -- following -----------------------------------------------------------------------------
 
     def is_running(self, execution_id: str) -> bool:
         """Whether this process is running the execution now."""
@@ -187,7 +247,7 @@ class Orchestrator:
 
     async def changed(self, execution_id: str, timeout_s: float) -> None:
         """Wait (at most `timeout_s`) until the execution has new events."""
-        event = self._changed.setdefault(execution_id, anyio.Event())
+        event = self.engine.changed.setdefault(execution_id, anyio.Event())
         with anyio.move_on_after(timeout_s):
             await event.wait()
 
@@ -203,9 +263,14 @@ class Orchestrator:
                     return
                 await self.changed(execution_id, 1.0)
 
-    # -- driving an execution -------------------------------------------------------------------
+    def prune(self, finished_before: datetime) -> dict[str, int]:
+        """Forget checkpoints and events of executions that finished before `finished_before`
+        (never of running or pending ones), and expired cache entries."""
+        return self.store.prune(finished_before, self.clock.now())
 
-    def _prepare(self, execution_id: str) -> _Live:
+    # -- driving -------------------------------------------------------------------------------
+
+    def _prepare(self, execution_id: str) -> Live:
         if execution_id in self._live:
             raise ConflictError(f"execution {execution_id} is already running")
         execution = self.store.get_execution(execution_id)
@@ -214,11 +279,25 @@ class Orchestrator:
                 f"execution {execution_id} is already {execution.status.value}",
                 details={"status": execution.status.value},
             )
+        # A stage recorded as running was in flight when its process stopped: it is pending
+        # again, and its next attempt number fences off the lost one.
+        runs = {
+            r.stage_id: attrs.evolve(r, status=StageStatus.PENDING)
+            if r.status is StageStatus.RUNNING
+            else r
+            for r in self.store.get_stage_runs(execution_id)
+        }
         checkpoint = self.store.latest_checkpoint(execution_id)
-        live = _Live(
+        live = Live(
             execution=execution,
-            runs={r.stage_id: r for r in self.store.get_stage_runs(execution_id)},
-            outputs=dict(checkpoint.completed) if checkpoint else {},
+            runs=runs,
+            # Committed stage runs and the checkpoint are written in one transaction; the
+            # runs also survive retention pruning of old checkpoints.
+            outputs={
+                sid: r.output_ref
+                for sid, r in runs.items()
+                if r.status is StageStatus.SUCCEEDED and r.output_ref is not None
+            },
             version=checkpoint.version if checkpoint else 0,
             seq=self.store.last_event_seq(execution_id),
             done=anyio.Event(),
@@ -226,242 +305,111 @@ class Orchestrator:
         self._live[execution_id] = live
         return live
 
-    def _event(
-        self, live: _Live, kind: str, stage_id: str | None = None, **data: Any
-    ) -> ExecutionEvent:
-        live.seq += 1
-        return ExecutionEvent(live.execution.id, live.seq, self.clock.now(), kind, stage_id, data)
-
-    def _touch(self, execution_id: str) -> None:
-        event = self._changed.pop(execution_id, None)
-        if event is not None:
-            event.set()
-
-    def _save(self, live: _Live, *events: ExecutionEvent, **changes: Any) -> None:
+    def _save(self, live: Live, *events: ExecutionEvent, **changes: Any) -> None:
         live.execution = attrs.evolve(live.execution, updated_at=self.clock.now(), **changes)
         with self.store.transaction():
             self.store.update_execution(live.execution)
             self.store.add_events(events)
-        self._touch(live.execution.id)
+        self.engine.touch(live.execution.id)
 
-    async def _drive(self, live: _Live) -> Execution:
+    async def _drive(self, live: Live) -> Execution:
+        execution = live.execution
         try:
-            resumed = live.execution.started_at is not None
-            kind = "execution.resumed" if resumed else "execution.started"
+            kind = "execution.resumed" if execution.started_at is not None else "execution.started"
             self._save(
                 live,
-                self._event(live, kind),
+                live.event(self.clock, kind, run=execution.runs + 1),
                 status=ExecutionStatus.RUNNING,
-                started_at=live.execution.started_at or self.clock.now(),
+                started_at=execution.started_at or self.clock.now(),
+                runs=execution.runs + 1,
             )
-            try:
-                await self._run_stages(live)
-            except AIFactoryError as exc:
-                live.crash = exc.message
-            except Exception as exc:
-                # An unexpected error (a bug, an unwrapped library error) ends this execution
-                # as failed instead of tearing down every other execution in the task group.
-                live.crash = f"internal error: {exc!r}"
-            return await self._finish(live)
+            limit_ms = execution.resources.get("timeout_ms")
+            limit = limit_ms / 1000 if limit_ms else execution.template.max_execution_time_s
+            with live.scope:
+                live.scope.deadline = anyio.current_time() + limit
+                try:
+                    await self._run_stages(live)
+                except AIFactoryError as exc:
+                    live.crash = exc.message
+                except Exception as exc:
+                    # An unexpected error ends this execution as failed instead of tearing
+                    # down every other execution in the task group.
+                    live.crash = f"internal error: {exc!r}"
+            if live.scope.cancelled_caught and not live.cancelled:
+                live.crash = f"the execution ran out of its {limit:g} s time limit"
+            with anyio.CancelScope(shield=True):  # finishing must not be cut short
+                final = await self._finish(live)
+            return final
         finally:
-            del self._live[live.execution.id]
+            del self._live[execution.id]
             live.done.set()
-            self._touch(live.execution.id)
+            self.engine.touch(execution.id)
 
-    async def _run_stages(self, live: _Live) -> None:
+    async def _run_stages(self, live: Live) -> None:
         template = live.execution.template
-        limiter = anyio.CapacityLimiter(max(1, self.max_workers))
-        while not live.stop:
-            statuses = {
-                sid: StageStatus.PENDING if r.status is StageStatus.RUNNING else r.status
-                for sid, r in live.runs.items()
-            }
-            for stage in planning.blocked_stages(template, statuses):
-                self._skip(live, stage, "a stage it depends on did not succeed")
-                statuses[stage.id] = StageStatus.SKIPPED
-            ready = planning.ready_stages(template, statuses)
-            runnable = []
-            for stage in ready:
-                if planning.evaluate_condition(stage.condition, live.execution.parameters):
-                    runnable.append(stage)
-                else:
-                    self._skip(live, stage, f"condition {stage.condition!r} is false")
-            if not ready:
-                return
-            async with anyio.create_task_group() as tg:
-                for stage in runnable:
-                    tg.start_soon(self._run_stage_limited, live, stage, limiter)
+        width = live.execution.resources.get("max_workers") or self.max_workers
+        limiter = anyio.CapacityLimiter(max(1, int(width)))
+        started: set[str] = set()
 
-    async def _run_stage_limited(
-        self, live: _Live, stage: StageSpec, limiter: anyio.CapacityLimiter
-    ) -> None:
-        async with limiter:
-            await self._run_stage(live, stage)
+        async def run(stage: StageSpec) -> None:
+            async with limiter:
+                if not live.stop:
+                    await self._stages.run(live, stage)
+            schedule()
 
-    def _skip(self, live: _Live, stage: StageSpec, reason: str) -> None:
+        def schedule() -> None:
+            while not live.stop:
+                # A started stage counts as running until it reaches a final status, even
+                # before its task has recorded its first attempt.
+                statuses = {
+                    sid: StageStatus.RUNNING
+                    if sid in started and not r.status.is_final
+                    else r.status
+                    for sid, r in live.runs.items()
+                }
+                blocked = planning.blocked_stages(template, statuses)
+                for stage in blocked:
+                    self._skip(live, stage, "a stage it depends on did not succeed")
+                ready = [
+                    s for s in planning.ready_stages(template, statuses) if s.id not in started
+                ]
+                progressed = bool(blocked)
+                for stage in ready:
+                    if planning.evaluate_condition(stage.condition, live.execution.parameters):
+                        started.add(stage.id)
+                        tg.start_soon(run, stage, name=f"stage {stage.id}")
+                    else:
+                        self._skip(live, stage, f"condition {stage.condition!r} is false")
+                        progressed = True
+                if not progressed:
+                    return
+
+        async with anyio.create_task_group() as tg:
+            schedule()
+
+    def _skip(self, live: Live, stage: StageSpec, reason: str) -> None:
         run = attrs.evolve(live.runs[stage.id], status=StageStatus.SKIPPED, error=reason)
         live.runs[stage.id] = run
         with self.store.transaction():
             self.store.put_stage_run(run)
             self._save(
                 live,
-                self._event(live, "stage.skipped", stage.id, reason=reason),
+                live.event(self.clock, "stage.skipped", stage.id, reason=reason),
                 stages_done=live.execution.stages_done + 1,
             )
 
-    def _stage_input(self, live: _Live, stage: StageSpec) -> StorageRef:
-        params = planning.merge_parameters(live.execution.parameters, stage.parameters)
-        bindings = planning.bind_inputs(stage, live.outputs, params, live.execution.context)
-        body = dumps(unstructure(StageInput(stage.action, params, bindings)))
-        key = f"{live.execution.id}/{stage.id}/input.json"
-        return self.blobs.put(
-            body, namespace=STAGE_NAMESPACE, key=key, media_type="application/json"
-        )
-
-    async def _run_stage(self, live: _Live, stage: StageSpec) -> None:
-        execution_id = live.execution.id
-        input_ref = self._stage_input(live, stage)
-        idem = planning.idempotency_key(execution_id, stage.id, input_ref.sha256)
-        while True:
-            run = attrs.evolve(
-                live.runs[stage.id],
-                status=StageStatus.RUNNING,
-                attempt=live.runs[stage.id].attempt + 1,
-                input_ref=input_ref,
-                started_at=self.clock.now(),
-                handshake_id=None,
-            )
-            self.store.start_stage(run)
-            live.runs[stage.id] = run
-            self.store.add_events(
-                [self._event(live, "stage.started", stage.id, attempt=run.attempt)]
-            )
-            self._touch(execution_id)
-            request = HandshakeRequest(
-                execution_id, stage.id, run.attempt, stage.worker, stage.action, input_ref, idem
-            )
-            try:
-                endpoint, accepted = await self._handshake(request)
-                run = attrs.evolve(run, handshake_id=accepted.handshake_id)
-                reply = await endpoint.process(
-                    ProcessRequest(
-                        execution_id, stage.id, run.attempt, accepted.handshake_id, input_ref
-                    )
-                )
-            except AIFactoryError as exc:
-                if not self.retry.should_retry(run.attempt, exc):
-                    self._fail_stage(live, stage, run, exc)
-                    return
-                delay = self.retry.delay_s(run.attempt)
-                live.runs[stage.id] = attrs.evolve(run, error=exc.message)
-                self.store.put_stage_run(live.runs[stage.id])
-                event = self._event(
-                    live,
-                    "stage.retrying",
-                    stage.id,
-                    attempt=run.attempt,
-                    error=exc.message,
-                    delay_s=delay,
-                )
-                self.store.add_events([event])
-                await anyio.sleep(delay)
-                continue
-            self._commit_stage(live, stage, run, reply)
-            try:
-                await endpoint.acknowledge(
-                    AcknowledgeRequest(
-                        execution_id,
-                        stage.id,
-                        run.attempt,
-                        reply.handshake_id,
-                        "completed",
-                        reply.output_ref,
-                    )
-                )
-            except AIFactoryError as exc:
-                # The stage is durably committed; a lost acknowledge only leaves the worker
-                # holding state it will age out. Record it and carry on.
-                self.store.add_events(
-                    [self._event(live, "stage.acknowledge_failed", stage.id, error=exc.message)]
-                )
-            return
-
-    async def _handshake(self, request: HandshakeRequest) -> tuple[WorkerTransport, HandshakeReply]:
-        reasons: list[str] = []
-        for endpoint in self.registry.candidates(request.worker):
-            reply = await endpoint.handshake(request)
-            if reply.accepted:
-                return endpoint, reply
-            reasons.append(reply.reason or "rejected")
-        raise HandshakeRejectedError(
-            f"no {request.worker} endpoint accepted stage {request.stage_id}: "
-            + "; ".join(reasons),
-            details={"stage_id": request.stage_id, "reasons": reasons},
-        )
-
-    def _commit_stage(
-        self, live: _Live, stage: StageSpec, run: StageRun, reply: ProcessReply
-    ) -> None:
-        summary = reply.summary
-        cost = summary.cost + self.prices.cost(summary.usage)
-        run = attrs.evolve(
-            run,
-            status=StageStatus.SUCCEEDED,
-            output_ref=reply.output_ref,
-            summary=unstructure(summary),
-            usage=summary.usage,
-            cost=cost,
-            error=None,
-            finished_at=self.clock.now(),
-        )
-        outputs = live.outputs | {stage.id: reply.output_ref}
-        execution = attrs.evolve(
-            live.execution,
-            usage=live.execution.usage + summary.usage,
-            cost=live.execution.cost + cost,
-            stages_done=live.execution.stages_done + 1,
-            updated_at=self.clock.now(),
-        )
-        checkpoint = Checkpoint(execution.id, live.version + 1, outputs, self.clock.now())
-        event = self._event(
-            live,
-            "stage.succeeded",
-            stage.id,
-            attempt=run.attempt,
-            method=summary.method,
-            cost_usd=str(cost.total_usd),
-            tokens=summary.usage.tokens,
-            progress=execution.progress,
-        )
-        self.store.finish_stage(run, execution, checkpoint, [event])
-        live.runs[stage.id], live.outputs, live.execution = run, outputs, execution
-        live.version += 1
-        if not summary.continue_pipeline:
-            live.stop = True
-        self._touch(execution.id)
-
-    def _fail_stage(
-        self, live: _Live, stage: StageSpec, run: StageRun, exc: AIFactoryError
-    ) -> None:
-        run = attrs.evolve(
-            run, status=StageStatus.FAILED, error=exc.message, finished_at=self.clock.now()
-        )
-        execution = attrs.evolve(
-            live.execution, stages_done=live.execution.stages_done + 1, updated_at=self.clock.now()
-        )
-        event = self._event(
-            live, "stage.failed", stage.id, attempt=run.attempt, error=exc.message, code=exc.code
-        )
-        self.store.finish_stage(run, execution, None, [event])
-        live.runs[stage.id], live.execution = run, execution
-        if stage.required:
-            live.stop = True
-        self._touch(execution.id)
-
-    async def _finish(self, live: _Live) -> Execution:
+    async def _finish(self, live: Live) -> Execution:
         template = live.execution.template
         for stage in template.stages:
-            if live.runs[stage.id].status is StageStatus.PENDING:
+            run = live.runs[stage.id]
+            if run.status is StageStatus.RUNNING:  # stopped mid-attempt (cancel, time limit)
+                interrupted = attrs.evolve(
+                    run, status=StageStatus.CANCELLED, finished_at=self.clock.now()
+                )
+                live.runs[stage.id] = interrupted
+                self.store.put_stage_run(interrupted)
+                self.engine.quota.release(live.execution, stage.id)
+            elif run.status is StageStatus.PENDING:
                 self._skip(live, stage, "the pipeline stopped before this stage")
         failed = [
             s.id
@@ -471,12 +419,15 @@ class Orchestrator:
         errors = [f"{sid}: {live.runs[sid].error}" for sid in failed]
         if live.crash is not None:
             errors.append(live.crash)
-        status = ExecutionStatus.FAILED if errors else ExecutionStatus.COMPLETED
+        if live.cancelled:
+            status = ExecutionStatus.CANCELLED
+        else:
+            status = ExecutionStatus.FAILED if errors else ExecutionStatus.COMPLETED
         error = "; ".join(errors) or None
-        artifacts = () if errors else self._artifacts(live)
+        artifacts = self._artifacts(live) if status is ExecutionStatus.COMPLETED else ()
         self._save(
             live,
-            self._event(live, f"execution.{status.value}", error=error),
+            live.event(self.clock, f"execution.{status.value}", error=error),
             status=status,
             error=error,
             finished_at=self.clock.now(),
@@ -484,7 +435,7 @@ class Orchestrator:
         await self.sink.execution_finished(ExecutionReport(live.execution, artifacts))
         return live.execution
 
-    def _artifacts(self, live: _Live) -> tuple[Artifact, ...]:
+    def _artifacts(self, live: Live) -> tuple[Artifact, ...]:
         template = live.execution.template
         chosen = [s for s in template.stages if s.deliverable]
         if not chosen:

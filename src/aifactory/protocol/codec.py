@@ -12,9 +12,17 @@ import binascii
 import json
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_origin
 
+import attrs
 import cattrs
+from cattrs.cols import (
+    homogenous_tuple_structure_factory,
+    is_mutable_sequence,
+    is_sequence,
+    list_structure_factory,
+)
+from cattrs.gen import make_dict_structure_fn
 from cattrs.preconf.json import make_converter
 
 from .._exceptions import BadInputError
@@ -77,8 +85,49 @@ def _structure_ref(value: Any, _: type) -> StorageRef:
     )
 
 
+def _strict(kind: type, *also: type) -> Any:
+    """A structure hook that accepts only JSON values of `kind` (no coercion: `"false"` is not
+    a bool and `1.5` is not an int). Subclasses (StrEnums) are built from the checked value."""
+    accepted = (kind, *also)
+
+    def hook(value: Any, target: type) -> Any:
+        if isinstance(value, bool) and kind is not bool:
+            raise TypeError(f"expected {kind.__name__}, got a boolean")
+        if not isinstance(value, accepted):
+            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+        return target(value)
+
+    return hook
+
+
+def _shaped(shape: type, inner: Any) -> Any:
+    def hook(value: Any, target: type) -> Any:
+        if not isinstance(value, shape):
+            raise TypeError(f"expected a JSON {'array' if shape is list else 'object'}")
+        return inner(value, target)
+
+    return hook
+
+
+def _default_sequence_hook(conv: cattrs.Converter, target: Any) -> Any:
+    if get_origin(target) is tuple:
+        return homogenous_tuple_structure_factory(target, conv)
+    return list_structure_factory(target, conv)
+
+
 def _make() -> cattrs.Converter:
     conv = make_converter(forbid_extra_keys=False)
+    for kind, also in ((str, ()), (int, ()), (float, (int,)), (bool, ())):
+        conv.register_structure_hook(kind, _strict(kind, *also))
+    # Lists and objects must arrive as lists and objects: a string is not a list of letters.
+    conv.register_structure_hook_factory(
+        lambda t: is_sequence(t) or is_mutable_sequence(t),
+        lambda t: _shaped(list, _default_sequence_hook(conv, t)),
+    )
+    conv.register_structure_hook_factory(
+        attrs.has,
+        lambda t: _shaped(dict, make_dict_structure_fn(t, conv)),
+    )
     conv.register_unstructure_hook(Decimal, str)
     conv.register_structure_hook(Decimal, _structure_decimal)
     conv.register_unstructure_hook(datetime, lambda dt: dt.isoformat())

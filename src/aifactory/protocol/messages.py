@@ -56,13 +56,18 @@ class HandshakeRequest:
 
 @attrs.frozen
 class HandshakeReply:
-    """The worker's answer: accepted with an estimate, or rejected with a reason."""
+    """The worker's answer: accepted with an estimate, or rejected with a reason.
+
+    `retryable` is false when the input itself was refused (another attempt would be too),
+    true when the worker was only busy.
+    """
 
     accepted: bool
     handshake_id: str
     worker: str
     estimate: ResourceEstimate = attrs.field(factory=ResourceEstimate)
     reason: str | None = None
+    retryable: bool = True
     capabilities: tuple[str, ...] = ()
 
 
@@ -133,6 +138,8 @@ class WorkerHealth:
     slots_total: int
     slots_free: int
     capabilities: tuple[str, ...] = ()
+    cacheable: bool = True
+    version: str = "1"
 
 
 @attrs.frozen

@@ -6,8 +6,10 @@ Every table's columns are named after its model's fields; fields that hold struc
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
+import typing
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -34,7 +36,7 @@ T = TypeVar("T")
 __all__ = ["Table"]
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=False)
 class Table(Generic[T]):
     """One table: its name, model class, key columns and JSON columns."""
 
@@ -56,9 +58,17 @@ class Table(Generic[T]):
                 row[col] = dumps(row[col]).decode()
         return row
 
+    @functools.cached_property
+    def _bool_columns(self) -> frozenset[str]:
+        # SQLite has no booleans: they come back as 0/1, and the codec does not coerce.
+        hints = typing.get_type_hints(self.cls)
+        return frozenset(name for name in self.columns if hints.get(name) is bool)
+
     def from_row(self, row: sqlite3.Row) -> T:
         """The model for a row. Raises `StorageError` if the row is corrupt."""
         data = {col: row[col] for col in self.columns}
+        for col in self._bool_columns:
+            data[col] = bool(data[col])
         try:
             for col in self.json_columns:
                 if data[col] is not None:
@@ -76,7 +86,7 @@ EXECUTIONS = Table(
     "executions",
     Execution,
     ("id",),
-    frozenset({"template", "parameters", "usage", "cost", "context"}),
+    frozenset({"template", "parameters", "usage", "cost", "context", "resources"}),
 )
 STAGE_RUNS = Table(
     "stage_runs",

@@ -66,8 +66,11 @@ CREATE TABLE IF NOT EXISTS executions (
     cost TEXT NOT NULL,
     stages_total INTEGER NOT NULL,
     stages_done INTEGER NOT NULL,
-    context TEXT NOT NULL
+    context TEXT NOT NULL,
+    resources TEXT NOT NULL,
+    runs INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS executions_client ON executions(client_id, status);
 CREATE INDEX IF NOT EXISTS executions_status ON executions(status);
 
 CREATE TABLE IF NOT EXISTS stage_runs (
@@ -132,7 +135,7 @@ CREATE TABLE IF NOT EXISTS notifications (
 );
 CREATE INDEX IF NOT EXISTS notifications_user ON notifications(user_id, created_at);
 
--- One charge per execution: settling twice (a retried completion) charges once.
+-- What each execution has been charged so far: settling again charges only the difference.
 CREATE TABLE IF NOT EXISTS charges (
     execution_id TEXT PRIMARY KEY,
     client_id TEXT NOT NULL,
@@ -155,3 +158,24 @@ CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+
+-- Budget held for stages in flight (and, once a stage succeeds, its actual cost) until the
+-- execution settles; what is available = budget - used this month - reserved.
+CREATE TABLE IF NOT EXISTS reservations (
+    execution_id TEXT NOT NULL,
+    stage_id TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    amount_usd TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (execution_id, stage_id)
+);
+CREATE INDEX IF NOT EXISTS reservations_client ON reservations(client_id);
+
+CREATE TABLE IF NOT EXISTS result_cache (
+    key TEXT PRIMARY KEY,
+    worker TEXT NOT NULL,
+    output_ref TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);

@@ -8,6 +8,7 @@ atomic commit; nested `transaction()` blocks join the outer one.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -18,7 +19,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .._exceptions import ConflictError, NotFoundError, StaleAttemptError, StorageError
+from .._exceptions import (
+    ConflictError,
+    NotFoundError,
+    QuotaExceededError,
+    StaleAttemptError,
+    StorageError,
+)
 from ..models import (
     AuditEvent,
     Checkpoint,
@@ -33,14 +40,15 @@ from ..models import (
     Session,
     StageRun,
     StageStatus,
+    StorageRef,
     User,
 )
-from ..protocol.codec import dumps
+from ..protocol.codec import converter, dumps
 from . import _tables as t
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # still unreleased: the schema may change in place until 0.1.0 ships
 T = TypeVar("T")
 
 
@@ -372,28 +380,149 @@ class SQLiteStore:
         sql = "UPDATE notifications SET read_at = COALESCE(read_at, ?) WHERE id = ? AND user_id = ?"
         return self._execute(sql, (at.isoformat(), notification_id, user_id)).rowcount == 1
 
-    def charge(self, client_id: str, execution_id: str, amount: Decimal, at: datetime) -> bool:
-        """Charge an execution's cost to its client's month, once; False if already charged.
+    def charge(self, client_id: str, execution_id: str, total: Decimal, at: datetime) -> Decimal:
+        """Bring an execution's charge up to `total`; returns the amount newly charged.
 
-        A new calendar month (UTC) resets the client's usage before charging.
+        Settling the same execution again (a repeated report, or a retried execution that
+        cost more) charges only the difference. A new calendar month (UTC) resets the
+        client's usage before charging.
         """
         month = at.strftime("%Y-%m")
         with self.transaction():
-            seen = "SELECT 1 FROM charges WHERE execution_id = ?"
-            if self._execute(seen, (execution_id,)).fetchone():
-                return False
+            row = self._execute(
+                "SELECT amount_usd FROM charges WHERE execution_id = ?", (execution_id,)
+            ).fetchone()
+            delta = total - (Decimal(row[0]) if row else Decimal(0))
+            if delta <= 0:
+                return Decimal(0)
             client = self.get_client(client_id)
-            used = client.used_this_month_usd if client.month == month else Decimal(0)
+            used = client.used_in(month)
             self._execute(
                 "UPDATE clients SET used_this_month_usd = ?, month = ? WHERE id = ?",
-                (str(used + amount), month, client_id),
+                (str(used + delta), month, client_id),
             )
             self._execute(
                 "INSERT INTO charges(execution_id, client_id, amount_usd, month, at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (execution_id, client_id, str(amount), month, at.isoformat()),
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(execution_id) DO UPDATE SET "
+                "amount_usd = excluded.amount_usd, month = excluded.month, at = excluded.at",
+                (execution_id, client_id, str(total), month, at.isoformat()),
             )
-            return True
+            return delta
+
+    # -- budget reservations --------------------------------------------------------------
+
+    def reserved_usd(self, client_id: str) -> Decimal:
+        """What the client's executions in flight hold of its budget."""
+        rows = self._execute(
+            "SELECT amount_usd FROM reservations WHERE client_id = ?", (client_id,)
+        ).fetchall()
+        return sum((Decimal(r[0]) for r in rows), Decimal(0))
+
+    def reserve(
+        self,
+        client_id: str,
+        execution_id: str,
+        stage_id: str,
+        amount: Decimal,
+        at: datetime,
+        *,
+        check: bool = True,
+    ) -> None:
+        """Hold `amount` of the client's budget for a stage (replacing its earlier hold).
+
+        With `check`, raises `QuotaExceededError` if the budget left after usage and other
+        holds is smaller (without, the hold records a cost already incurred).
+        """
+        with self.transaction():
+            client = self.get_client(client_id)
+            used = client.used_in(at.strftime("%Y-%m"))
+            self._execute(
+                "DELETE FROM reservations WHERE execution_id = ? AND stage_id = ?",
+                (execution_id, stage_id),
+            )
+            available = client.monthly_budget_usd - used - self.reserved_usd(client_id)
+            if check and amount > available:
+                raise QuotaExceededError(
+                    f"stage {stage_id} needs an estimated {amount} USD but only "
+                    f"{max(available, Decimal(0))} USD of the monthly budget is left",
+                    details={"estimate_usd": str(amount), "available_usd": str(available)},
+                )
+            self._execute(
+                "INSERT INTO reservations(execution_id, stage_id, client_id, amount_usd, at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (execution_id, stage_id, client_id, str(amount), at.isoformat()),
+            )
+
+    def release(self, execution_id: str, stage_id: str | None = None) -> None:
+        """Drop a stage's hold, or every hold of the execution."""
+        if stage_id is None:
+            self._execute("DELETE FROM reservations WHERE execution_id = ?", (execution_id,))
+        else:
+            self._execute(
+                "DELETE FROM reservations WHERE execution_id = ? AND stage_id = ?",
+                (execution_id, stage_id),
+            )
+
+    def count_active_executions(self, client_id: str) -> int:
+        """Executions of the client that are pending or running."""
+        sql = "SELECT COUNT(*) FROM executions WHERE client_id = ? AND status IN (?, ?)"
+        params = (client_id, ExecutionStatus.PENDING.value, ExecutionStatus.RUNNING.value)
+        return int(self._execute(sql, params).fetchone()[0])
+
+    # -- result cache and retention ----------------------------------------------------------
+
+    def cache_get(self, key: str, now: datetime) -> tuple[StorageRef, dict[str, Any]] | None:
+        """A cached stage result that has not expired, or None."""
+        row = self._execute(
+            "SELECT output_ref, summary FROM result_cache WHERE key = ? AND expires_at > ?",
+            (key, now.isoformat()),
+        ).fetchone()
+        if row is None:
+            return None
+        return converter.structure(json.loads(row[0]), StorageRef), json.loads(row[1])
+
+    def cache_put(
+        self,
+        key: str,
+        worker: str,
+        output_ref: StorageRef,
+        summary: dict[str, Any],
+        now: datetime,
+        expires_at: datetime,
+    ) -> None:
+        """Remember a stage result until `expires_at`."""
+        self._execute(
+            "INSERT OR REPLACE INTO result_cache(key, worker, output_ref, summary, created_at, "
+            "expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                key,
+                worker,
+                dumps(converter.unstructure(output_ref)).decode(),
+                dumps(summary).decode(),
+                now.isoformat(),
+                expires_at.isoformat(),
+            ),
+        )
+
+    def prune(self, finished_before: datetime, now: datetime) -> dict[str, int]:
+        """Delete checkpoints and events of executions that finished before `finished_before`,
+        and expired cache entries. Running, pending and recently finished executions keep
+        everything. Returns how many rows of each kind went."""
+        final = tuple(s.value for s in ExecutionStatus if s.is_final)
+        old = (
+            "SELECT id FROM executions WHERE status IN (?, ?, ?) AND finished_at IS NOT NULL "
+            "AND finished_at < ?"
+        )
+        params = (*final, finished_before.isoformat())
+        counts: dict[str, int] = {}
+        with self.transaction():
+            for table in ("checkpoints", "events"):  # fixed names, not input
+                sql = f"DELETE FROM {table} WHERE execution_id IN ({old})"  # noqa: S608
+                counts[table] = self._execute(sql, params).rowcount
+            counts["cache_entries"] = self._execute(
+                "DELETE FROM result_cache WHERE expires_at <= ?", (now.isoformat(),)
+            ).rowcount
+        return counts
 
     def append_audit(
         self,

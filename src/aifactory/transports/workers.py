@@ -13,6 +13,7 @@ from ..protocol.messages import (
     ProcessRequest,
     WorkerHealth,
 )
+from ..workers.base import ProgressCallback
 from ..workers.host import WorkerHost
 
 __all__ = ["InProcessWorkerTransport", "WorkerTransport"]
@@ -30,8 +31,10 @@ class WorkerTransport(Protocol):
         """May I give you this work?"""
         ...
 
-    async def process(self, request: ProcessRequest) -> ProcessReply:
-        """Do the work you accepted."""
+    async def process(
+        self, request: ProcessRequest, on_progress: ProgressCallback | None = None
+    ) -> ProcessReply:
+        """Do the work you accepted; `on_progress` receives the worker's heartbeats."""
         ...
 
     async def acknowledge(self, request: AcknowledgeRequest) -> AcknowledgeReply:
@@ -62,9 +65,11 @@ class InProcessWorkerTransport:
         """Forward to the host."""
         return await self._host.handshake(request)
 
-    async def process(self, request: ProcessRequest) -> ProcessReply:
+    async def process(
+        self, request: ProcessRequest, on_progress: ProgressCallback | None = None
+    ) -> ProcessReply:
         """Forward to the host."""
-        return await self._host.process(request)
+        return await self._host.process(request, on_progress)
 
     async def acknowledge(self, request: AcknowledgeRequest) -> AcknowledgeReply:
         """Forward to the host."""

@@ -20,7 +20,15 @@ from .._exceptions import BadInputError
 from ..models.storage_ref import StorageRef
 from ..protocol.messages import ResourceEstimate, StageSummary
 
-__all__ = ["Worker", "WorkerContext", "WorkerInfo", "WorkerResult", "check_worker_name"]
+__all__ = [
+    "ProgressCallback",
+    "Worker",
+    "WorkerContext",
+    "WorkerInfo",
+    "WorkerResult",
+    "check_worker_name",
+    "no_progress",
+]
 
 _WORKER_NAME = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
 
@@ -42,7 +50,11 @@ def check_worker_name(name: str) -> str:
 
 @attrs.frozen
 class WorkerInfo:
-    """What a worker declares: its actions, structure types, slots and resource needs."""
+    """What a worker declares: its actions, structure types, slots and resource needs.
+
+    `cacheable` says whether the same input always deserves the same output for a while (a
+    feed fetcher's output goes stale, so it says no); `version` is part of the cache key.
+    """
 
     name: str
     description: str
@@ -51,6 +63,7 @@ class WorkerInfo:
     slots: int = 4
     memory_mb: int = 128
     version: str = "1"
+    cacheable: bool = True
 
 
 @attrs.frozen
@@ -65,7 +78,9 @@ ProgressCallback = Callable[[float, str], Awaitable[None]]
 ArtifactWriter = Callable[[bytes, str, str], StorageRef]
 
 
-async def _no_progress(percent: float, message: str) -> None:
+async def no_progress(percent: float, message: str) -> None:
+    """A progress callback that ignores progress."""
+    """A progress callback that ignores progress."""
     return None
 
 
@@ -83,7 +98,7 @@ class WorkerContext:
     idempotency_key: str
     clock: Clock
     write_artifact: ArtifactWriter
-    report_progress: ProgressCallback = _no_progress
+    report_progress: ProgressCallback = no_progress
 
     async def progress(self, percent: float, message: str = "") -> None:
         """Report progress (0-100) of this stage."""

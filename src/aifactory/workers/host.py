@@ -35,7 +35,7 @@ from ..protocol.messages import (
     WorkerHealth,
 )
 from ..storage import BlobStore
-from .base import Worker, WorkerContext
+from .base import ProgressCallback, Worker, WorkerContext, no_progress
 
 __all__ = ["ARTIFACT_NAMESPACE", "STAGE_NAMESPACE", "WorkerHost", "extract_path"]
 
@@ -87,9 +87,15 @@ class WorkerHost:
 
     def health(self) -> WorkerHealth:
         """Whether the worker takes work, and its free slots."""
-        slots = self.worker.info.slots
+        info = self.worker.info
         return WorkerHealth(
-            self.name, True, slots, max(0, slots - self._busy), self.worker.info.actions
+            self.name,
+            True,
+            info.slots,
+            max(0, info.slots - self._busy),
+            info.actions,
+            info.cacheable,
+            info.version,
         )
 
     def _load_json(self, ref: StorageRef) -> Any:
@@ -139,14 +145,16 @@ class WorkerHost:
             estimate = self.worker.estimate(request.action, inputs, params)
         except BadInputError as exc:
             self._remember(key, state.reject(request.attempt, exc.message))
-            return attrs.evolve(reply, reason=exc.message)
+            return attrs.evolve(reply, reason=exc.message, retryable=False)
         self._remember(key, state.accept(request.attempt))
         self._accepted[handshake_id] = _Accepted(request, inputs, params)
         while len(self._accepted) > _REMEMBERED:
             self._accepted.popitem(last=False)
         return attrs.evolve(reply, accepted=True, estimate=estimate)
 
-    async def process(self, request: ProcessRequest) -> ProcessReply:
+    async def process(
+        self, request: ProcessRequest, on_progress: ProgressCallback | None = None
+    ) -> ProcessReply:
         """Run the accepted attempt and store its output by reference.
 
         Raises `NotFoundError` for an unknown handshake, `StaleAttemptError`/`ConflictError`
@@ -180,6 +188,7 @@ class WorkerHost:
             hs.idempotency_key,
             self._clock,
             write_artifact,
+            on_progress or no_progress,
         )
         try:
             result = await self.worker.process(hs.action, accepted.inputs, accepted.parameters, ctx)

@@ -1,0 +1,157 @@
+"""Executions as the account side shows them: status, stages, events, metrics and control."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import attrs
+
+from .._clock import Clock
+from .._exceptions import BadInputError, NotFoundError
+from ..models import Execution, ExecutionEvent, Principal, RequestStatus, StageRun
+from ..orchestrator import Orchestrator
+from ..state.sqlite import SQLiteStore
+from .audit import AuditLog
+from .requests import RequestService
+
+__all__ = ["ExecutionService"]
+
+
+def _ms(run: StageRun) -> int | None:
+    if run.started_at is None or run.finished_at is None:
+        return None
+    return int((run.finished_at - run.started_at).total_seconds() * 1000)
+
+
+class ExecutionService:
+    """Reading and steering executions, with the caller's permissions applied."""
+
+    def __init__(
+        self,
+        store: SQLiteStore,
+        audit: AuditLog,
+        clock: Clock,
+        orchestrator: Orchestrator,
+        requests: RequestService,
+    ) -> None:
+        self.store = store
+        self.audit = audit
+        self.clock = clock
+        self.orchestrator = orchestrator
+        self.requests = requests
+
+    def _own(self, principal: Principal, execution_id: str) -> Execution:
+        execution = self.store.get_execution(execution_id)
+        if not principal.role.is_staff and execution.client_id != principal.client_id:
+            raise NotFoundError(f"no execution {execution_id!r}", details={"id": execution_id})
+        return execution
+
+    def get(self, principal: Principal, execution_id: str) -> Execution:
+        """One execution. Raises `NotFoundError` (also for another client's)."""
+        return self._own(principal, execution_id)
+
+    def stages(self, principal: Principal, execution_id: str) -> list[StageRun]:
+        """The stage runs of an execution, in template order."""
+        execution = self._own(principal, execution_id)
+        runs = {r.stage_id: r for r in self.store.get_stage_runs(execution_id)}
+        return [runs[s.id] for s in execution.template.stages if s.id in runs]
+
+    def events(
+        self, principal: Principal, execution_id: str, after: int = 0, limit: int = 1000
+    ) -> list[ExecutionEvent]:
+        """Events of an execution after sequence number `after`."""
+        self._own(principal, execution_id)
+        return self.store.list_events(execution_id, after, max(1, min(limit, 1000)))
+
+    def metrics(self, principal: Principal, execution_id: str) -> dict[str, Any]:
+        """Durations, attempts, tokens, cost and bytes stored, per stage and in total."""
+        execution = self._own(principal, execution_id)
+        stages = []
+        for run in self.stages(principal, execution_id):
+            stages.append(
+                {
+                    "stage_id": run.stage_id,
+                    "worker": run.worker,
+                    "status": run.status.value,
+                    "attempts": run.attempt,
+                    "duration_ms": _ms(run),
+                    "prompt_tokens": run.usage.prompt_tokens,
+                    "completion_tokens": run.usage.completion_tokens,
+                    "bytes_stored": run.usage.bytes_stored,
+                    "cost_usd": str(run.cost.total_usd),
+                    "method": run.summary.get("method"),
+                }
+            )
+        total_ms = None
+        if execution.started_at is not None and execution.finished_at is not None:
+            total_ms = int((execution.finished_at - execution.started_at).total_seconds() * 1000)
+        return {
+            "execution_id": execution.id,
+            "status": execution.status.value,
+            "progress": execution.progress,
+            "duration_ms": total_ms,
+            "runs": execution.runs,
+            "attempts": sum(s["attempts"] for s in stages),
+            "prompt_tokens": execution.usage.prompt_tokens,
+            "completion_tokens": execution.usage.completion_tokens,
+            "bytes_stored": execution.usage.bytes_stored,
+            "cost_usd": str(execution.cost.total_usd),
+            "llm_cost_usd": str(execution.cost.llm_usd),
+            "storage_cost_usd": str(execution.cost.storage_usd),
+            "stages": stages,
+        }
+
+    async def cancel(self, principal: Principal, execution_id: str) -> Execution:
+        """Stop an execution; it ends `cancelled` and its request too. Raises `ConflictError`
+        if it has already finished."""
+        self._own(principal, execution_id)
+        result = await self.orchestrator.cancel(execution_id)
+        self.audit.record(principal.actor, "execution.cancel", f"execution:{execution_id}")
+        return result
+
+    def resume(self, principal: Principal, execution_id: str) -> Execution:
+        """Continue an interrupted execution from its last checkpoint (staff)."""
+        self.orchestrator.launch(execution_id)
+        self.audit.record(principal.actor, "execution.resume", f"execution:{execution_id}")
+        return self.store.get_execution(execution_id)
+
+    def retry(self, principal: Principal, execution_id: str) -> Execution:
+        """Run a failed or cancelled execution again, reusing its committed stages (staff).
+
+        Raises `ConflictError` for other statuses, `QuotaExceededError` if the client can no
+        longer afford it.
+        """
+        execution = self._own(principal, execution_id)
+        request = None
+        if execution.request_id is not None and execution.client_id is not None:
+            request = self.store.get_request(execution.request_id)
+            self.requests.admit(
+                principal, execution.client_id, execution.template, "execution.retry"
+            )
+        with self.store.transaction():
+            reopened = self.orchestrator.reopen(execution_id)
+            if request is not None:
+                self.store.update_request(
+                    attrs.evolve(
+                        request, status=RequestStatus.EXECUTING, updated_at=self.clock.now()
+                    ),
+                    expect_status=request.status.value,
+                )
+            self.audit.record(
+                principal.actor,
+                "execution.retry",
+                f"execution:{execution_id}",
+                request_status=RequestStatus.EXECUTING.value,
+            )
+        self.orchestrator.launch(execution_id)
+        return reopened
+
+    def prune(self, principal: Principal, older_than_days: float = 30) -> dict[str, int]:
+        """Forget checkpoints and events of executions finished more than `older_than_days`
+        ago (admins). Raises `BadInputError` for a negative age."""
+        if older_than_days < 0:
+            raise BadInputError("older_than_days must not be negative")
+        counts = self.orchestrator.prune(self.clock.now() - timedelta(days=older_than_days))
+        self.audit.record(principal.actor, "execution.prune", "executions", "ok", **counts)
+        return counts

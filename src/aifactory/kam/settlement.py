@@ -1,0 +1,129 @@
+"""Settlement: the account side's answer to the orchestrator's budget and completion calls.
+
+`Settlement` is the orchestrator's `QuotaGate` (holds on the client's budget while stages run)
+and its `ExecutionSink` (when an execution ends: charge, deliverables, request status,
+notifications). Both are idempotent: a repeated report changes nothing, a retried execution
+is charged only what it cost on top.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import attrs
+
+from .._clock import Clock, IdFactory
+from ..models import Deliverable, Execution, ExecutionStatus, RequestStatus
+from ..orchestrator import ExecutionReport
+from ..state.sqlite import SQLiteStore
+from .audit import AuditLog
+from .notifier import Notifier
+
+__all__ = ["Settlement"]
+
+_REQUEST_STATUS = {
+    ExecutionStatus.COMPLETED: RequestStatus.COMPLETED,
+    ExecutionStatus.FAILED: RequestStatus.FAILED,
+    ExecutionStatus.CANCELLED: RequestStatus.CANCELLED,
+}
+
+
+class Settlement:
+    """Budget holds while executions run, and settlement when they end."""
+
+    def __init__(
+        self,
+        store: SQLiteStore,
+        audit: AuditLog,
+        clock: Clock,
+        ids: IdFactory,
+        notifier: Notifier,
+    ) -> None:
+        self.store = store
+        self.audit = audit
+        self.clock = clock
+        self.ids = ids
+        self.notifier = notifier
+
+    # -- QuotaGate ------------------------------------------------------------------------
+
+    def reserve(self, execution: Execution, stage_id: str, amount: Decimal) -> None:
+        """Hold a stage's estimate. Raises `QuotaExceededError` if the budget cannot cover it."""
+        if execution.client_id is not None:
+            self.store.reserve(
+                execution.client_id, execution.id, stage_id, amount, self.clock.now()
+            )
+
+    def settle(self, execution: Execution, stage_id: str, cost: Decimal) -> None:
+        """Replace a stage's hold by its actual cost (until the execution is charged)."""
+        if execution.client_id is not None:
+            self.store.reserve(
+                execution.client_id, execution.id, stage_id, cost, self.clock.now(), check=False
+            )
+
+    def release(self, execution: Execution, stage_id: str) -> None:
+        """Drop a stage's hold."""
+        self.store.release(execution.id, stage_id)
+
+    # -- ExecutionSink ----------------------------------------------------------------------
+
+    async def execution_finished(self, report: ExecutionReport) -> None:
+        """Charge the cost, record deliverables, move the request on, notify. Idempotent."""
+        execution = report.execution
+        if execution.request_id is None or execution.client_id is None:
+            self.store.release(execution.id)
+            return
+        request = self.store.get_request(execution.request_id)
+        if request.status is not RequestStatus.EXECUTING or request.execution_id != execution.id:
+            return  # settled already (a repeated report) or superseded
+        status = _REQUEST_STATUS[execution.status]
+        now = self.clock.now()
+        deliverables = [
+            Deliverable(
+                self.ids.new("dlv"),
+                request.id,
+                request.client_id,
+                execution.id,
+                artifact.type,
+                artifact.name,
+                artifact.media_type,
+                artifact.ref,
+                now,
+                {"stage_id": artifact.stage_id} | artifact.metadata,
+            )
+            for artifact in report.artifacts
+        ]
+        with self.store.transaction():
+            charged = self.store.charge(
+                request.client_id, execution.id, execution.cost.total_usd, now
+            )
+            self.store.release(execution.id)
+            for deliverable in deliverables:
+                self.store.add_deliverable(deliverable)
+            self.store.update_request(
+                attrs.evolve(request, status=status, updated_at=now),
+                expect_status=RequestStatus.EXECUTING.value,
+            )
+            self.audit.record(
+                "system",
+                "request.settle",
+                f"request:{request.id}",
+                execution_id=execution.id,
+                status=status.value,
+                cost_usd=str(execution.cost.total_usd),
+                charged_usd=str(charged),
+                deliverables=[d.id for d in deliverables],
+            )
+        if status is RequestStatus.COMPLETED:
+            message = (
+                f"Your request “{request.title}” is complete: "
+                f"{len(deliverables)} deliverable(s) ready."
+            )
+        elif status is RequestStatus.CANCELLED:
+            message = f"Your request “{request.title}” was cancelled."
+        else:
+            message = f"Your request “{request.title}” failed: {execution.error}"
+        data = {"request_id": request.id, "execution_id": execution.id, "status": status.value}
+        for user in self.store.list_users(request.client_id):
+            if user.active:
+                await self.notifier.notify(user, f"request.{status.value}", message, data)
