@@ -116,7 +116,12 @@ class WorkerHost:
             if key not in loaded:
                 loaded[key] = self._load_json(binding.ref)
             inputs[name] = extract_path(loaded[key], binding.path)
-        return inputs, doc.parameters
+        # The first layer of the merge: the worker's defaults, under what the stage was given.
+        params = {
+            **self.worker.defaults,
+            **{k: v for k, v in doc.parameters.items() if v is not None},
+        }
+        return inputs, params
 
     def _remember(self, key: tuple[str, str], state: StageHandshake) -> None:
         self._stages[key] = state
@@ -137,7 +142,8 @@ class WorkerHost:
             False, handshake_id, self.name, capabilities=self.worker.info.actions
         )
         if self._busy >= self.worker.info.slots:
-            self._remember(key, state.reject(request.attempt, "over capacity"))
+            # Being busy is no answer about the work itself: the state is left as it was,
+            # so the same attempt may be offered again when a slot frees up.
             return attrs.evolve(reply, reason="over capacity")
         try:
             inputs, params = self._resolve(request)

@@ -1,0 +1,177 @@
+"""A pipeline run in its own process, killed with SIGKILL at a chosen point; see test_crash.py.
+
+`python -m tests.orchestrator.crash_child HOME COUNTERS OUT [STAGE:POINT]` runs (or resumes)
+execution `exec_000001` of a three-stage pipeline with real workers on SQLite and local
+storage under HOME. Each worker call appends `stage attempt` to COUNTERS (fsync'd, so the
+record survives the kill); the deliverable's bytes go to OUT. POINT is one of
+`before_process`, `after_process`, `during_checkpoint`, `after_ack`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from aifactory import SequentialIds, SystemClock
+from aifactory.models import StageSpec, Template, Tier
+from aifactory.orchestrator import ExecutionReport, Orchestrator, WorkerRegistry
+from aifactory.protocol import (
+    AcknowledgeReply,
+    AcknowledgeRequest,
+    HandshakeReply,
+    HandshakeRequest,
+    ProcessReply,
+    ProcessRequest,
+    WorkerHealth,
+)
+from aifactory.state import _tables
+from aifactory.state.sqlite import SQLiteStore
+from aifactory.storage import BlobStore, StorageConfig
+from aifactory.workers import ContentGranulator, ReportBuilder, Worker, WorkerContext, WorkerHost
+from aifactory.workers.base import ProgressCallback
+
+TEMPLATE = Template(
+    name="crash",
+    display_name="Crash test",
+    description="",
+    category="test",
+    tiers=tuple(Tier),
+    stages=(
+        StageSpec(
+            id="outline",
+            worker="content_granulator",
+            action="granulate",
+            input_mapping={"topic": "params.topic"},
+            parameters={"structure_type": "course", "granularity": 3},
+        ),
+        StageSpec(
+            id="summary",
+            worker="report_builder",
+            action="build_report",
+            input_mapping={"structure": "outline.output", "topic": "params.topic"},
+            parameters={"include_outline": False},
+        ),
+        StageSpec(
+            id="report",
+            worker="report_builder",
+            action="build_report",
+            depends_on=("summary",),
+            input_mapping={"structure": "outline.output", "topic": "params.topic"},
+            deliverable=True,
+        ),
+    ),
+)
+
+
+def die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Counting(Worker):
+    """Wraps a worker; records each call in the counters file before doing the work."""
+
+    def __init__(self, inner: Worker, counters: Path) -> None:
+        self.inner = inner
+        self.info = inner.info  # type: ignore[misc]
+        self.defaults = inner.defaults  # type: ignore[misc]
+        self.counters = counters
+
+    def check_input(
+        self, action: str, inputs: Mapping[str, Any], params: Mapping[str, Any]
+    ) -> None:
+        self.inner.check_input(action, inputs, params)
+
+    async def process(
+        self, action: str, inputs: Mapping[str, Any], params: Mapping[str, Any], ctx: WorkerContext
+    ) -> Any:
+        with self.counters.open("a") as f:
+            f.write(f"{ctx.stage_id} {ctx.attempt}\n")
+            f.flush()
+            os.fsync(f.fileno())
+        return await self.inner.process(action, inputs, params, ctx)
+
+
+class Crashing:
+    """An in-process worker transport that kills the process at the chosen point."""
+
+    def __init__(self, host: WorkerHost, stage: str, point: str) -> None:
+        self.host, self.stage, self.point = host, stage, point
+
+    @property
+    def worker(self) -> str:
+        return self.host.name
+
+    async def handshake(self, request: HandshakeRequest) -> HandshakeReply:
+        return await self.host.handshake(request)
+
+    async def process(
+        self, request: ProcessRequest, on_progress: ProgressCallback | None = None
+    ) -> ProcessReply:
+        if request.stage_id == self.stage and self.point == "before_process":
+            die()
+        reply = await self.host.process(request, on_progress)
+        if request.stage_id == self.stage and self.point == "after_process":
+            die()
+        return reply
+
+    async def acknowledge(self, request: AcknowledgeRequest) -> AcknowledgeReply:
+        reply = await self.host.acknowledge(request)
+        if request.stage_id == self.stage and self.point == "after_ack":
+            die()
+        return reply
+
+    async def health(self) -> WorkerHealth:
+        return self.host.health()
+
+    async def aclose(self) -> None:
+        pass
+
+
+class CrashingStore(SQLiteStore):
+    """Dies inside the transaction that writes the chosen stage's checkpoint."""
+
+    crash_stage: str | None = None
+
+    def _insert(self, table: Any, obj: Any, **extra: Any) -> None:
+        super()._insert(table, obj, **extra)
+        if table is _tables.CHECKPOINTS and self.crash_stage in obj.completed:
+            die()  # the stage row is updated, the checkpoint row written, nothing committed
+
+
+class FileSink:
+    def __init__(self, blobs: BlobStore, out: Path) -> None:
+        self.blobs, self.out = blobs, out
+
+    async def execution_finished(self, report: ExecutionReport) -> None:
+        [artifact] = report.artifacts
+        self.out.write_bytes(self.blobs.get(artifact.ref))
+
+
+async def main(home: Path, counters: Path, out: Path, crash: str | None) -> None:
+    stage, _, point = (crash or ":").partition(":")
+    store = CrashingStore(home / "state.sqlite3")
+    if point == "during_checkpoint":
+        store.crash_stage = stage
+    clock, ids = SystemClock(), SequentialIds()
+    blobs = BlobStore(StorageConfig.local(home / "blobs"), clock)
+    registry = WorkerRegistry(
+        Crashing(WorkerHost(Counting(w, counters), blobs, clock, ids), stage, point)
+        for w in (ContentGranulator(), ReportBuilder())
+    )
+    orchestrator = Orchestrator(store, blobs, registry, FileSink(blobs, out), clock=clock, ids=ids)
+    if not store.list_executions():
+        orchestrator.create(TEMPLATE, {"topic": "Crash-safe pipelines"}, resources={"cache": False})
+    [execution] = store.list_executions()
+    final = await orchestrator.run(execution.id)
+    print(final.status.value)
+
+
+if __name__ == "__main__":
+    crash_at = sys.argv[4] if len(sys.argv) > 4 else None
+    anyio.run(main, Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), crash_at)
