@@ -17,7 +17,7 @@ with aifactory.embedded(home="./.aifactory") as factory:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
@@ -144,9 +144,15 @@ class Requests(_Group):
             parameters=parameters,
         )
 
-    async def execute(self, request_id: str) -> Execution:
-        """Start the request's pipeline in the background (staff)."""
-        return await self._call("requests.execute", request_id=request_id)
+    async def execute(
+        self, request_id: str, resources: Mapping[str, Any] | None = None
+    ) -> Execution:
+        """Start the request's pipeline in the background (staff).
+
+        `resources`: `max_workers` (stages side by side), `timeout_ms` (the whole
+        execution's limit), `cache` (reuse results of equal inputs; default true).
+        """
+        return await self._call("requests.execute", request_id=request_id, resources=resources)
 
 
 class Templates(_Group):
@@ -202,6 +208,22 @@ class Executions(_Group):
             async for _ in self.events(execution_id):
                 pass
         return await self.get(execution_id)
+
+    async def metrics(self, execution_id: str) -> dict[str, Any]:
+        """Durations, attempts, tokens, cost and bytes stored, per stage and in total."""
+        return await self._call("executions.metrics", execution_id=execution_id)
+
+    async def cancel(self, execution_id: str) -> Execution:
+        """Stop it; it (and its request) end `cancelled`."""
+        return await self._call("executions.cancel", execution_id=execution_id)
+
+    async def retry(self, execution_id: str) -> Execution:
+        """Run a failed or cancelled execution again, reusing committed stages (staff)."""
+        return await self._call("executions.retry", execution_id=execution_id)
+
+    async def prune(self, older_than_days: float = 30) -> dict[str, int]:
+        """Forget checkpoints and events of executions finished long ago (admins)."""
+        return await self._call("executions.prune", older_than_days=older_than_days)
 
     async def resume(self, execution_id: str) -> Execution:
         """Continue an interrupted execution from its last checkpoint (staff)."""

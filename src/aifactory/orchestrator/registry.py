@@ -1,9 +1,10 @@
 """The worker registry: which endpoints serve which worker, and which of them can take work.
 
 Each endpoint's health (`/health`: healthy, free slots, capabilities) is cached for
-`health_ttl_s` (5 minutes, as the seed specifies); an endpoint that failed or timed out is
-marked unhealthy until its next check. Candidates for a stage are the healthy endpoints,
-those with free slots first, rotating among equals so load spreads.
+`health_ttl_s` (5 minutes, as the seed specifies); an endpoint that could not be reached or
+timed out stays out of rotation for `retry_unhealthy_s`, then is checked again. Candidates
+for a stage are the healthy endpoints, those with free slots first, rotating among equals so
+load spreads.
 """
 
 from __future__ import annotations
@@ -26,17 +27,22 @@ class _Entry:
     endpoint: WorkerTransport
     health: WorkerHealth | None = None
     checked_at: float = float("-inf")
+    down_until: float = float("-inf")
 
 
 class WorkerRegistry:
     """Worker name → the endpoints (transports) that serve it."""
 
     def __init__(
-        self, endpoints: Iterable[WorkerTransport] = (), health_ttl_s: float = 300.0
+        self,
+        endpoints: Iterable[WorkerTransport] = (),
+        health_ttl_s: float = 300.0,
+        retry_unhealthy_s: float = 5.0,
     ) -> None:
         self._entries: dict[str, list[_Entry]] = {}
         self._turn: dict[str, int] = {}
         self.health_ttl_s = health_ttl_s
+        self.retry_unhealthy_s = retry_unhealthy_s
         for endpoint in endpoints:
             self.add(endpoint)
 
@@ -59,19 +65,23 @@ class WorkerRegistry:
 
     async def _health(self, entry: _Entry) -> WorkerHealth | None:
         now = anyio.current_time()
+        if now < entry.down_until:
+            return None
         if entry.health is None or now - entry.checked_at >= self.health_ttl_s:
             try:
                 entry.health = await entry.endpoint.health()
             except AIFactoryError:
                 entry.health = None
+                entry.down_until = now + self.retry_unhealthy_s
             entry.checked_at = now
         return entry.health if entry.health is not None and entry.health.healthy else None
 
     def mark_unhealthy(self, endpoint: WorkerTransport) -> None:
-        """Take an endpoint out of rotation until its health is checked again."""
+        """Take an endpoint out of rotation for `retry_unhealthy_s`, then check it again."""
         for entry in self._entries.get(endpoint.worker, []):
             if entry.endpoint is endpoint:
-                entry.health, entry.checked_at = None, anyio.current_time()
+                entry.health = None
+                entry.down_until = anyio.current_time() + self.retry_unhealthy_s
 
     async def candidates(
         self, name: str, avoid: Iterable[WorkerTransport] = ()

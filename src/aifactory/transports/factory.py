@@ -7,6 +7,7 @@ HTTP transport (for remote deployments) sends the same operation over the wire.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Protocol
 
 from .._embedded import EmbeddedFactory
@@ -54,7 +55,8 @@ class InProcessFactoryTransport:
         authorize(name, principal.role)
         if name == "auth.logout":
             return self.factory.accounts.logout(principal, token)
-        return self.factory.handlers[name](principal, **arguments)
+        result = self.factory.handlers[name](principal, **arguments)
+        return await result if inspect.isawaitable(result) else result
 
     async def changed(self, token: str, execution_id: str, timeout_s: float) -> None:
         """Wake when the execution has news. Raises `ConflictError` if nothing runs it."""
