@@ -129,17 +129,19 @@ def test_titles_are_phrased_from_the_topic() -> None:
 def test_source_material_becomes_sub_topic_titles() -> None:
     plain = build_structure("course", "Machine learning", 3)
     fed = build_structure("course", "Machine learning", 3, material=MATERIAL)
-    # gradient 3 (written "Gradient" twice), descent, networks and neural 2 each, then the
-    # words seen once alphabetically; the topic's own words ("learning") are left out.
-    assert fed["keywords"] == ["Gradient", "descent", "networks", "neural", "checks"]
+    # The repeated two-word phrases ("gradient descent" and "neural networks", twice each,
+    # earliest first; "Gradient" keeps its more frequent capital). Once phrases are found,
+    # single words must occur twice and not be part of a phrase: none is left, so the
+    # template's own subjects fill the other modules. The topic's words are left out.
+    assert fed["keywords"] == ["Gradient descent", "neural networks"]
     assert [m["title"] for m in fed["elements"]] == [
-        "Gradient",
-        "Descent",
-        "Networks",
-        "Neural",
-        "Checks",
+        "Gradient descent",
+        "Neural networks",
+        "Methods and tools for Machine learning",
+        "Applying Machine learning",
+        "Case studies in Machine learning",
     ]
-    assert fed["elements"][0]["children"][0]["title"] == "Introduction to Gradient"
+    assert fed["elements"][0]["children"][0]["title"] == "Introduction to Gradient descent"
     assert dumps(plain) != dumps(fed)
 
 

@@ -23,7 +23,15 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 
-__all__ = ["STOPWORDS", "content_words", "rank_keywords", "tokenize"]
+__all__ = [
+    "STOPWORDS",
+    "content_words",
+    "fold",
+    "is_content_word",
+    "preferred_spelling",
+    "rank_keywords",
+    "tokenize",
+]
 
 # Apostrophes (straight or typographic U+2019) and hyphens join word parts.
 _WORD = re.compile("[^\\W_]+(?:['\u2019\\-][^\\W_]+)*")
@@ -53,18 +61,22 @@ def tokenize(text: str) -> list[str]:
     return _WORD.findall(unicodedata.normalize("NFC", text))
 
 
-def _fold(token: str) -> str:
+def fold(token: str) -> str:
+    """`token` case-folded, with typographic apostrophes made straight (how words compare)."""
     # One apostrophe, so typographic (U+2019) and straight ones give the same (stop)word.
     return token.casefold().replace("\u2019", "'")
 
 
-def _is_content(folded: str) -> bool:
+def is_content_word(folded: str) -> bool:
+    """Whether the folded word carries meaning: two characters or more, not a stopword, not
+    only digits.
+    """
     return len(folded) >= 2 and not folded.isdigit() and folded not in STOPWORDS
 
 
 def content_words(text: str) -> list[str]:
     """The case-folded words of `text` that carry meaning (no stopwords, no bare numbers)."""
-    return [w for w in (_fold(t) for t in tokenize(text)) if _is_content(w)]
+    return [w for w in (fold(t) for t in tokenize(text)) if is_content_word(w)]
 
 
 def rank_keywords(text: str, limit: int, *, exclude: Iterable[str] = ()) -> list[str]:
@@ -77,20 +89,21 @@ def rank_keywords(text: str, limit: int, *, exclude: Iterable[str] = ()) -> list
     """
     if limit < 0:
         raise ValueError(f"limit must be zero or more, not {limit}")
-    excluded = {_fold(word) for word in exclude}
+    excluded = {fold(word) for word in exclude}
     counts: Counter[str] = Counter()
     spellings: dict[str, Counter[str]] = {}
     for token in tokenize(text):
-        folded = _fold(token)
-        if not _is_content(folded) or folded in excluded:
+        folded = fold(token)
+        if not is_content_word(folded) or folded in excluded:
             continue
         counts[folded] += 1
         spellings.setdefault(folded, Counter())[token] += 1
     ranked = sorted(counts, key=lambda word: (-counts[word], word))[:limit]
-    return [_spelling(spellings[word]) for word in ranked]
+    return [preferred_spelling(spellings[word]) for word in ranked]
 
 
-def _spelling(seen: Counter[str]) -> str:
+def preferred_spelling(seen: Counter[str]) -> str:
+    """The spelling to show for a word seen written as `seen` (spelling -> count)."""
     # Capitals at the start of sentences inflate capitalised spellings, so a tie goes to the
     # spelling with fewer capitals; then alphabetical, so it never depends on input order.
     return min(seen, key=lambda s: (-seen[s], sum(c.isupper() for c in s), s))

@@ -4,10 +4,15 @@ The per-type templates (course, quiz, novel, workflow, knowledge_map, learning_p
 research_report) are in `aifactory.workers.structure_templates`; this module fills them from a
 topic, an audience, a granularity and optional material, and grades the result.
 
-Levels marked * in the templates take their subjects from the supplied material: its keywords
-(see `aifactory.workers.keywords`, with the topic's own words excluded) become the sub-topic
-titles in rank order, and the template's default subjects fill any places left over. So
-supplying material changes the structure, and without material the topic alone phrases it.
+Levels marked * in the templates take their subjects from the supplied material: its salient
+phrases (see `aifactory.workers.phrases`: the items it enumerates, then multi-word phrases it
+repeats, then frequent single words), leaving out phrases made only of the topic's or the
+target audience's words, become the sub-topic titles in rank order, and the template's
+default subjects fill any places left over. So supplying material changes the structure, and
+without material the topic alone phrases it. A course on "Sourdough baking" for "home
+bakers" whose material says "master starters, hydration, shaping, scoring and baking" gets
+the modules Starters, Hydration, Shaping, Scoring, and never "Home" or "Bakers"
+("baking" is a topic word).
 
 Granularity (1-5) decides depth and breadth, always the same way:
 
@@ -29,7 +34,8 @@ from typing import Any
 import attrs
 
 from .._exceptions import BadInputError
-from .keywords import rank_keywords, tokenize
+from .keywords import tokenize
+from .phrases import salient_phrases
 from .structure_templates import TEMPLATES, LevelTemplate, StructureTemplate
 
 __all__ = [
@@ -42,7 +48,9 @@ __all__ = [
     "check_granularity",
     "check_structure_type",
     "check_topic",
+    "expected_depth",
     "expected_element_count",
+    "level_sizes",
     "structure_quality",
 ]
 
@@ -104,6 +112,19 @@ def _sizes(template: StructureTemplate, granularity: int) -> tuple[int, ...]:
     for spec in template.levels[: _DEPTH[granularity]]:
         sizes.append(len(spec.subjects) if spec.fixed else next(variable))
     return tuple(sizes)
+
+
+def expected_depth(granularity: int) -> int:
+    """How many levels a template tree has at `granularity` (1-5). Raises `BadInputError`."""
+    return _DEPTH[check_granularity(granularity)]
+
+
+def level_sizes(structure_type: str, granularity: int) -> tuple[int, ...]:
+    """Elements per parent on each level of the template tree (fixed levels keep their size).
+
+    Raises `BadInputError` for an unknown type or a granularity outside 1-5.
+    """
+    return _sizes(TEMPLATES[check_structure_type(structure_type)], check_granularity(granularity))
 
 
 def _sentence_case(text: str) -> str:
@@ -203,8 +224,9 @@ def build_structure(
     """Build the typed structure tree for `topic` from the template of `structure_type`.
 
     `material` (text or texts: a description, source material) supplies sub-topic titles
-    through keyword ranking. Pure and deterministic: the same arguments give an equal tree,
-    and so byte-identical JSON. The result is
+    through its salient phrases (words of the topic and of `audience` excluded). Pure and
+    deterministic: the same arguments give an equal tree, and so byte-identical JSON. The
+    result is
     `{"structure_type", "topic", "target_audience", "granularity", "title", "keywords",
     "elements", "element_count", "depth", "method"}`, each element being
     `{"type", "title", "description", "order", "children"}` with orders 1..n among siblings.
@@ -216,7 +238,8 @@ def build_structure(
     granularity = check_granularity(granularity)
     topic = check_topic(topic)
     text = material if isinstance(material, str) else "\n".join(material)
-    keywords = rank_keywords(text, _KEYWORD_LIMIT, exclude=tokenize(topic))
+    excluded = [*tokenize(topic), *tokenize(audience)]
+    keywords = salient_phrases(text, _KEYWORD_LIMIT, exclude=excluded)
     builder = _Builder(template, topic, audience, _sizes(template, granularity), keywords)
     elements = builder.children(0, topic)
     count, _, depth = _count_and_depth(elements)
