@@ -72,8 +72,17 @@ __all__ = [
     "UnsafeKeyError",
     "WorkerError",
     "__version__",
+    "connect",
     "embedded",
 ]
+
+
+def connect(base_url: str) -> Factory:
+    """A synchronous client for a remote factory at `base_url` (its HTTP API). Log in with
+    `login(...)`, or use an API key or session token with `session(key)`. Close it, or use
+    it in a `with` block. For asyncio/trio code use `AsyncFactory.connect()`.
+    """
+    return Factory.connect(base_url)
 
 
 def embedded(

@@ -17,6 +17,7 @@ from .kam.audit import AuditLog
 from .kam.catalogue import TemplateCatalogue
 from .kam.executions import ExecutionService
 from .kam.notifier import InAppNotifier, Notifier
+from .kam.recommend import Recommender
 from .kam.requests import RequestService
 from .kam.settlement import Settlement
 from .orchestrator import Orchestrator, WorkerRegistry
@@ -64,7 +65,13 @@ class EmbeddedFactory:
             config.ids,
             notifier or InAppNotifier(self.store, config.clock, config.ids),
         )
-        workers = builtin_workers() if config.workers is None else list(config.workers)
+        self.llm = config.llm.build() if config.llm is not None else None
+        workers = (
+            builtin_workers(self.llm, config.fetch_policy, config.feed_catalogue)
+            if config.workers is None
+            else list(config.workers)
+        )
+        self.requests.recommender = Recommender(self.requests.catalogue, self.llm)
         self.registry = WorkerRegistry(
             InProcessWorkerTransport(WorkerHost(w, self.blobs, config.clock, config.ids))
             for w in workers
@@ -94,12 +101,15 @@ class EmbeddedFactory:
         """Operation name → the service method that carries it out (given a principal)."""
         a, r, x = self.accounts, self.requests, self.executions
         return {
-            "auth.me": lambda p: {"user": p.user, "kamContext": a.context(p.user)},
+            "auth.me": a.me,
             "clients.create": a.create_client,
             "clients.list": a.list_clients,
             "clients.get": a.get_client,
             "users.create": a.create_user,
             "users.list": a.list_users,
+            "api_keys.create": a.create_api_key,
+            "api_keys.list": a.list_api_keys,
+            "api_keys.revoke": a.revoke_api_key,
             "requests.create": r.create_request,
             "requests.list": r.list_requests,
             "requests.get": r.get_request,
@@ -107,6 +117,7 @@ class EmbeddedFactory:
             "requests.execute": r.execute,
             "templates.list": r.list_templates,
             "templates.get": r.get_template,
+            "templates.recommend": r.recommend,
             "executions.get": x.get,
             "executions.stages": x.stages,
             "executions.events": x.events,
@@ -137,4 +148,7 @@ class EmbeddedFactory:
             await self.orchestrator.__aexit__(exc_type, exc, tb)
         finally:
             await self.registry.aclose()
+            close = getattr(self.llm, "aclose", None)
+            if close is not None:
+                await close()
             self.store.close()

@@ -101,6 +101,11 @@ class Factory:
         """A factory running in this process (see `AsyncFactory.embedded`)."""
         return cls(AsyncFactory.embedded(home, config=config, notifier=notifier), backend)
 
+    @classmethod
+    def connect(cls, base_url: str, *, backend: str = "asyncio") -> Factory:
+        """A client for a remote factory's HTTP API (see `AsyncFactory.connect`)."""
+        return cls(AsyncFactory.connect(base_url), backend)
+
     def __enter__(self) -> Self:
         return self
 

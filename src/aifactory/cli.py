@@ -48,8 +48,12 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
     fresh = not (home / "state.sqlite3").exists()
     # A reused home already has the demo's client and user: give this run its own.
     suffix = "" if fresh else f"-{generate_password()[:6].lower()}"
-    config = FactoryConfig.from_environment(home)
-    console.print(f"[bold]aifactory demo[/] — embedded factory in {home}")
+    config = FactoryConfig.from_environment(home, with_llm=args.llm)
+    if args.llm and config.llm is None:
+        console.print("[red]--llm needs AIFACTORY_LLM_BASE_URL or an API key in the environment[/]")
+        return 2
+    model = f", model {config.llm.model}" if config.llm else ", no language model"
+    console.print(f"[bold]aifactory demo[/] — embedded factory in {home}{model}")
     with Factory.embedded(config=config) as factory:
         admin_password = _read_password(args.admin_password)
         try:
@@ -82,6 +86,12 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
         )
         console.print(f"• request [bold]{request.title}[/] ({request.id})")
         template = args.template
+        [best, *_] = admin.templates.recommend(request.id) or [None]
+        if best is not None:
+            console.print(
+                f"• recommended [bold]{best.template}[/] ({best.confidence:.0%}): "
+                f"{'; '.join(best.reasons)}"
+            )
         admin.requests.assign_template(request.id, template, parameters={"granularity": 3})
         execution = admin.requests.execute(request.id)
         console.print(f"• executing template [bold]{template}[/] as {execution.id}")
@@ -125,6 +135,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--admin-password", help="admin password of an existing --home ('-': stdin)")
     demo.add_argument("--out", help="where to write the report (default HOME/demo-report.md)")
     demo.add_argument("--topic", default="Market analysis for AI tools")
+    demo.add_argument(
+        "--llm",
+        action="store_true",
+        help="use the language model configured by AIFACTORY_LLM_MODEL, AIFACTORY_LLM_BASE_URL "
+        "and AIFACTORY_LLM_API_KEY / OPENAI_API_KEY",
+    )
     demo.add_argument(
         "--template",
         default="quick_research",

@@ -17,6 +17,7 @@ with aifactory.embedded(home="./.aifactory") as factory:
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterator, Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -24,10 +25,13 @@ from types import TracebackType
 from typing import Any, Self
 
 import anyio
+import httpx
 
 from ._embedded import EmbeddedFactory
+from .api.operations import ApiKeyInfo
 from .config import FactoryConfig
 from .kam.notifier import Notifier
+from .kam.recommend import Recommendation
 from .models import (
     AuditEvent,
     Client,
@@ -44,6 +48,7 @@ from .models import (
     User,
 )
 from .transports.factory import FactoryTransport, InProcessFactoryTransport
+from .transports.http import HttpFactoryTransport
 
 __all__ = ["AsyncFactory", "AsyncSession"]
 
@@ -102,6 +107,22 @@ class Users(_Group):
     async def list(self, client_id: str | None = None) -> list[User]:
         """Users, optionally of one client."""
         return await self._call("users.list", client_id=client_id)
+
+
+class ApiKeys(_Group):
+    """API keys for external clients (`X-API-Key`)."""
+
+    async def create(self, name: str = "", user_id: str | None = None) -> ApiKeyInfo:
+        """A new key for you (staff: for `user_id`); its `key` is shown only in this reply."""
+        return await self._call("api_keys.create", name=name, user_id=user_id)
+
+    async def list(self, user_id: str | None = None) -> builtins.list[ApiKeyInfo]:
+        """Keys (never the keys themselves): yours; staff may name a user."""
+        return await self._call("api_keys.list", user_id=user_id)
+
+    async def revoke(self, key_id: str) -> ApiKeyInfo:
+        """Revoke a key at once."""
+        return await self._call("api_keys.revoke", key_id=key_id)
 
 
 class Requests(_Group):
@@ -165,6 +186,14 @@ class Templates(_Group):
     async def get(self, name: str) -> Template:
         """One template."""
         return await self._call("templates.get", name=name)
+
+    async def recommend(
+        self, request_id: str, limit: int = 3, use_llm: bool | None = None
+    ) -> builtins.list[Recommendation]:
+        """Templates that fit a request, ranked with confidence and reasons (staff)."""
+        return await self._call(
+            "templates.recommend", request_id=request_id, limit=limit, use_llm=use_llm
+        )
 
 
 class Executions(_Group):
@@ -278,6 +307,7 @@ class AsyncSession:
         self.context = context
         self.clients = Clients(self)
         self.users = Users(self)
+        self.api_keys = ApiKeys(self)
         self.requests = Requests(self)
         self.templates = Templates(self)
         self.executions = Executions(self)
@@ -335,9 +365,20 @@ class AsyncFactory:
 
     async def aclose(self) -> None:
         """Stop background executions (they can be resumed later) and close the factory."""
+        await self._transport.aclose()
         if self._runtime is not None and self._open:
             self._open = False
             await self._runtime.__aexit__(None, None, None)
+
+    @classmethod
+    def connect(cls, base_url: str, *, client: httpx.AsyncClient | None = None) -> AsyncFactory:
+        """A client for a remote factory's HTTP API at `base_url`.
+
+        Log in with `login(...)`, or use an API key or session token with `session(key)`.
+        Pass an `httpx.AsyncClient` to share connections or to call an ASGI app in process
+        (`httpx.ASGITransport`).
+        """
+        return cls(HttpFactoryTransport(base_url, client=client))
 
     async def bootstrap_admin(self, email: str, password: str | None = None) -> str:
         """Create the first admin and return its password (generated if not given).
@@ -352,6 +393,6 @@ class AsyncFactory:
         return AsyncSession(self._transport, result.session_token, result.user, result.kam_context)
 
     async def session(self, token: str) -> AsyncSession:
-        """A view for an existing session token. Raises `AuthenticationError`."""
+        """A view for an existing session token or an API key. Raises `AuthenticationError`."""
         me = await self._transport.call("auth.me", token)
         return AsyncSession(self._transport, token, me["user"], me["kamContext"])

@@ -12,11 +12,14 @@ import attrs
 
 from ._clock import Clock, IdFactory, RandomIds, SystemClock
 from .auth import PasswordHasher
+from .llm import LLMConfig
 from .models import StagePolicy
 from .orchestrator import RetryPolicy, StoragePrices
 from .orchestrator.live import DEFAULT_TIMEOUTS
 from .storage import StorageConfig
 from .workers.base import Worker
+from .workers.netguard import FetchPolicy
+from .workers.rss_finder import CatalogueEntry
 
 __all__ = ["DEFAULT_HOME", "FactoryConfig"]
 
@@ -33,7 +36,11 @@ class FactoryConfig:
 
     `timeouts` are the stages' default schedule-to-start, start-to-close and heartbeat limits;
     `cache_ttl_s` how long stage results are reused for equal inputs; `sleep` is what retry
-    backoff waits with (inject a recorder to test backoff without waiting).
+    backoff waits with (inject a recorder to test backoff without waiting). `llm` configures
+    the language model the built-in workers and recommendations use (none: their non-LLM
+    methods); `fetch_policy` what the feed workers may fetch (default: public http/https);
+    `feed_catalogue` the feeds the RSS source finder searches (default: the curated catalogue
+    shipped with aifactory; `aifactory.workers.load_catalogue(json_bytes)` reads your own).
     """
 
     home: Path | None = DEFAULT_HOME
@@ -49,15 +56,23 @@ class FactoryConfig:
     cache_ttl_s: float = 3600.0
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep
     workers: Sequence[Worker] | None = None
+    llm: LLMConfig | None = None
+    fetch_policy: FetchPolicy | None = None
+    feed_catalogue: tuple[CatalogueEntry, ...] | None = None
 
     @classmethod
-    def from_environment(cls, home: str | Path | None = None) -> FactoryConfig:
+    def from_environment(
+        cls, home: str | Path | None = None, *, with_llm: bool = False
+    ) -> FactoryConfig:
         """A config whose home is `home`, else `$AIFACTORY_HOME`, else `./.aifactory`.
 
-        Only the CLI reads the environment; library code receives a config.
+        The language model comes from `AIFACTORY_LLM_MODEL`, `AIFACTORY_LLM_BASE_URL` and
+        `AIFACTORY_LLM_API_KEY` / `OPENAI_API_KEY` when `with_llm` is set. Only the CLI reads
+        the environment; library code receives a config.
         """
         chosen = home if home is not None else os.environ.get("AIFACTORY_HOME", DEFAULT_HOME)
-        return cls(home=Path(chosen))
+        llm = LLMConfig.from_environment(os.environ) if with_llm else None
+        return cls(home=Path(chosen), llm=llm)
 
     @property
     def database(self) -> str:

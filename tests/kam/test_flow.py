@@ -21,6 +21,7 @@ from aifactory import (
     WorkerError,
 )
 from aifactory.models import ExecutionStatus, RequestStatus, StageStatus
+from aifactory.workers import ContentGranulator, ReportBuilder
 from tests.helpers import (
     ADMIN,
     ANA,
@@ -284,14 +285,15 @@ async def test_budget_refuses_before_any_work(factory: AsyncFactory) -> None:
     assert request.execution_id is None
 
 
-async def test_template_with_missing_workers_is_refused_without_side_effects(
-    factory: AsyncFactory,
-) -> None:
-    people = await setup_people(factory, tier="premium")
-    request_id = await _submit(people, "comprehensive_report_pipeline")
-    with pytest.raises(WorkerError, match="no worker registered for content_classifier"):
-        await people.admin.requests.execute(request_id)
-    assert (await people.ana.requests.get(request_id)).status is RequestStatus.TEMPLATE_ASSIGNED
+async def test_template_with_missing_workers_is_refused_without_side_effects() -> None:
+    config = fast_config(workers=[ContentGranulator(), ReportBuilder()])
+    async with AsyncFactory.embedded(config=config) as factory:
+        people = await setup_people(factory, tier="premium")
+        request_id = await _submit(people, "comprehensive_report_pipeline")
+        with pytest.raises(WorkerError, match="no worker registered for content_classifier"):
+            await people.admin.requests.execute(request_id)
+        request = await people.ana.requests.get(request_id)
+        assert request.status is RequestStatus.TEMPLATE_ASSIGNED
 
 
 async def test_bootstrap_admin_only_once(factory: AsyncFactory) -> None:

@@ -1,148 +1,249 @@
 """The table of operations: every call a client can make, declared once.
 
-Each `Operation` names the call, its HTTP method and path (following the documented AI Factory
-wire format), and the roles that may call it. Permission is deny-by-default: a role not listed
-is refused, and an unknown operation is refused. The in-process transport checks this table
-before dispatching; the HTTP server builds its routes from it.
+Each `Operation` names the call, its HTTP method and path (following the documented AI
+Factory wire format; `{name}` segments are arguments), who may call it, and the type of its
+reply. The in-process transport checks the table before dispatching; the HTTP server builds
+its routes (and the OpenAPI document) from it; the HTTP client finds paths and reply types in
+it. Arguments other than path segments travel in the query string (GET) or the JSON body;
+their types are those of the service method that carries the operation out.
 
+Permission is deny-by-default: a role not listed is refused, and so is an unknown operation.
 Ownership (a client user sees only its own client's objects) is checked by the service that
 owns the objects, since only it can see whose they are.
 """
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import attrs
 
 from .._exceptions import PermissionDeniedError
-from ..models.enums import Role
+from ..models import (
+    AuditEvent,
+    Client,
+    Deliverable,
+    Execution,
+    ExecutionEvent,
+    Notification,
+    Recommendation,
+    Request,
+    Role,
+    StageRun,
+    Template,
+    User,
+)
 
-__all__ = ["OPERATIONS", "Operation", "authorize", "operation"]
+__all__ = ["OPERATIONS", "ApiKeyInfo", "Operation", "authorize", "operation"]
 
 _STAFF = frozenset({Role.ADMIN, Role.ACCOUNT_MANAGER})
 _ADMIN = frozenset({Role.ADMIN})
 _ANY = frozenset(Role)
 _PUBLIC: frozenset[Role] = frozenset()
+_SEGMENT = re.compile(r"{(\w+)}")
+
+
+@attrs.frozen
+class ApiKeyInfo:
+    """An API key's record (never the key itself): its id, lookup prefix and owner.
+
+    `key` is filled only in the reply that creates it: shown once, stored only as a hash.
+    """
+
+    id: str
+    prefix: str
+    user_id: str
+    client_id: str | None
+    role: Role
+    created_at: Any
+    revoked_at: Any = None
+    name: str = ""
+    key: str | None = None
 
 
 @attrs.frozen
 class Operation:
-    """One operation: name, HTTP method and path, and who may call it.
+    """One operation: name, HTTP method and path, who may call it, and its reply type.
 
-    `public` operations need no session (login); all others need one whose role is in `roles`.
+    `public` operations need no credentials (login). `kind` says what the reply is:
+    `"json"` (the codec's form of `reply`) or `"bytes"` (a download).
     """
 
     name: str
     method: str
     path: str
     roles: frozenset[Role]
-    public: bool = False
+    reply: Any
     summary: str = ""
+    public: bool = False
+    kind: str = "json"
+
+    @property
+    def path_params(self) -> tuple[str, ...]:
+        """The argument names that are path segments."""
+        return tuple(_SEGMENT.findall(self.path))
 
     def allows(self, role: Role) -> bool:
         """Whether `role` may call this operation."""
         return self.public or role in self.roles
 
 
-def _op(name: str, method: str, path: str, roles: frozenset[Role], summary: str) -> Operation:
-    return Operation(name, method, path, roles, public=roles is _PUBLIC, summary=summary)
+def _op(
+    name: str,
+    method: str,
+    path: str,
+    roles: frozenset[Role],
+    reply: Any,
+    summary: str,
+    kind: str = "json",
+) -> Operation:
+    return Operation(name, method, path, roles, reply, summary, roles is _PUBLIC, kind)
 
+
+_R = "/api/kam/requests"
+_X = "/api/pipelines/executions"
 
 OPERATIONS: tuple[Operation, ...] = (
-    _op("auth.login", "POST", "/api/auth/login", _PUBLIC, "Log in; returns a session token"),
-    _op("auth.logout", "POST", "/api/auth/logout", _ANY, "Revoke the current session"),
-    _op("auth.me", "GET", "/api/auth/me", _ANY, "The current user and its context"),
-    _op("clients.create", "POST", "/api/kam/clients", _STAFF, "Create a client organisation"),
-    _op("clients.list", "GET", "/api/kam/clients", _STAFF, "List client organisations"),
-    _op("clients.get", "GET", "/api/kam/clients/{id}", _ANY, "One client (clients: their own)"),
-    _op("users.create", "POST", "/api/kam/users", _STAFF, "Create a user"),
-    _op("users.list", "GET", "/api/kam/users", _STAFF, "List users"),
-    _op("requests.create", "POST", "/api/kam/requests", _ANY, "Submit a request"),
-    _op("requests.list", "GET", "/api/kam/requests", _ANY, "List requests (clients: their own)"),
-    _op("requests.get", "GET", "/api/kam/requests/{id}", _ANY, "One request"),
+    _op("auth.login", "POST", "/api/auth/login", _PUBLIC, dict[str, Any], "Log in"),
+    _op("auth.logout", "POST", "/api/auth/logout", _ANY, None, "Revoke this session"),
+    _op("auth.me", "GET", "/api/auth/me", _ANY, dict[str, Any], "The caller and its context"),
+    _op("clients.create", "POST", "/api/kam/clients", _STAFF, Client, "Create a client"),
+    _op("clients.list", "GET", "/api/kam/clients", _STAFF, list[Client], "List clients"),
+    _op("clients.get", "GET", "/api/kam/clients/{client_id}", _ANY, Client, "One client"),
+    _op("users.create", "POST", "/api/kam/users", _STAFF, User, "Create a user"),
+    _op("users.list", "GET", "/api/kam/users", _STAFF, list[User], "List users"),
+    _op("api_keys.create", "POST", "/api/kam/api-keys", _ANY, ApiKeyInfo, "Create an API key"),
+    _op("api_keys.list", "GET", "/api/kam/api-keys", _ANY, list[ApiKeyInfo], "List API keys"),
+    _op(
+        "api_keys.revoke",
+        "POST",
+        "/api/kam/api-keys/{key_id}/revoke",
+        _ANY,
+        ApiKeyInfo,
+        "Revoke an API key",
+    ),
+    _op("requests.create", "POST", _R, _ANY, Request, "Submit a request"),
+    _op("requests.list", "GET", _R, _ANY, list[Request], "List requests (clients: their own)"),
+    _op("requests.get", "GET", _R + "/{request_id}", _ANY, Request, "One request"),
     _op(
         "requests.assign_template",
         "PUT",
-        "/api/kam/requests/{id}",
+        _R + "/{request_id}",
         _STAFF,
+        Request,
         "Assign a template and its parameters",
     ),
-    _op("requests.execute", "POST", "/api/kam/requests/{id}/execute", _STAFF, "Execute"),
-    _op("templates.list", "GET", "/api/kam/templates", _ANY, "Templates allowed for a tier"),
-    _op("templates.get", "GET", "/api/kam/templates/{name}", _ANY, "One template"),
-    _op("executions.get", "GET", "/api/pipelines/executions/{id}", _ANY, "Execution status"),
+    _op("requests.execute", "POST", _R + "/{request_id}/execute", _STAFF, Execution, "Execute"),
+    _op("templates.list", "GET", "/api/kam/templates", _ANY, list[Template], "Templates"),
+    _op("templates.get", "GET", "/api/kam/templates/{name}", _ANY, Template, "One template"),
+    _op(
+        "templates.recommend",
+        "POST",
+        "/api/kam/recommend-template",
+        _STAFF,
+        list[Recommendation],
+        "Templates that fit a request, ranked, with confidence and reasons",
+    ),
+    _op("executions.get", "GET", _X + "/{execution_id}", _ANY, Execution, "Execution status"),
     _op(
         "executions.stages",
         "GET",
-        "/api/pipelines/executions/{id}/stages",
+        _X + "/{execution_id}/stages",
         _ANY,
+        list[StageRun],
         "Stage runs of an execution",
     ),
     _op(
         "executions.events",
         "GET",
-        "/api/pipelines/executions/{id}/events",
+        _X + "/{execution_id}/events",
         _ANY,
+        list[ExecutionEvent],
         "Events of an execution after a sequence number",
     ),
     _op(
         "executions.metrics",
         "GET",
-        "/api/pipelines/executions/{id}/metrics",
+        _X + "/{execution_id}/metrics",
         _ANY,
+        dict[str, Any],
         "Durations, attempts, tokens, cost and bytes, per stage and in total",
     ),
     _op(
         "executions.cancel",
         "POST",
-        "/api/pipelines/executions/{id}/cancel",
+        _X + "/{execution_id}/cancel",
         _ANY,
+        Execution,
         "Cancel an execution (clients: their own)",
     ),
     _op(
         "executions.retry",
         "POST",
-        "/api/pipelines/executions/{id}/retry",
+        _X + "/{execution_id}/retry",
         _STAFF,
+        Execution,
         "Run a failed or cancelled execution again, reusing committed stages",
-    ),
-    _op(
-        "executions.prune",
-        "POST",
-        "/api/pipelines/executions/prune",
-        _ADMIN,
-        "Forget checkpoints and events of long-finished executions",
     ),
     _op(
         "executions.resume",
         "POST",
-        "/api/pipelines/executions/{id}/resume",
+        _X + "/{execution_id}/resume",
         _STAFF,
+        Execution,
         "Resume an interrupted execution from its last checkpoint",
+    ),
+    _op(
+        "executions.prune",
+        "POST",
+        "/api/pipelines/prune",
+        _ADMIN,
+        dict[str, int],
+        "Forget checkpoints and events of long-finished executions",
     ),
     _op(
         "deliverables.list",
         "GET",
-        "/api/kam/requests/{id}/deliverables",
+        _R + "/{request_id}/deliverables",
         _ANY,
+        list[Deliverable],
         "Deliverables of a request",
     ),
-    _op("deliverables.get", "GET", "/api/kam/deliverables/{id}", _ANY, "One deliverable"),
+    _op(
+        "deliverables.get",
+        "GET",
+        "/api/kam/deliverables/{deliverable_id}",
+        _ANY,
+        Deliverable,
+        "One deliverable",
+    ),
     _op(
         "deliverables.download",
         "GET",
-        "/api/kam/deliverables/{id}/content",
+        "/api/kam/deliverables/{deliverable_id}/content",
         _ANY,
+        bytes,
         "A deliverable's bytes",
+        kind="bytes",
     ),
-    _op("notifications.list", "GET", "/api/kam/notifications", _ANY, "Your notifications"),
+    _op(
+        "notifications.list",
+        "GET",
+        "/api/kam/notifications",
+        _ANY,
+        list[Notification],
+        "Your notifications",
+    ),
     _op(
         "notifications.mark_read",
         "POST",
-        "/api/kam/notifications/{id}/read",
+        "/api/kam/notifications/{notification_id}/read",
         _ANY,
+        None,
         "Mark a notification read",
     ),
-    _op("audit.list", "GET", "/api/kam/audit", _ADMIN, "Read the audit log"),
+    _op("audit.list", "GET", "/api/kam/audit", _ADMIN, list[AuditEvent], "The audit log"),
 )
 
 _BY_NAME = {op.name: op for op in OPERATIONS}

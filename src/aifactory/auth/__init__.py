@@ -6,7 +6,7 @@ from .passwords import (
     check_password_strength,
     generate_password,
 )
-from .tokens import hash_token, new_session_token
+from .tokens import hash_token, new_api_key, new_session_token, parse_api_key
 
 __all__ = [
     "MIN_PASSWORD_LENGTH",
@@ -14,5 +14,7 @@ __all__ = [
     "check_password_strength",
     "generate_password",
     "hash_token",
+    "new_api_key",
     "new_session_token",
+    "parse_api_key",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-__all__ = ["hash_token", "new_session_token"]
+__all__ = ["hash_token", "new_api_key", "new_session_token", "parse_api_key"]
 
 SESSION_TOKEN_PREFIX = "sess_"  # noqa: S105 (a public prefix, not a secret)
 
@@ -22,3 +22,20 @@ def hash_token(token: str) -> str:
     brute-force, and lookups stay a single indexed query.
     """
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+API_KEY_PREFIX = "afk"
+
+
+def new_api_key() -> tuple[str, str]:
+    """A new API key and its lookup prefix: `afk_<prefix>_<secret>` (256 random bits)."""
+    prefix = secrets.token_hex(6)
+    return f"{API_KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}", prefix
+
+
+def parse_api_key(key: str) -> str | None:
+    """The lookup prefix of a well-formed API key, or None."""
+    parts = key.split("_", 2) if isinstance(key, str) else []
+    if len(parts) != 3 or parts[0] != API_KEY_PREFIX or len(parts[1]) != 12 or not parts[2]:
+        return None
+    return parts[1]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hmac
 import re
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 
@@ -19,8 +20,15 @@ from .._exceptions import (
     QuotaExceededError,
     SessionExpiredError,
 )
-from ..api.operations import OPERATIONS
-from ..auth import PasswordHasher, generate_password, hash_token, new_session_token
+from ..api.operations import OPERATIONS, ApiKeyInfo
+from ..auth import (
+    PasswordHasher,
+    generate_password,
+    hash_token,
+    new_api_key,
+    new_session_token,
+    parse_api_key,
+)
 from ..models import Client, Principal, Role, Session, Tier, User
 from ..state.sqlite import SQLiteStore
 from .audit import AuditLog
@@ -123,7 +131,7 @@ class AccountService:
         self.audit.record(f"user:{user.id}", "auth.login", f"user:{user.id}", login_type=login_type)
         return LoginResult(token, user, session.expires_at, self.context(user))
 
-    def _refuse(self, username: str, reason: str, user: User | None = None) -> LoginResult:
+    def _refuse(self, username: str, reason: str, user: User | None = None) -> NoReturn:
         actor = f"user:{user.id}" if user else "anonymous"
         self.audit.record(
             actor, "auth.login", f"email:{str(username)[:200]}", "denied", reason=reason
@@ -148,10 +156,78 @@ class AccountService:
             raise AuthenticationError("invalid or revoked session")
         return Principal(user)
 
+    def authenticate_api_key(self, key: str | None) -> Principal:
+        """The principal behind an external API key (`X-API-Key`).
+
+        Raises `AuthenticationError` for a missing, malformed, unknown or revoked key (one
+        message for all) and when its user is disabled.
+        """
+        prefix = parse_api_key(key or "")
+        found = self.store.find_api_key(prefix) if prefix else None
+        if (
+            found is None
+            or found[0].revoked_at is not None
+            or not hmac.compare_digest(found[1], hash_token(key or ""))
+        ):
+            raise AuthenticationError("invalid or revoked API key")
+        user = self.store.get_user(found[0].user_id)
+        if not user.active:
+            raise AuthenticationError("invalid or revoked API key")
+        return Principal(user)
+
+    def create_api_key(
+        self, principal: Principal, name: str = "", user_id: str | None = None
+    ) -> ApiKeyInfo:
+        """A new API key bound to a user (by default the caller), its client and role.
+
+        The key is in the reply only this once; it is stored as a hash. Client users make
+        keys for themselves only. Raises `PermissionDeniedError`, `NotFoundError`.
+        """
+        owner = principal.user if user_id is None else self.store.get_user(user_id)
+        if owner.id != principal.user.id and not principal.role.is_staff:
+            raise PermissionDeniedError("client users create API keys for themselves only")
+        if owner.role.is_staff and principal.role is not Role.ADMIN:
+            raise PermissionDeniedError("only admins create API keys for staff users")
+        key, prefix = new_api_key()
+        info = ApiKeyInfo(
+            self.ids.new("key"),
+            prefix,
+            owner.id,
+            owner.client_id,
+            owner.role,
+            self.clock.now(),
+            name=str(name)[:100],
+        )
+        with self.store.transaction():
+            self.store.add_api_key(info, hash_token(key))
+            self.audit.record(
+                principal.actor, "api_key.create", f"api_key:{info.id}", owner=owner.id
+            )
+        return attrs.evolve(info, key=key)
+
+    def list_api_keys(self, principal: Principal, user_id: str | None = None) -> list[ApiKeyInfo]:
+        """API keys (never the keys themselves): the caller's own; staff may name a user."""
+        if not principal.role.is_staff:
+            user_id = principal.user.id
+        return self.store.list_api_keys(user_id)
+
+    def revoke_api_key(self, principal: Principal, key_id: str) -> ApiKeyInfo:
+        """Revoke a key; client users only their own. Raises `NotFoundError`."""
+        mine = {k.id for k in self.store.list_api_keys(principal.user.id)}
+        if not principal.role.is_staff and key_id not in mine:
+            raise NotFoundError(f"no API key {key_id!r}", details={"id": key_id})
+        info = self.store.revoke_api_key(key_id, self.clock.now())
+        self.audit.record(principal.actor, "api_key.revoke", f"api_key:{key_id}")
+        return info
+
     def logout(self, principal: Principal, token: str) -> None:
         """Revoke the session `token` (idempotent)."""
         self.store.revoke_session(hash_token(token), self.clock.now())
         self.audit.record(principal.actor, "auth.logout", principal.actor)
+
+    def me(self, principal: Principal) -> dict[str, Any]:
+        """The caller and its context (as the login reply gives them)."""
+        return {"user": principal.user, "kamContext": self.context(principal.user)}
 
     def context(self, user: User) -> dict[str, Any]:
         """What the user may do and for which client (the login reply's `kamContext`)."""

@@ -28,6 +28,7 @@ from ..storage import BlobStore
 from .audit import AuditLog
 from .catalogue import TemplateCatalogue
 from .parameters import validate_parameters
+from .recommend import Recommendation, Recommender
 
 __all__ = ["RequestService", "check_resources"]
 
@@ -85,6 +86,7 @@ class RequestService:
         self.ids = ids
         self.catalogue = catalogue
         self.orchestrator: Orchestrator | None = None
+        self.recommender = Recommender(catalogue)
 
     def _orchestrator(self) -> Orchestrator:
         if self.orchestrator is None:
@@ -178,6 +180,34 @@ class RequestService:
     def get_template(self, principal: Principal, name: str) -> Template:
         """One template. Raises `NotFoundError`."""
         return self.catalogue.get(name)
+
+    async def recommend(
+        self,
+        principal: Principal,
+        request_id: str,
+        limit: int = 3,
+        use_llm: bool | None = None,
+    ) -> list[Recommendation]:
+        """Templates that fit a request, best first, among those the client's tier allows and
+        its remaining budget covers. `use_llm=None` uses the model when one is configured.
+
+        Raises `NotFoundError`, and `StageFailedError` when the model's answer is unusable.
+        """
+        request = self._own_request(principal, request_id)
+        client = self.store.get_client(request.client_id)
+        used = client.used_in(self.clock.now().strftime("%Y-%m"))
+        available = client.monthly_budget_usd - used - self.store.reserved_usd(client.id)
+        found = await self.recommender.recommend(
+            request, client, available, limit=max(1, min(int(limit), 10)), use_llm=use_llm
+        )
+        self.audit.record(
+            principal.actor,
+            "templates.recommend",
+            f"request:{request_id}",
+            recommended=[r.template for r in found],
+            method=found[0].method if found else None,
+        )
+        return found
 
     def assign_template(
         self,

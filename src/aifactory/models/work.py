@@ -14,6 +14,7 @@ __all__ = [
     "Deliverable",
     "Notification",
     "ParameterSpec",
+    "Recommendation",
     "Request",
     "StagePolicy",
     "StageSpec",
@@ -154,3 +155,15 @@ class Notification:
     created_at: datetime
     data: dict[str, Any] = attrs.field(factory=dict)
     read_at: datetime | None = None
+
+
+@attrs.frozen
+class Recommendation:
+    """One recommended template, its confidence (0-1) and the reasons for it."""
+
+    template: str
+    display_name: str
+    confidence: float
+    reasons: tuple[str, ...]
+    estimated_cost_usd: str
+    method: str

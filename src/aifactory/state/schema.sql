@@ -179,3 +179,16 @@ CREATE TABLE IF NOT EXISTS result_cache (
     created_at TEXT NOT NULL,
     expires_at TEXT NOT NULL
 );
+
+-- External API keys: looked up by their public prefix, verified by the sha256 of the whole key.
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    prefix TEXT NOT NULL UNIQUE,
+    key_hash TEXT NOT NULL,
+    user_id TEXT NOT NULL REFERENCES users(id),
+    client_id TEXT,
+    role TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT,
+    name TEXT NOT NULL
+);

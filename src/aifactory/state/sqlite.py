@@ -26,6 +26,7 @@ from .._exceptions import (
     StaleAttemptError,
     StorageError,
 )
+from ..api.operations import ApiKeyInfo
 from ..models import (
     AuditEvent,
     Checkpoint,
@@ -214,6 +215,62 @@ class SQLiteStore:
         """Forget sessions that expired before `at`; returns how many."""
         sql = "DELETE FROM sessions WHERE expires_at < ?"
         return self._execute(sql, (at.isoformat(),)).rowcount
+
+    # -- API keys ------------------------------------------------------------------------------
+
+    def add_api_key(self, info: ApiKeyInfo, key_hash: str) -> None:
+        """Store an API key's record and hash (never the key)."""
+        row = {
+            "id": info.id,
+            "prefix": info.prefix,
+            "key_hash": key_hash,
+            "user_id": info.user_id,
+            "client_id": info.client_id,
+            "role": info.role.value,
+            "created_at": info.created_at.isoformat(),
+            "revoked_at": None,
+            "name": info.name,
+        }
+        cols = ", ".join(row)
+        marks = ", ".join(f":{c}" for c in row)
+        self._execute(f"INSERT INTO api_keys ({cols}) VALUES ({marks})", row)  # noqa: S608
+
+    def _api_key(self, row: sqlite3.Row) -> ApiKeyInfo:
+        return ApiKeyInfo(
+            row["id"],
+            row["prefix"],
+            row["user_id"],
+            row["client_id"],
+            Role(row["role"]),
+            datetime.fromisoformat(row["created_at"]),
+            datetime.fromisoformat(row["revoked_at"]) if row["revoked_at"] else None,
+            row["name"],
+        )
+
+    def find_api_key(self, prefix: str) -> tuple[ApiKeyInfo, str] | None:
+        """The key with this lookup prefix and its stored hash, or None."""
+        row = self._execute("SELECT * FROM api_keys WHERE prefix = ?", (prefix,)).fetchone()
+        return None if row is None else (self._api_key(row), str(row["key_hash"]))
+
+    def list_api_keys(self, user_id: str | None = None) -> list[ApiKeyInfo]:
+        """API keys (of one user, or all), oldest first."""
+        if user_id is None:
+            rows = self._execute("SELECT * FROM api_keys ORDER BY created_at, id").fetchall()
+        else:
+            sql = "SELECT * FROM api_keys WHERE user_id = ? ORDER BY created_at, id"
+            rows = self._execute(sql, (user_id,)).fetchall()
+        return [self._api_key(r) for r in rows]
+
+    def revoke_api_key(self, key_id: str, at: datetime) -> ApiKeyInfo:
+        """Revoke a key (idempotent). Raises `NotFoundError`."""
+        self._execute(
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
+            (at.isoformat(), key_id),
+        )
+        row = self._execute("SELECT * FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no API key {key_id!r}", details={"id": key_id})
+        return self._api_key(row)
 
     # -- requests ------------------------------------------------------------------------------
 

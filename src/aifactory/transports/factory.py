@@ -11,8 +11,9 @@ import inspect
 from typing import Any, Protocol
 
 from .._embedded import EmbeddedFactory
-from .._exceptions import ConflictError
+from .._exceptions import BadInputError, ConflictError
 from ..api.operations import authorize, operation
+from ..auth.tokens import parse_api_key
 from ..kam.accounts import LoginResult
 
 __all__ = ["FactoryTransport", "InProcessFactoryTransport"]
@@ -37,6 +38,10 @@ class FactoryTransport(Protocol):
         """Create the first admin (only where the caller owns the factory's data)."""
         ...
 
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...
+
 
 class InProcessFactoryTransport:
     """Calls the services of an `EmbeddedFactory` directly."""
@@ -51,9 +56,13 @@ class InProcessFactoryTransport:
 
     async def call(self, name: str, token: str, /, **arguments: Any) -> Any:
         """Authenticate `token`, check the operation's permission, and run it."""
-        principal = self.factory.accounts.authenticate(token)
+        accounts = self.factory.accounts
+        is_key = parse_api_key(token) is not None
+        principal = accounts.authenticate_api_key(token) if is_key else accounts.authenticate(token)
         authorize(name, principal.role)
         if name == "auth.logout":
+            if is_key:
+                raise BadInputError("API keys are revoked, not logged out")
             return self.factory.accounts.logout(principal, token)
         result = self.factory.handlers[name](principal, **arguments)
         return await result if inspect.isawaitable(result) else result
@@ -75,3 +84,6 @@ class InProcessFactoryTransport:
     async def bootstrap_admin(self, email: str, password: str | None) -> str:
         """Create the first admin; owning the data folder is the authority to do so."""
         return self.factory.accounts.bootstrap_admin(email, password)
+
+    async def aclose(self) -> None:
+        """Nothing to release: the embedded factory is closed by its owner."""

@@ -1,0 +1,146 @@
+"""What the benchmark's figures mean: the issue's targets, the table, the profile listing."""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import pstats
+import re
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Target", "informative_ratios", "profile_table", "render", "targets"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A ratio the issue asks for, and whether this run met it (`None`: not measured)."""
+
+    name: str
+    ratio: float | None
+    op: str
+    limit: float
+    met: bool | None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b <= 0 else a / b
+
+
+def _target(name: str, ratio: float | None, op: str, limit: float) -> Target:
+    met = None if ratio is None else (ratio <= limit if op == "<=" else ratio >= limit)
+    return Target(name, None if ratio is None else round(ratio, 4), op, limit, met)
+
+
+def targets(
+    overhead_us: dict[str, float], executions_per_s: dict[str, float], concurrency: int
+) -> list[Target]:
+    """The issue's targets, as ratios of figures measured in the same run."""
+    ours = overhead_us.get("aifactory_embedded")
+    return [
+        _target(
+            "aifactory_embedded / langgraph_sqlite per-stage overhead",
+            _ratio(ours, overhead_us.get("langgraph_sqlite")),
+            "<=",
+            0.2,
+        ),
+        _target(
+            "aifactory_embedded / sqlite_commit per-stage overhead",
+            _ratio(ours, overhead_us.get("sqlite_commit")),
+            "<=",
+            10.0,
+        ),
+        _target(
+            f"aifactory_embedded / langgraph_sqlite_async executions/s at {concurrency}",
+            _ratio(
+                executions_per_s.get("aifactory_embedded"),
+                executions_per_s.get("langgraph_sqlite_async"),
+            ),
+            ">=",
+            10.0,
+        ),
+    ]
+
+
+def informative_ratios(
+    overhead_us: dict[str, float], executions_per_s: dict[str, float]
+) -> dict[str, float | None]:
+    """Ratios that are not targets: LangGraph at aifactory's durability, the inline variant."""
+    pairs = {
+        "aifactory_embedded / langgraph_sqlite_normal per-stage overhead": (
+            overhead_us.get("aifactory_embedded"),
+            overhead_us.get("langgraph_sqlite_normal"),
+        ),
+        "aifactory_embedded_inline64k / langgraph_sqlite per-stage overhead": (
+            overhead_us.get("aifactory_embedded_inline64k"),
+            overhead_us.get("langgraph_sqlite"),
+        ),
+        "aifactory_embedded_inline64k / sqlite_commit per-stage overhead": (
+            overhead_us.get("aifactory_embedded_inline64k"),
+            overhead_us.get("sqlite_commit"),
+        ),
+        "aifactory_embedded_inline64k / langgraph_sqlite_async executions/s": (
+            executions_per_s.get("aifactory_embedded_inline64k"),
+            executions_per_s.get("langgraph_sqlite_async"),
+        ),
+    }
+    return {
+        name: None if (r := _ratio(a, b)) is None else round(r, 4) for name, (a, b) in pairs.items()
+    }
+
+
+def render(report: dict[str, Any]) -> str:
+    """The report (as `run_benchmark` returns it) as a readable table."""
+    env = report["environment"]
+    out = io.StringIO()
+    w = out.write
+    w(f"Pipeline overhead: {report['stages']} no-op stages, each adding a 1 KB string\n")
+    w(
+        f"median of {env['repeats']} x {env['n']} runs after {env['warmup']} warm-up; "
+        f"Python {env['python']}, {env['cpu_count']} CPUs, SQLite {env['sqlite']}, "
+        f"langgraph {env['langgraph'] or 'not installed'}\n\n"
+    )
+    w(f"{'sequential':<32}{'per run ms':>12}{'overhead µs/stage':>20}  note\n")
+    for name, m in report["sequential"].items():
+        w(
+            f"{name:<32}{m['per_run_ms']:>12.3f}{m['per_stage_overhead_us']:>20.1f}  "
+            f"{m.get('note', '')}\n"
+        )
+    concurrent = report["concurrent"]
+    w(f"\n{'concurrent (' + str(concurrent['concurrency']) + ' in flight)':<32}")
+    w(f"{'executions/s':>12}\n")
+    for name, m in concurrent["systems"].items():
+        w(f"{name:<32}{m['executions_per_s']:>12.1f}  {m.get('note', '')}\n")
+    w("\ntargets\n")
+    for t in report["targets"]:
+        ratio = "n/a" if t["ratio"] is None else f"{t['ratio']:.3f}"
+        verdict = {True: "met", False: "MISSED", None: "not measured"}[t["met"]]
+        w(f"  {t['name']:<68}{ratio:>9} {t['op']} {t['limit']:<5g} {verdict}\n")
+    w("informative ratios (not targets)\n")
+    for name, ratio in report["ratios_informative"].items():
+        w(f"  {name:<68}{'n/a' if ratio is None else f'{ratio:.3f}':>9}\n")
+    for name, why in report["skipped"].items():
+        w(f"skipped {name}: {why}\n")
+    return "\n".join(line.rstrip() for line in out.getvalue().splitlines()) + "\n"
+
+
+def profile_table(profiler: cProfile.Profile, stages: int, title: str, top: int) -> str:
+    """The `top` functions by cumulative time, in µs (and calls) per pipeline stage."""
+    stats: Any = pstats.Stats(profiler)
+    rows = sorted(stats.stats.items(), key=lambda item: item[1][3], reverse=True)
+    out = io.StringIO()
+    out.write(f"{title}; µs per stage, cProfile's own overhead included\n")
+    out.write(f"{'cumulative':>11}{'own':>9}{'calls/stage':>12}  function\n")
+    for (file, line, name), (_, calls, own, cumulative, _) in rows[:top]:
+        where = f"{_short(file)}:{line}({name})" if line else name
+        out.write(
+            f"{cumulative / stages * 1e6:>11.1f}{own / stages * 1e6:>9.1f}"
+            f"{calls / stages:>12.2f}  {where}\n"
+        )
+    return out.getvalue()
+
+
+def _short(file: str) -> str:
+    # The path from where its package starts: the last site-packages, src or stdlib folder.
+    match = re.search(r".*(?:site-packages|/src|python3\.\d+)/(.*)", file)
+    return match.group(1) if match else file

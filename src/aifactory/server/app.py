@@ -1,0 +1,210 @@
+"""The factory's HTTP API: a Starlette app whose routes come from the operation table.
+
+Each route authenticates the caller (`x-bitware-session-token`, or `X-API-Key` for external
+clients), checks the table's permission, checks the arguments against the service method's
+annotations, calls it, and answers with the codec's JSON. Every error is
+`{"error": {"code", "message", "details"}}` with the status of its exception class; bad input
+is always a 4xx and never loses anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .._embedded import EmbeddedFactory
+from ..config import FactoryConfig
+from .._exceptions import AIFactoryError, AuthenticationError, BadInputError
+from ..api.operations import OPERATIONS, Operation, authorize
+from ..models import Principal
+from ..protocol.codec import dumps, unstructure
+from ._args import Param, check, from_query, params_of
+from .openapi import openapi_document
+
+__all__ = ["MAX_BODY_BYTES", "SESSION_HEADER", "create_app", "factory_app"]
+
+SESSION_HEADER = "x-bitware-session-token"
+API_KEY_HEADER = "x-api-key"
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(dumps(data), status_code=status, media_type="application/json")
+
+
+def error_response(error: AIFactoryError) -> Response:
+    """The JSON error body and status of an aifactory error."""
+    return _json(error.to_dict(), error.status)
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise _TooLarge()
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"malformed JSON body: {exc}") from exc
+    if not isinstance(data, dict):
+        raise BadInputError("the JSON body must be an object")
+    return data
+
+
+class _TooLarge(AIFactoryError):
+    code = "payload_too_large"
+    status = 413
+
+    def __init__(self) -> None:
+        super().__init__(f"request bodies are limited to {MAX_BODY_BYTES} bytes")
+
+
+class _Api:
+    def __init__(self, factory: EmbeddedFactory) -> None:
+        self.factory = factory
+        self.params = {name: params_of(handler) for name, handler in factory.handlers.items()}
+
+    def principal(self, request: Request) -> tuple[Principal, str | None]:
+        accounts = self.factory.accounts
+        token = request.headers.get(SESSION_HEADER)
+        if token:
+            return accounts.authenticate(token), token
+        key = request.headers.get(API_KEY_HEADER)
+        if key:
+            return accounts.authenticate_api_key(key), None
+        raise AuthenticationError(
+            f"send a session token ({SESSION_HEADER}) or an API key (X-API-Key)"
+        )
+
+    async def arguments(self, op: Operation, request: Request) -> dict[str, Any]:
+        params: dict[str, Param] = {p.name: p for p in self.params[op.name]}
+        given: dict[str, Any] = dict(request.path_params)
+        if op.method == "GET":
+            for name, text in request.query_params.items():
+                if name not in params or name in given:
+                    raise BadInputError(
+                        f"unknown query parameter {name!r}", details={"field": name}
+                    )
+                given[name] = from_query(params[name], text)
+        else:
+            for name, value in (await _body(request)).items():
+                if name not in params or name in op.path_params:
+                    raise BadInputError(f"unknown field {name!r}", details={"field": name})
+                given[name] = value
+        missing = [p.name for p in params.values() if p.required and p.name not in given]
+        if missing:
+            raise BadInputError(f"missing {', '.join(missing)}", details={"fields": missing})
+        return {name: check(params[name], value) for name, value in given.items()}
+
+    def endpoint(self, op: Operation) -> Callable[[Request], Awaitable[Response]]:
+        async def handle(request: Request) -> Response:
+            try:
+                if op.name == "auth.login":
+                    return await self.login(request)
+                principal, token = self.principal(request)
+                authorize(op.name, principal.role)
+                if op.name == "auth.logout":
+                    if token is None:
+                        raise BadInputError("API keys are revoked, not logged out")
+                    self.factory.accounts.logout(principal, token)
+                    return Response(status_code=204)
+                result = self.factory.handlers[op.name](
+                    principal, **await self.arguments(op, request)
+                )
+                if inspect.isawaitable(result):
+                    result = await result
+            except AIFactoryError as exc:
+                return error_response(exc)
+            if op.kind == "bytes":
+                return Response(result, media_type="application/octet-stream")
+            if result is None:
+                return Response(status_code=204)
+            return _json(unstructure(result))
+
+        handle.__name__ = op.name.replace(".", "_")
+        return handle
+
+    async def login(self, request: Request) -> Response:
+        body = await _body(request)
+        unknown = sorted(set(body) - {"username", "password", "loginType"})
+        if unknown:
+            raise BadInputError(f"unknown fields {unknown}", details={"fields": unknown})
+        username, password = body.get("username"), body.get("password")
+        login_type = body.get("loginType", "client")
+        if not (
+            isinstance(username, str) and isinstance(password, str) and isinstance(login_type, str)
+        ):
+            raise BadInputError("username, password and loginType are strings")
+        result = self.factory.accounts.login(username, password, login_type)
+        return _json(
+            {
+                "success": True,
+                "sessionToken": result.session_token,
+                "expiresAt": result.expires_at.isoformat(),
+                "user": unstructure(result.user),
+                "kamContext": result.kam_context,
+            }
+        )
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    code = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
+    detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
+    return _json({"error": {"code": code, "message": str(detail), "details": {}}}, status)
+
+
+async def _internal(request: Request, exc: Exception) -> Response:
+    # Never leak a traceback: the operator's logs have it, the caller gets a plain error.
+    return _json(
+        {"error": {"code": "internal_error", "message": "internal error", "details": {}}}, 500
+    )
+
+
+def factory_app(
+    factory: EmbeddedFactory, operations: tuple[Operation, ...] = OPERATIONS
+) -> Starlette:
+    """An ASGI app serving `operations` (default: all) of an embedded factory.
+
+    The caller owns the factory's lifecycle (enter it before serving, exit it after).
+    """
+    api = _Api(factory)
+    routes = [Route(op.path, api.endpoint(op), methods=[op.method]) for op in operations]
+    document = openapi_document(operations, api.params)
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(document)
+
+    async def health(request: Request) -> Response:
+        return _json({"status": "ok", "service": "factory"})
+
+    routes += [Route("/openapi.json", openapi), Route("/health", health)]
+    return Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _not_found, Exception: _internal},
+    )
+
+
+def create_app(config: FactoryConfig) -> Starlette:
+    """An ASGI app that opens the factory described by `config` for as long as it is served
+    (the app's lifespan): what `aifactory serve factory` runs under uvicorn."""
+    factory = EmbeddedFactory(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with factory:
+            yield
+
+    app = factory_app(factory)
+    app.router.lifespan_context = lifespan
+    return app

@@ -1,0 +1,138 @@
+"""`HttpFactoryTransport`: the client's operations over HTTP, with httpx.
+
+Paths and reply types come from the operation table, so the remote client cannot drift from
+the embedded one. Error bodies come back as the same exception classes as embedded. GET and
+PUT calls (idempotent) are retried on connection errors; nothing else is.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import anyio
+import httpx
+
+from .._exceptions import (
+    AIFactoryError,
+    PermissionDeniedError,
+    TransportError,
+    error_class_for_code,
+)
+from ..api.operations import operation
+from ..auth.tokens import API_KEY_PREFIX
+from ..kam.accounts import LoginResult
+from ..models import User
+from ..protocol.codec import structure, unstructure
+
+__all__ = ["HttpFactoryTransport"]
+
+SESSION_HEADER = "x-bitware-session-token"
+_IDEMPOTENT = frozenset({"GET", "PUT"})
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        error = response.json()["error"]
+        code, message = str(error["code"]), str(error["message"])
+        details = error.get("details") or {}
+    except (ValueError, KeyError, TypeError):
+        raise TransportError(
+            f"the server answered {response.status_code} without an error body",
+            details={"status": response.status_code},
+        ) from None
+    raise error_class_for_code(code)(message, details=dict(details))
+
+
+class HttpFactoryTransport:
+    """Carries operations to a factory's HTTP API at `base_url`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        client: httpx.AsyncClient | None = None,
+        timeout_s: float = 30.0,
+        connect_retries: int = 2,
+        poll_interval_s: float = 0.2,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._owns_client = client is None
+        self._client = client or httpx.AsyncClient(timeout=timeout_s)
+        self._retries = connect_retries
+        self._poll = poll_interval_s
+
+    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        url = self.base_url + path
+        attempts = 1 + (self._retries if method in _IDEMPOTENT else 0)
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self._client.request(method, url, **kwargs)
+            except httpx.ConnectError as exc:
+                if attempt == attempts:
+                    raise TransportError(f"cannot reach {self.base_url}: {exc}") from exc
+                await anyio.sleep(0.05 * 2**attempt)
+            except httpx.HTTPError as exc:
+                raise TransportError(f"{method} {path} failed: {exc!r}") from exc
+        raise AssertionError("unreachable")
+
+    async def login(self, username: str, password: str, login_type: str) -> LoginResult:
+        """`POST /api/auth/login`. Raises `AuthenticationError` like the embedded factory."""
+        response = await self._send(
+            "POST",
+            operation("auth.login").path,
+            json={"username": username, "password": password, "loginType": login_type},
+        )
+        _raise_for(response)
+        body = response.json()
+        return LoginResult(
+            body["sessionToken"],
+            structure(body["user"], User),
+            datetime.fromisoformat(body["expiresAt"]),
+            body["kamContext"],
+        )
+
+    async def call(self, name: str, token: str, /, **arguments: Any) -> Any:
+        """Carry out operation `name`, authenticated by a session token or an API key."""
+        op = operation(name)
+        path = op.path
+        for param in op.path_params:
+            path = path.replace("{" + param + "}", quote(str(arguments.pop(param)), safe=""))
+        header = "X-API-Key" if token.startswith(API_KEY_PREFIX + "_") else SESSION_HEADER
+        kwargs: dict[str, Any] = {"headers": {header: token}}
+        given = {k: v for k, v in arguments.items() if v is not None}
+        if op.method == "GET":
+            kwargs["params"] = {
+                k: ("true" if v else "false") if isinstance(v, bool) else str(v)
+                for k, v in given.items()
+            }
+        elif given:
+            kwargs["json"] = unstructure(given)
+        response = await self._send(op.method, path, **kwargs)
+        _raise_for(response)
+        if op.kind == "bytes":
+            return response.content
+        if response.status_code == 204 or op.reply is None:
+            return None
+        try:
+            return structure(response.json(), op.reply)
+        except (ValueError, AIFactoryError) as exc:
+            raise TransportError(f"{name}: the server's reply does not fit its type") from exc
+
+    async def changed(self, token: str, execution_id: str, timeout_s: float) -> None:
+        """Remotely there is nothing to wait on: poll again shortly."""
+        await anyio.sleep(min(self._poll, timeout_s))
+
+    async def bootstrap_admin(self, email: str, password: str | None) -> str:
+        """Refused: the first admin is made where the data lives (`aifactory init`)."""
+        raise PermissionDeniedError(
+            "the first admin is created on the server's home (aifactory init), not over HTTP"
+        )
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this transport created it."""
+        if self._owns_client:
+            await self._client.aclose()
