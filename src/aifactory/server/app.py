@@ -22,9 +22,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .._embedded import EmbeddedFactory
-from ..config import FactoryConfig
 from .._exceptions import AIFactoryError, AuthenticationError, BadInputError
 from ..api.operations import OPERATIONS, Operation, authorize
+from ..config import FactoryConfig
 from ..models import Principal
 from ..protocol.codec import dumps, unstructure
 from ._args import Param, check, from_query, params_of
