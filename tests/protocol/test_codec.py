@@ -34,6 +34,7 @@ from aifactory.models import (
     Notification,
     ParameterSpec,
     Principal,
+    Recommendation,
     Request,
     RequestStatus,
     Role,
@@ -422,6 +423,15 @@ MODELS: dict[type[Any], st.SearchStrategy[Any]] = {
         created_at=datetimes,
         data=json_objects,
         read_at=maybe_datetimes,
+    ),
+    Recommendation: st.builds(
+        Recommendation,
+        template=ids,
+        display_name=texts,
+        confidence=st.floats(0, 1),
+        reasons=st.lists(texts, max_size=3).map(tuple),
+        estimated_cost_usd=st.decimals(0, 100, places=2).map(str),
+        method=texts,
     ),
 }
 

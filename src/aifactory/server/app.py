@@ -30,7 +30,7 @@ from ..protocol.codec import dumps, unstructure
 from ._args import Param, check, from_query, params_of
 from .openapi import openapi_document
 
-__all__ = ["MAX_BODY_BYTES", "SESSION_HEADER", "create_app", "factory_app"]
+__all__ = ["MAX_BODY_BYTES", "SESSION_HEADER", "create_app", "factory_app", "serving"]
 
 SESSION_HEADER = "x-bitware-session-token"
 API_KEY_HEADER = "x-api-key"
@@ -189,16 +189,22 @@ def factory_app(
         return _json({"status": "ok", "service": "factory"})
 
     routes += [Route("/openapi.json", openapi), Route("/health", health)]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: _not_found, Exception: _internal},
     )
+    app.state.openapi = document
+    return app
 
 
 def create_app(config: FactoryConfig) -> Starlette:
     """An ASGI app that opens the factory described by `config` for as long as it is served
     (the app's lifespan): what `aifactory serve factory` runs under uvicorn."""
-    factory = EmbeddedFactory(config)
+    return serving(EmbeddedFactory(config))
+
+
+def serving(factory: EmbeddedFactory) -> Starlette:
+    """`factory_app(factory)` whose lifespan enters and exits `factory`."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -61,5 +61,5 @@ def builtin_workers(
         FeedFetcher(fetcher),
         ContentClassifier(llm),
         ContentGenerator(llm),
-        ReportBuilder(),
+        ReportBuilder(llm),
     ]

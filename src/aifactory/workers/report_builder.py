@@ -1,47 +1,95 @@
-"""`ReportBuilder`: a Markdown report from a structure, classified articles and a request.
+"""`ReportBuilder`: a report in Markdown, HTML and/or JSON from articles, a structure and a request.
 
-Without a language model it uses the documented non-LLM method `non-llm:extractive-summary`
-(see `aifactory.workers.summarize`) for the executive summary, drawn from the request
-description and article summaries (the structure's descriptions only when those have none;
-see `ReportJob.summary_texts`), renders the report with
-`aifactory.workers.report_markdown`, stores it as the artifact `report.md`, and returns:
+Action `build_report`. Inputs: `structure` (a content granulator output), `articles` (the
+content classifier's: `id`, `title`, `url`, `summary`, `published`, `source`, `source_url`,
+`relevance` 0-1, `sentiment` -1..1, `sentiment_label`; all optional), `topic`, `title`,
+`description` and `request` (`title`, `description`); at least one of structure, articles,
+topic or title. Params (see `ReportBuilder.defaults`):
+
+- `format`: `"markdown"`, `"html"`, `"json"`, a list of them, or `"all"`; one artifact each,
+  in the order given (`"all"`: that order): `report.md`, `report.html`, `report.json`;
+- `include_outline` (bool), `max_summary_sentences` (1-50);
+- `min_relevance` (0-1) and `max_sources` (0-1000): the shown articles are those with at
+  least `min_relevance` (an article without a relevance is shown only when it is 0), most
+  relevant first (ties and unscored articles keep their input order, unscored last), at most
+  `max_sources` of them. The summary and the overview draw on the shown articles only.
+
+The executive summary: without a language model, the documented non-LLM method
+`non-llm:extractive-summary` (`aifactory.workers.summarize`) over the request description
+and the shown articles' summaries (the structure's descriptions only when those have none;
+see `ReportJob.summary_texts`); with one, `llm:<model>` writes the summary and key points
+(`aifactory.workers.report_llm`), and a reply that fails its checks fails the stage.
+
+Output (`ref` is the stored `StorageRef` in its JSON form, `summary` plain unescaped text;
+`word_count` and `section_count` are counted on the Markdown rendering, `overview` is `null`
+when no articles were given):
 
 ```
-{"title", "format": "markdown",
- "artifacts": [{"type": "report", "name": "report.md", "media_type", "ref"}],
- "word_count", "section_count", "summary", "method"}
+{"title", "format": <the first format>, "formats": [...],
+ "artifacts": [{"type": "report", "name": "report.md", "media_type", "ref"}, ...],
+ "word_count", "section_count", "summary", "key_points": [...],
+ "overview": {"received", "shown", "sources", "average_sentiment", "positive", "neutral",
+              "negative", "top_keywords"},
+ "method"}
 ```
 
-`ref` is the stored `StorageRef` in its JSON form (`aifactory.protocol.codec.unstructure`);
-`summary` is the executive summary as plain (unescaped) text. Only `format="markdown"` exists
-for now; HTML and JSON reports come with the AI workers.
+`report.json` is `ReportContent.document()` (`aifactory.workers.report_markdown`). Every
+format is deterministic: the same inputs (and model reply) give byte-identical artifacts.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import attrs
 
 from .._exceptions import BadInputError
-from ..models.execution import Usage
+from ..llm.base import LLM
 from ..protocol.codec import unstructure
 from ..protocol.messages import ResourceEstimate, StageSummary
 from .base import Worker, WorkerContext, WorkerInfo, WorkerResult
-from .report_markdown import Article, OutlineElement, RenderedReport, ReportContent, render_report
+from .model_calls import LLMTally, llm_method
+from .report_html import render_html
+from .report_llm import MAX_KEY_POINTS, SummaryRequest, model_summary
+from .report_markdown import (
+    Article,
+    OutlineElement,
+    Overview,
+    RenderedReport,
+    ReportContent,
+    render_report,
+)
+from .sentiment import label
 from .summarize import METHOD, extractive_summary
 
-__all__ = ["FORMATS", "MEDIA_TYPE", "ReportBuilder", "ReportJob", "build_report"]
+__all__ = [
+    "ARTIFACTS",
+    "FORMATS",
+    "MEDIA_TYPE",
+    "ReportBuilder",
+    "ReportFile",
+    "ReportJob",
+    "extractive_content",
+    "render_files",
+]
 
-FORMATS = ("markdown",)
-MEDIA_TYPE = "text/markdown; charset=utf-8"
+FORMATS = ("markdown", "html", "json")
+ARTIFACTS: Mapping[str, tuple[str, str]] = {
+    "markdown": ("report.md", "text/markdown; charset=utf-8"),
+    "html": ("report.html", "text/html; charset=utf-8"),
+    "json": ("report.json", "application/json"),
+}
+MEDIA_TYPE = ARTIFACTS["markdown"][1]
 _MAX_TEXT = 20_000
 _MAX_ELEMENTS = 10_000
 _MAX_DEPTH = 12
 _MAX_ARTICLES = 1_000
 _MAX_SENTENCES = 50
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _text(value: object, path: str, default: str = "") -> str:
@@ -53,7 +101,8 @@ def _text(value: object, path: str, default: str = "") -> str:
         raise BadInputError(
             f"{path} is longer than {_MAX_TEXT} characters", details={"field": path}
         )
-    return " ".join(value.split()) or default
+    # A lone surrogate (legal in JSON text) could not be encoded as UTF-8 later.
+    return " ".join(_SURROGATE.sub("\ufffd", value).split()) or default
 
 
 def _mapping(value: object, path: str) -> Mapping[str, Any]:
@@ -70,12 +119,36 @@ def _list(value: object, path: str) -> list[Any]:
     return value
 
 
-def _number(value: object, path: str) -> float | None:
+def _number(value: object, path: str, low: float, high: float) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise BadInputError(f"{path} must be a finite number", details={"field": path})
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not low <= value <= high
+    ):
+        raise BadInputError(
+            f"{path} must be a number from {low:g} to {high:g}", details={"field": path}
+        )
     return float(value)
+
+
+def _integer(value: object, path: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise BadInputError(f"{path} must be an integer from {low} to {high}")
+    return value
+
+
+def _formats(value: object) -> tuple[str, ...]:
+    items = list(FORMATS) if value == "all" else [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or any(f not in FORMATS for f in items):
+        raise BadInputError(
+            f"report format {value!r} is not available; supported: {', '.join(FORMATS)}, "
+            "a list of them, or 'all'",
+            details={"format": repr(value)[:80], "supported": list(FORMATS)},
+        )
+    return tuple(dict.fromkeys(items))
 
 
 @attrs.define
@@ -110,16 +183,35 @@ class _OutlineReader:
 def _article(value: object, path: str) -> Article:
     item = _mapping(value, path)
     url = _text(item.get("url"), f"{path}.url")
-    sentiment = item.get("sentiment")
-    if sentiment is not None and not isinstance(sentiment, str):
-        sentiment = f"{_number(sentiment, f'{path}.sentiment'):g}"
+    raw = item.get("sentiment")
+    sentiment, implied = None, ""
+    if isinstance(raw, str):  # older inputs gave the label here
+        implied = _text(raw, f"{path}.sentiment")
+    else:
+        sentiment = _number(raw, f"{path}.sentiment", -1.0, 1.0)
+        implied = label(sentiment) if sentiment is not None else ""
+    ident = item.get("id")
+    if isinstance(ident, int) and not isinstance(ident, bool):
+        ident = str(ident)
     return Article(
         title=_text(item.get("title"), f"{path}.title", url or "Untitled source"),
         url=url,
         summary=_text(item.get("summary"), f"{path}.summary"),
-        relevance=_number(item.get("relevance"), f"{path}.relevance"),
-        sentiment=_text(sentiment, f"{path}.sentiment") or None,
+        relevance=_number(item.get("relevance"), f"{path}.relevance", 0.0, 1.0),
+        sentiment=sentiment,
+        sentiment_label=_text(item.get("sentiment_label"), f"{path}.sentiment_label") or implied,
+        published=_text(item.get("published"), f"{path}.published"),
+        source=_text(item.get("source"), f"{path}.source"),
+        source_url=_text(item.get("source_url"), f"{path}.source_url"),
+        id=_text(ident, f"{path}.id"),
     )
+
+
+def _shown(articles: Sequence[Article], least: float, limit: int) -> tuple[Article, ...]:
+    # sorted() is stable: equal relevances keep their input order; unscored ones go last.
+    ranked = sorted(articles, key=lambda a: 1.0 if a.relevance is None else -a.relevance)
+    kept = [a for a in ranked if least == 0 or (a.relevance is not None and a.relevance >= least)]
+    return tuple(kept[:limit])
 
 
 def _walk(elements: tuple[OutlineElement, ...]) -> list[str]:
@@ -132,7 +224,10 @@ def _walk(elements: tuple[OutlineElement, ...]) -> list[str]:
 
 @attrs.frozen
 class ReportJob:
-    """A checked report job: what the report shows and how it is summarised."""
+    """A checked report job: what the report shows, in which formats, how it is summarised.
+
+    `articles` are the shown articles (filtered and sorted); `articles_received` counts all.
+    """
 
     title: str
     topic: str = ""
@@ -142,36 +237,27 @@ class ReportJob:
     audience: str = ""
     outline: tuple[OutlineElement, ...] = ()
     articles: tuple[Article, ...] = ()
+    articles_received: int = 0
+    formats: tuple[str, ...] = ("markdown",)
     include_outline: bool = True
     max_summary_sentences: int = 5
 
     @classmethod
     def from_stage(cls, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> ReportJob:
-        """Check stage `inputs` and `params` (already merged over the worker's defaults).
-
-        Inputs: `structure` (a granulator output), `articles` (objects with `title`, `url`,
-        `summary`, `relevance`, `sentiment`), `topic`, `title`, `description` and `request`
-        (`title`, `description`); at least one of structure, articles, topic or title. Params:
-        `format` (`"markdown"`), `include_outline` (bool), `max_summary_sentences` (1-50).
-        Raises `BadInputError` naming the offending field.
+        """Check stage `inputs` and `params` (already merged over the worker's defaults; both
+        described in the module docstring). Raises `BadInputError` naming the offending field.
         """
-        fmt = params.get("format")
-        if fmt not in FORMATS:
-            raise BadInputError(
-                f"report format {fmt!r} is not available; supported: {', '.join(FORMATS)} "
-                "(html and json come with the AI workers)",
-                details={"format": repr(fmt)[:80], "supported": list(FORMATS)},
-            )
+        formats = _formats(params.get("format"))
         include_outline = params.get("include_outline")
         if not isinstance(include_outline, bool):
             raise BadInputError("include_outline must be true or false")
-        sentences = params.get("max_summary_sentences")
-        if isinstance(sentences, bool) or not isinstance(sentences, int):
-            sentences = -1
-        if not 1 <= sentences <= _MAX_SENTENCES:
-            raise BadInputError(
-                f"max_summary_sentences must be an integer from 1 to {_MAX_SENTENCES}"
-            )
+        sentences = _integer(
+            params.get("max_summary_sentences"), "max_summary_sentences", 1, _MAX_SENTENCES
+        )
+        least = _number(params.get("min_relevance"), "min_relevance", 0.0, 1.0)
+        if least is None:
+            raise BadInputError("min_relevance must be a number from 0 to 1")
+        limit = _integer(params.get("max_sources"), "max_sources", 0, _MAX_ARTICLES)
         raw = inputs.get("structure")
         structure = _mapping(raw, "structure") if raw is not None else {}
         granularity = structure.get("granularity")
@@ -192,6 +278,7 @@ class ReportJob:
         request_title = _text(request.get("title"), "request.title")
         structure_title = _text(structure.get("title"), "structure.title")
         structure_topic = _text(structure.get("topic"), "structure.topic")
+        read = [_article(a, f"articles[{i}]") for i, a in enumerate(articles)]
         return cls(
             title=title or request_title or structure_title or topic or "Report",
             topic=topic or structure_topic or request_title,
@@ -201,15 +288,17 @@ class ReportJob:
             granularity=granularity,
             audience=_text(structure.get("target_audience"), "structure.target_audience"),
             outline=_OutlineReader().elements(structure.get("elements"), "structure.elements", 1),
-            articles=tuple(_article(a, f"articles[{i}]") for i, a in enumerate(articles)),
+            articles=_shown(read, least, limit),
+            articles_received=len(read),
+            formats=formats,
             include_outline=include_outline,
             max_summary_sentences=sentences,
         )
 
     def summary_texts(self) -> tuple[list[str], list[str]]:
-        """What the summary draws on: first the request description and the article
-        summaries; then, only if those have no usable sentence, the structure's descriptions
-        (in tree order).
+        """What the extractive summary draws on: first the request description and the shown
+        articles' summaries; then, only if those have no usable sentence, the structure's
+        descriptions (in tree order).
 
         Structure descriptions come second because without an LLM they are template phrases:
         their repeated words would outscore any real content in a word-frequency ranking,
@@ -218,48 +307,99 @@ class ReportJob:
         primary = [self.description, *(article.summary for article in self.articles)]
         return primary, _walk(self.outline)
 
+    def summary_request(self) -> SummaryRequest:
+        """What a language model is asked to summarise."""
+        fields = (self.title, self.topic, self.description, self.structure_type, self.audience)
+        return SummaryRequest(*fields, self.outline, self.articles, self.max_summary_sentences)
 
-def build_report(job: ReportJob) -> tuple[ReportContent, RenderedReport]:
-    """Summarise and render `job` (pure and deterministic)."""
+    def content(
+        self, summary: Sequence[str], key_points: Sequence[str], method: str
+    ) -> ReportContent:
+        """The report's content with this summary and these key points, made by `method`."""
+        overview = (
+            Overview.of(self.articles, self.articles_received, self.topic)
+            if self.articles_received
+            else None
+        )
+        return ReportContent(
+            title=self.title,
+            method=method,
+            topic=self.topic,
+            structure_type=self.structure_type,
+            granularity=self.granularity,
+            audience=self.audience,
+            summary=tuple(summary),
+            key_points=tuple(key_points),
+            outline=self.outline,
+            articles=self.articles,
+            overview=overview,
+            include_outline=self.include_outline,
+        )
+
+
+def extractive_content(job: ReportJob) -> ReportContent:
+    """The report content with the non-LLM extractive summary (pure and deterministic)."""
     primary, fallback = job.summary_texts()
-    summary = extractive_summary(primary, job.max_summary_sentences) or extractive_summary(
-        fallback, job.max_summary_sentences
-    )
-    content = ReportContent(
-        title=job.title,
-        method=METHOD,
-        topic=job.topic,
-        structure_type=job.structure_type,
-        granularity=job.granularity,
-        audience=job.audience,
-        summary=tuple(summary),
-        outline=job.outline,
-        articles=job.articles,
-        include_outline=job.include_outline,
-    )
-    return content, render_report(content)
+    sentences = job.max_summary_sentences
+    summary = extractive_summary(primary, sentences) or extractive_summary(fallback, sentences)
+    return job.content(summary, (), METHOD)
+
+
+@attrs.frozen
+class ReportFile:
+    """One rendered report file, ready to store as an artifact."""
+
+    format: str
+    name: str
+    media_type: str
+    data: bytes
+
+
+def render_files(
+    content: ReportContent, formats: Sequence[str]
+) -> tuple[RenderedReport, list[ReportFile]]:
+    """The Markdown rendering (for its counts) and one file per format, in order."""
+    rendered = render_report(content)
+    files = []
+    for fmt in formats:
+        if fmt == "markdown":
+            text = rendered.markdown
+        elif fmt == "html":
+            text = render_html(content)
+        else:
+            text = json.dumps(content.document(), ensure_ascii=False, indent=2) + "\n"
+        name, media_type = ARTIFACTS[fmt]
+        files.append(ReportFile(fmt, name, media_type, text.encode("utf-8")))
+    return rendered, files
 
 
 class ReportBuilder(Worker):
-    """Builds a Markdown report (action `build_report`) and stores it as `report.md`.
+    """Builds a report (action `build_report`) in Markdown, HTML and/or JSON; see the module
+    docstring. With `llm`, the model writes the executive summary and key points.
 
-    Deterministic: the same inputs give a byte-identical report (no timestamps in it).
-    Reports progress at 10, 30, 80 and 100 %.
+    Deterministic: the same inputs (and model replies) give byte-identical artifacts.
+    Reports progress at 10, 30, (60 with a model,) 80 and 100 %.
     """
 
     info: ClassVar[WorkerInfo] = WorkerInfo(
         name="report_builder",
-        description="Markdown reports from a structure and classified articles, with an "
-        "extractive executive summary.",
+        description="Markdown, HTML and JSON reports from a structure and classified "
+        "articles, with an executive summary (extractive, or by a language model).",
         actions=("build_report",),
         slots=8,
         memory_mb=64,
+        version="2",
     )
     defaults: ClassVar[Mapping[str, Any]] = {
         "format": "markdown",
         "include_outline": True,
         "max_summary_sentences": 5,
+        "min_relevance": 0.0,
+        "max_sources": 20,
     }
+
+    def __init__(self, llm: LLM | None = None) -> None:
+        self.llm = llm
 
     def job(self, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> ReportJob:
         """The checked job for `inputs` and `params` merged over `defaults`.
@@ -278,11 +418,18 @@ class ReportBuilder(Worker):
     def estimate(
         self, action: str, inputs: Mapping[str, Any], params: Mapping[str, Any]
     ) -> ResourceEstimate:
-        """No tokens (no LLM); time grows with the text to summarise.
-
-        Raises `BadInputError` for unusable inputs or params.
+        """Without a model no tokens, and time grows with the text to summarise; with one,
+        tokens for the one summary call. Raises `BadInputError` for unusable inputs or params.
         """
-        primary, fallback = self.job(inputs, params).summary_texts()
+        job = self.job(inputs, params)
+        if self.llm is not None:
+            return ResourceEstimate(
+                prompt_tokens=100 + job.summary_request().prompt_chars() // 4,
+                completion_tokens=60 * (job.max_summary_sentences + MAX_KEY_POINTS),
+                duration_ms=5_000,
+                memory_mb=self.info.memory_mb,
+            )
+        primary, fallback = job.summary_texts()
         text = sum(len(t) for t in [*primary, *fallback])
         return ResourceEstimate(duration_ms=10 + text // 20_000, memory_mb=self.info.memory_mb)
 
@@ -293,36 +440,49 @@ class ReportBuilder(Worker):
         params: Mapping[str, Any],
         ctx: WorkerContext,
     ) -> WorkerResult:
-        """Build and store the report. Raises `BadInputError` for unusable input."""
+        """Build and store the report. Raises `BadInputError` for unusable input and
+        `StageFailedError` when the model fails or its reply fails the checks.
+        """
         await ctx.progress(10, "checking input")
         # Checked again here: a caller may process without a handshake (embedded use).
         super().check_input(action, inputs, params)
         job = self.job(inputs, params)
-        await ctx.progress(30, "summarising and rendering")
-        content, rendered = build_report(job)
-        data = rendered.markdown.encode("utf-8")
-        ref = ctx.store_artifact(data, name="report.md", media_type=MEDIA_TYPE)
-        await ctx.progress(80, "report stored")
-        notes = ["no LLM configured: executive summary extracted by word-frequency ranking"]
+        tally = LLMTally()
+        await ctx.progress(30, "summarising")
+        if self.llm is None:
+            content = extractive_content(job)
+            notes = ["no LLM configured: executive summary extracted by word-frequency ranking"]
+        else:
+            reply = await model_summary(self.llm, job.summary_request(), tally)
+            content = job.content(reply.summary, reply.key_points, llm_method(self.llm))
+            notes = []
+            await ctx.progress(60, "summary written by the model")
+        rendered, files = render_files(content, job.formats)
+        artifacts = []
+        for file in files:
+            ref = ctx.store_artifact(file.data, name=file.name, media_type=file.media_type)
+            entry = {"type": "report", "name": file.name, "media_type": file.media_type}
+            artifacts.append({**entry, "ref": unstructure(ref)})
+        await ctx.progress(80, f"{len(files)} report file(s) stored")
         if rendered.omitted_links:
             notes.append(f"{rendered.omitted_links} source address(es) not linked: not http(s)")
+        if hidden := job.articles_received - len(job.articles):
+            notes.append(f"{hidden} article(s) not shown: below min_relevance or over max_sources")
         output = {
             "title": job.title,
-            "format": "markdown",
-            "artifacts": [
-                {
-                    "type": "report",
-                    "name": "report.md",
-                    "media_type": MEDIA_TYPE,
-                    "ref": unstructure(ref),
-                },
-            ],
+            "format": job.formats[0],
+            "formats": list(job.formats),
+            "artifacts": artifacts,
             "word_count": rendered.word_count,
             "section_count": rendered.section_count,
             "summary": " ".join(content.summary),
-            "method": METHOD,
+            "key_points": list(content.key_points),
+            "overview": unstructure(content.overview) if content.overview else None,
+            "method": content.method,
         }
-        # Usage stays empty: the host measures the artifact's bytes and the compute time.
-        summary = StageSummary(method=METHOD, usage=Usage(), notes=tuple(notes))
+        # Bytes and compute time are measured by the host; tokens and LLM cost are ours.
+        summary = StageSummary(
+            method=content.method, usage=tally.usage, cost=tally.cost, notes=tuple(notes)
+        )
         await ctx.progress(100, "done")
         return WorkerResult(output=output, summary=summary)

@@ -1,10 +1,16 @@
-"""Markdown rendering of reports, safe for untrusted text (pure; no I/O, no clock).
+"""Report content and its Markdown rendering, safe for untrusted text (pure; no I/O, no clock).
 
-Every piece of text that came from input (titles, descriptions, summaries, article fields) is
-treated as untrusted and passes through `escape_markdown`, so it renders as the text it is
-and never as structure: it cannot start a heading, list, quote or code block, and cannot form
-a link, image, emphasis, code span or raw HTML. Links are made only by the renderer, only to
-`http`/`https` addresses (`safe_link_url`); any other address is shown as plain text.
+`ReportContent` is what every format shows: Markdown here, HTML in `report_html`, and the
+JSON document (`ReportContent.document`). The plain-text pieces both renderers share
+(`metadata_parts`, `source_facts`, `Overview.items`, `method_note`) are built here,
+unescaped; each renderer escapes them.
+
+Every piece of text that came from input or from a model (titles, descriptions, summaries,
+article fields, key points) is untrusted and passes through `escape_markdown`, so it renders
+as the text it is and never as structure: it cannot start a heading, list, quote or code
+block, and cannot form a link, image, emphasis, code span or raw HTML. Links are made only by
+the renderer, only to `http`/`https` addresses (`safe_link_url`); any other address is shown
+as plain text.
 
 The layout of a report:
 
@@ -16,13 +22,23 @@ Topic: ... · Structure: ... · Audience: ... · Sources: n
 ## Executive summary
 <the summary sentences, or a note that there was no text>
 
+## Key points                       (when a model gave some)
+- <point>
+
+## Overview                         (when articles were given)
+- Articles: 3 shown of 5 received
+- Publishing sources: 2
+- Average sentiment: +0.12 (1 positive, 1 neutral, 1 negative)
+- Top keywords: agents, pricing
+
 ## 1. <top-level element>          (one per element, when the outline is included)
 <its description>
 - **<child>** (<type>) — <description>
   - **<grandchild>** ...
 
-## Sources                          (when articles are given)
-1. [<title>](<https://...>) — relevance 0.9, sentiment positive
+## Sources                          (the shown articles, most relevant first)
+1. [<title>](<https://...>) — Feed name, 2024-05-01 — relevance 0.9, sentiment positive (+0.60)
+   <its summary>
 
 ---
 
@@ -32,22 +48,32 @@ Topic: ... · Structure: ... · Audience: ... · Sources: n
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
 
-from .keywords import tokenize
+from ..protocol.codec import unstructure
+from .keywords import rank_keywords, tokenize
+from .term_match import terms
 
 __all__ = [
     "Article",
     "OutlineElement",
+    "Overview",
     "RenderedReport",
     "ReportContent",
     "escape_markdown",
+    "metadata_parts",
+    "method_note",
+    "plain_text",
     "render_report",
     "safe_link_url",
+    "source_facts",
 ]
 
 # Characters that start inline structure anywhere in a line: escapes, code spans, emphasis,
@@ -59,12 +85,22 @@ _LEADING_MARKER = re.compile(r"^(?:([-+=])|(\d{1,9})([.)]))")
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _MAX_URL_LENGTH = 2048
 _LINK_TARGET = re.compile(r"\]\(<[^>]*>\)")
+_LABELS = ("positive", "neutral", "negative")
+_TOP_KEYWORDS = 8
 
 
-def _plain(text: str) -> str:
-    # One line, no control characters: untrusted text cannot open or close a block.
+def plain_text(text: str) -> str:
+    """`text` on one line: control characters become spaces, bidirectional overrides are
+    dropped, lone surrogates become U+FFFD, and whitespace is collapsed.
+    """
     visible = "".join(
-        " " if unicodedata.category(c) == "Cc" else c for c in text if c not in _BIDI_CONTROLS
+        " "
+        if unicodedata.category(c) == "Cc"
+        else "\ufffd"
+        if unicodedata.category(c) == "Cs"
+        else c
+        for c in text
+        if c not in _BIDI_CONTROLS
     )
     return " ".join(visible.split())
 
@@ -75,7 +111,7 @@ def escape_markdown(text: str) -> str:
     Line breaks and control characters become spaces, Markdown punctuation is
     backslash-escaped, and a leading list marker, `=` or `+` is escaped too.
     """
-    escaped = _INLINE_SPECIAL.sub(r"\\\1", _plain(text))
+    escaped = _INLINE_SPECIAL.sub(r"\\\1", plain_text(text))
     match = _LEADING_MARKER.match(escaped)
     if match is None:
         return escaped
@@ -91,7 +127,7 @@ def safe_link_url(url: str) -> str | None:
     """
     if not url or len(url) > _MAX_URL_LENGTH:
         return None
-    if any(c in "<>\\" or c.isspace() or unicodedata.category(c) == "Cc" for c in url):
+    if any(c in "<>\\" or c.isspace() or unicodedata.category(c) in ("Cc", "Cs") for c in url):
         return None
     try:
         parts = urlsplit(url)
@@ -115,18 +151,86 @@ class OutlineElement:
 
 @attrs.frozen
 class Article:
-    """One source article: title, address, summary and its classification, if any."""
+    """One source article and its classification, if any.
+
+    `relevance` is in [0, 1] and `sentiment` in [-1, 1] when known; `sentiment_label` is the
+    classifier's label (`positive`, `neutral`, `negative`) or any text the input gave.
+    """
 
     title: str
     url: str = ""
     summary: str = ""
     relevance: float | None = None
-    sentiment: str | None = None
+    sentiment: float | None = None
+    sentiment_label: str = ""
+    published: str = ""
+    source: str = ""
+    source_url: str = ""
+    id: str = ""
+
+
+@attrs.frozen
+class Overview:
+    """Counts over the articles: how many were received and shown, from how many publishing
+    sources, their average sentiment and labels, and their most frequent words.
+
+    Everything but `received` is over the shown articles.
+    """
+
+    received: int
+    shown: int
+    sources: int
+    average_sentiment: float | None
+    positive: int
+    neutral: int
+    negative: int
+    top_keywords: tuple[str, ...]
+
+    @classmethod
+    def of(cls, articles: Sequence[Article], received: int, topic: str = "") -> Overview:
+        """The overview of the shown `articles` out of `received` (deterministic).
+
+        Sources are told apart by `source_url`, else `source` (case-folded); the average is
+        rounded to 4 decimals; keywords come from titles and summaries, the topic's words
+        (and their singular forms, `aifactory.workers.term_match`) left out
+        (`aifactory.workers.keywords.rank_keywords`).
+        """
+        origins = {(a.source_url or a.source).casefold() for a in articles} - {""}
+        scores = [a.sentiment for a in articles if a.sentiment is not None]
+        labels = [a.sentiment_label.casefold() for a in articles]
+        text = "\n".join(part for a in articles for part in (a.title, a.summary))
+        average = round(math.fsum(scores) / len(scores), 4) if scores else None
+        exclude = [*tokenize(topic), *terms(topic)]
+        return cls(
+            received=received,
+            shown=len(articles),
+            sources=len(origins),
+            average_sentiment=average,
+            positive=labels.count("positive"),
+            neutral=labels.count("neutral"),
+            negative=labels.count("negative"),
+            top_keywords=tuple(rank_keywords(text, _TOP_KEYWORDS, exclude=exclude)),
+        )
+
+    def items(self) -> list[tuple[str, str]]:
+        """The overview as (label, plain text) pairs, in display order."""
+        counts = ", ".join(f"{getattr(self, name)} {name}" for name in _LABELS)
+        average = "n/a" if self.average_sentiment is None else f"{self.average_sentiment:+.2f}"
+        return [
+            ("Articles", f"{self.shown} shown of {self.received} received"),
+            ("Publishing sources", str(self.sources)),
+            ("Average sentiment", f"{average} ({counts})"),
+            ("Top keywords", ", ".join(self.top_keywords) or "none"),
+        ]
 
 
 @attrs.frozen
 class ReportContent:
-    """Everything a report shows; all text is untrusted and escaped when rendered."""
+    """Everything a report shows; all text is untrusted and escaped when rendered.
+
+    `articles` are the shown ones, in display order; `overview` is `None` when the report was
+    given no articles.
+    """
 
     title: str
     method: str
@@ -135,9 +239,44 @@ class ReportContent:
     granularity: int | None = None
     audience: str = ""
     summary: tuple[str, ...] = ()
+    key_points: tuple[str, ...] = ()
     outline: tuple[OutlineElement, ...] = ()
     articles: tuple[Article, ...] = ()
+    overview: Overview | None = None
     include_outline: bool = True
+
+    def document(self) -> dict[str, Any]:
+        """The content as a JSON-compatible document (`report.json`), keys in a fixed order:
+
+        `{"document": "aifactory.report", "version": 1, "title", "topic", "structure":
+        {"type", "granularity", "audience"}, "method", "summary": [...], "key_points": [...],
+        "overview": {"received", "shown", "sources", "average_sentiment", "positive",
+        "neutral", "negative", "top_keywords"} or null, "sections": [{"type", "title",
+        "description", "order", "children": [...]}] (empty without the outline), "sources":
+        [{"title", "url", "summary", "relevance", "sentiment", "sentiment_label",
+        "published", "source", "source_url", "id", "linkable"}]}`. Texts are as given
+        (unescaped); `linkable` says whether `url` passes `safe_link_url`.
+        """
+        return {
+            "document": "aifactory.report",
+            "version": 1,
+            "title": self.title,
+            "topic": self.topic,
+            "structure": {
+                "type": self.structure_type,
+                "granularity": self.granularity,
+                "audience": self.audience,
+            },
+            "method": self.method,
+            "summary": list(self.summary),
+            "key_points": list(self.key_points),
+            "overview": unstructure(self.overview) if self.overview else None,
+            "sections": [unstructure(e) for e in self.outline] if self.include_outline else [],
+            "sources": [
+                {**unstructure(a), "linkable": safe_link_url(a.url) is not None}
+                for a in self.articles
+            ],
+        }
 
 
 @attrs.frozen
@@ -154,17 +293,45 @@ class RenderedReport:
     omitted_links: int
 
 
-def _metadata(content: ReportContent) -> str:
+def metadata_parts(content: ReportContent) -> list[str]:
+    """The report's metadata line as plain-text parts (topic, structure, audience, sources)."""
     parts = []
     if content.topic:
-        parts.append(f"Topic: {escape_markdown(content.topic)}")
+        parts.append(f"Topic: {content.topic}")
     if content.structure_type:
         level = f", granularity {content.granularity}" if content.granularity else ""
-        parts.append(f"Structure: {escape_markdown(content.structure_type)}{level}")
+        parts.append(f"Structure: {content.structure_type}{level}")
     if content.audience:
-        parts.append(f"Audience: {escape_markdown(content.audience)}")
+        parts.append(f"Audience: {content.audience}")
     parts.append(f"Sources: {len(content.articles)}")
-    return " · ".join(parts)
+    return parts
+
+
+def source_facts(article: Article) -> tuple[str, str]:
+    """Plain text about a source: where and when it was published, and its classification
+    (`relevance 0.9, sentiment positive (+0.60)`); either may be empty.
+    """
+    origin = ", ".join(part for part in (article.source, article.published) if part)
+    facts = []
+    if article.relevance is not None:
+        facts.append(f"relevance {round(article.relevance, 3):g}")
+    if article.sentiment_label or article.sentiment is not None:
+        score = f"({article.sentiment:+.2f})" if article.sentiment is not None else ""
+        facts.append(" ".join(p for p in ("sentiment", article.sentiment_label, score) if p))
+    return origin, ", ".join(facts)
+
+
+def method_note(method: str) -> str:
+    """The footer sentence that says how the summary was made (plain text)."""
+    if method.startswith("llm:"):
+        return (
+            f"Method: {method}. The executive summary and key points were written by a "
+            "language model from the titles and summaries shown; check them against the sources."
+        )
+    return (
+        f"Method: {method}. The executive summary keeps the sentences whose words are most "
+        "frequent in the supplied text; no language model was used."
+    )
 
 
 def _outline_items(elements: tuple[OutlineElement, ...], depth: int) -> list[str]:
@@ -181,8 +348,10 @@ def _outline_items(elements: tuple[OutlineElement, ...], depth: int) -> list[str
     return lines
 
 
-def _source_line(number: int, article: Article) -> tuple[str, bool]:
-    """The numbered Sources entry, and whether an address was refused as a link."""
+def _source_lines(number: int, article: Article) -> tuple[list[str], bool]:
+    """The numbered Sources entry (its summary on a continuation line of the same item), and
+    whether an address was refused as a link.
+    """
     title = escape_markdown(article.title)
     url = safe_link_url(article.url)
     omitted = bool(article.url) and url is None
@@ -192,12 +361,12 @@ def _source_line(number: int, article: Article) -> tuple[str, bool]:
         text = f"{number}. {title} — {escape_markdown(article.url)} (not linked: not http/https)"
     else:
         text = f"{number}. {title}"
-    facts = []
-    if article.relevance is not None:
-        facts.append(f"relevance {round(article.relevance, 3):g}")
-    if article.sentiment:
-        facts.append(f"sentiment {escape_markdown(article.sentiment)}")
-    return (f"{text} — {', '.join(facts)}" if facts else text), omitted
+    parts = [escape_markdown(part) for part in source_facts(article) if part]
+    lines = [" — ".join([text, *parts])]
+    if article.summary:
+        # Indented under the item's content: the same list item, never a new block.
+        lines.append(f"{' ' * len(f'{number}. ')}{escape_markdown(article.summary)}")
+    return lines, omitted
 
 
 def render_report(content: ReportContent) -> RenderedReport:
@@ -205,7 +374,8 @@ def render_report(content: ReportContent) -> RenderedReport:
 
     Deterministic: equal content gives byte-identical Markdown; nothing depends on the clock.
     """
-    lines = [f"# {escape_markdown(content.title) or 'Report'}", "", _metadata(content), ""]
+    metadata = " · ".join(escape_markdown(part) for part in metadata_parts(content))
+    lines = [f"# {escape_markdown(content.title) or 'Report'}", "", metadata, ""]
     sections = 0
 
     def section(heading: str, body: list[str]) -> None:
@@ -215,30 +385,28 @@ def render_report(content: ReportContent) -> RenderedReport:
 
     summary = escape_markdown(" ".join(content.summary))
     section("Executive summary", [summary or "*No text was available to summarise.*", ""])
+    if content.key_points:
+        section("Key points", [*(f"- {escape_markdown(p)}" for p in content.key_points), ""])
+    if content.overview is not None:
+        items = content.overview.items()
+        section("Overview", [*(f"- {escape_markdown(f'{k}: {v}')}" for k, v in items), ""])
     if content.include_outline:
         for element in content.outline:
             body = [escape_markdown(element.description), ""] if element.description else []
-            items = _outline_items(element.children, 0)
+            children = _outline_items(element.children, 0)
             section(
                 f"{element.order}. {escape_markdown(element.title)}",
-                [*body, *items, ""] if items else body,
+                [*body, *children, ""] if children else body,
             )
     omitted = 0
     if content.articles:
         entries = []
         for number, article in enumerate(content.articles, 1):
-            line, refused = _source_line(number, article)
-            entries.append(line)
+            item, refused = _source_lines(number, article)
+            entries.extend(item)
             omitted += refused
         section("Sources", [*entries, ""])
-    lines.extend(
-        [
-            "---",
-            "",
-            f"*Method: {content.method}. The executive summary keeps the sentences whose words "
-            "are most frequent in the supplied text; no language model was used.*",
-        ]
-    )
+    lines.extend(["---", "", f"*{escape_markdown(method_note(content.method))}*"])
     markdown = "\n".join(lines) + "\n"
     words = len(tokenize(_LINK_TARGET.sub("]", markdown)))
     return RenderedReport(markdown, sections, words, omitted)
