@@ -7,7 +7,7 @@ orchestrator's background executions in its task group.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -23,7 +23,7 @@ from .kam.settlement import Settlement
 from .orchestrator import Orchestrator, WorkerRegistry
 from .state.sqlite import SQLiteStore
 from .storage import BlobStore
-from .transports.workers import InProcessWorkerTransport
+from .transports.workers import InProcessWorkerTransport, WorkerTransport
 from .workers import builtin_workers
 from .workers.host import WorkerHost
 
@@ -33,9 +33,18 @@ Handler = Callable[..., Any]
 
 
 class EmbeddedFactory:
-    """All services of a factory in this process. Use as an async context manager."""
+    """All services of a factory in this process. Use as an async context manager.
 
-    def __init__(self, config: FactoryConfig, notifier: Notifier | None = None) -> None:
+    Workers listed in the config run here; `endpoints` add worker endpoints elsewhere (for
+    example `HttpWorkerTransport`s to worker services), which the factory closes with itself.
+    """
+
+    def __init__(
+        self,
+        config: FactoryConfig,
+        notifier: Notifier | None = None,
+        endpoints: Sequence[WorkerTransport] = (),
+    ) -> None:
         self.config = config
         if config.home is not None:
             config.home.mkdir(parents=True, exist_ok=True)
@@ -72,9 +81,15 @@ class EmbeddedFactory:
             else list(config.workers)
         )
         self.requests.recommender = Recommender(self.requests.catalogue, self.llm)
+        # Local workers run in this process; `endpoints` reach workers elsewhere (HTTP).
         self.registry = WorkerRegistry(
-            InProcessWorkerTransport(WorkerHost(w, self.blobs, config.clock, config.ids))
-            for w in workers
+            [
+                *(
+                    InProcessWorkerTransport(WorkerHost(w, self.blobs, config.clock, config.ids))
+                    for w in workers
+                ),
+                *endpoints,
+            ]
         )
         self.orchestrator = Orchestrator(
             self.store,

@@ -13,7 +13,8 @@ AIFactoryError
 ├── BadInputError              400  the request itself is wrong
 │   ├── ParameterError         400  template parameters fail their schema
 │   ├── InputRejectedError     400  a worker refused a stage's input at handshake
-│   └── UnsafeKeyError         400  a storage key tries to escape its namespace
+│   ├── UnsafeKeyError         400  a storage key tries to escape its namespace
+│   └── PayloadTooLargeError   413  a request body over the server's limit
 ├── ConflictError              409  the thing is in the wrong state for that
 │   └── StaleAttemptError      409  an acknowledge from an attempt that was replaced
 ├── QuotaExceededError         429  budget, tier limit or rate limit reached
@@ -45,6 +46,7 @@ __all__ = [
     "IntegrityError",
     "NotFoundError",
     "ParameterError",
+    "PayloadTooLargeError",
     "PermissionDeniedError",
     "QuotaExceededError",
     "SessionExpiredError",
@@ -129,6 +131,14 @@ class UnsafeKeyError(BadInputError):
     """A storage reference or key would escape its namespace (`..`, absolute, other protocol)."""
 
     code = "unsafe_storage_key"
+
+
+class PayloadTooLargeError(BadInputError):
+    """A request body is larger than the server accepts (data moves by reference, so wire
+    messages are small)."""
+
+    code = "payload_too_large"
+    status = 413
 
 
 class ConflictError(AIFactoryError):

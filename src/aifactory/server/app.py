@@ -22,7 +22,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .._embedded import EmbeddedFactory
-from .._exceptions import AIFactoryError, AuthenticationError, BadInputError
+from .._exceptions import (
+    AIFactoryError,
+    AuthenticationError,
+    BadInputError,
+    PayloadTooLargeError,
+)
 from ..api.operations import OPERATIONS, Operation, authorize
 from ..config import FactoryConfig
 from ..models import Principal
@@ -49,7 +54,10 @@ def error_response(error: AIFactoryError) -> Response:
 async def _body(request: Request) -> dict[str, Any]:
     raw = await request.body()
     if len(raw) > MAX_BODY_BYTES:
-        raise _TooLarge()
+        raise PayloadTooLargeError(
+            f"request bodies are limited to {MAX_BODY_BYTES} bytes",
+            details={"max_bytes": MAX_BODY_BYTES},
+        )
     if not raw.strip():
         return {}
     try:
@@ -59,14 +67,6 @@ async def _body(request: Request) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise BadInputError("the JSON body must be an object")
     return data
-
-
-class _TooLarge(AIFactoryError):
-    code = "payload_too_large"
-    status = 413
-
-    def __init__(self) -> None:
-        super().__init__(f"request bodies are limited to {MAX_BODY_BYTES} bytes")
 
 
 class _Api:

@@ -1,0 +1,287 @@
+"""A worker service: one or more `WorkerHost`s behind the worker protocol, as an ASGI app.
+
+Routes (the documented AI Factory wire format):
+
+| route                  | body in                     | answer                                  |
+|------------------------|-----------------------------|-----------------------------------------|
+| `POST /api/handshake`  | `HandshakeRequest` (JSON)   | `HandshakeReply` (JSON)                 |
+| `POST /api/process`    | `ProcessRequest` (JSON)     | NDJSON stream, see below                |
+| `POST /api/acknowledge`| `AcknowledgeRequest` (JSON) | `AcknowledgeReply` (JSON)               |
+| `GET /health`          |                             | `{"healthy", "workers": [WorkerHealth]}`|
+| `GET /health?worker=N` |                             | `WorkerHealth` of worker `N`            |
+
+**Which worker.** A service may host several workers. `?worker=NAME` on any route names one;
+without it a handshake goes to the worker its message names, and process and acknowledge go
+to the only worker hosted (a service with several answers 400 and asks for `?worker=`).
+Unknown names are 404.
+
+**Authentication.** Every `/api/*` request must be signed (`auth.signing`: `X-Worker-ID`,
+`X-Timestamp`, `X-Nonce`, `X-Signature`); the signature is checked over the raw bytes before
+anything is parsed, and failures are 401. `/health` is public: it tells only names, free
+slots, capabilities and versions, which the orchestrator's registry polls.
+
+**Process streams heartbeats.** `POST /api/process` answers `200 application/x-ndjson`, one
+JSON object per line: `{"progress": {"percent": 30.0, "message": "..."}}` for each progress
+report of the worker, then exactly one final line, `{"result": <ProcessReply>}` or
+`{"error": {"code", "message", "details"}}` (an error after the stream started can only be
+told this way). An error before the first progress line is an ordinary JSON error response
+with its status. If the caller disconnects, the stage is cancelled at the worker.
+
+**Errors** are `{"error": {"code", "message", "details"}}` with the status of the
+`AIFactoryError` class; malformed JSON or a message that does not match its type is 400, an
+unknown route 404, a wrong method 405, a body over `max_body_bytes` (1 MiB: data moves by
+reference, so messages are small) 413. Anything unexpected is a 500 with a generic message;
+the traceback goes to the `aifactory.server.worker_app` logger, never to the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import anyio
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from .._exceptions import AIFactoryError, BadInputError, NotFoundError
+from ..auth.signing import SignatureVerifier
+from ..protocol.codec import dumps, from_json, unstructure
+from ..protocol.messages import (
+    AcknowledgeRequest,
+    HandshakeRequest,
+    ProcessReply,
+    ProcessRequest,
+)
+from ..workers.host import WorkerHost
+
+__all__ = ["MAX_BODY_BYTES", "NDJSON", "worker_app"]
+
+MAX_BODY_BYTES = 1024 * 1024
+NDJSON = "application/x-ndjson"
+
+_log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class _BodyTooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(dumps(data), status_code=status, media_type="application/json")
+
+
+def _error_body(code: str, message: str, details: dict[str, Any] | None = None) -> Any:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def _error_payload(exc: Exception) -> tuple[int, Any]:
+    """The status and JSON error body for any exception; 5xx only for what is not the
+    caller's fault."""
+    if isinstance(exc, AIFactoryError):
+        return exc.status, exc.to_dict()
+    if isinstance(exc, _BodyTooLarge):
+        message = f"request bodies are limited to {exc.limit} bytes"
+        return 413, _error_body("payload_too_large", message, {"max_bytes": exc.limit})
+    # Never leak a traceback: the operator's log has it, the caller gets a plain error.
+    _log.error("unexpected error in the worker service", exc_info=exc)
+    return 500, _error_body("internal_error", "internal error")
+
+
+def _error_response(exc: Exception) -> Response:
+    status, body = _error_payload(exc)
+    return _json(body, status)
+
+
+def _path_with_query(scope: Scope) -> str:
+    # The path exactly as the client sent (and signed) it, prefix of a mount included.
+    raw = scope.get("raw_path") or scope["path"].encode("utf-8")
+    query = scope.get("query_string", b"")
+    text = raw.decode("latin-1")
+    return f"{text}?{query.decode('latin-1')}" if query else text
+
+
+class _WorkerService:
+    def __init__(
+        self, hosts: Sequence[WorkerHost], verifier: SignatureVerifier, max_body_bytes: int
+    ) -> None:
+        self.hosts: dict[str, WorkerHost] = {}
+        for host in hosts:
+            if host.name in self.hosts:
+                raise BadInputError(
+                    f"worker {host.name} is hosted twice", details={"worker": host.name}
+                )
+            self.hosts[host.name] = host
+        self.verifier = verifier
+        self.max_body_bytes = max_body_bytes
+
+    async def read_body(self, request: Request) -> bytes:
+        length = request.headers.get("content-length")
+        if length is not None:
+            if not (length.isascii() and length.isdigit()):
+                raise BadInputError("malformed Content-Length header")
+            if int(length) > self.max_body_bytes:
+                raise _BodyTooLarge(self.max_body_bytes)
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > self.max_body_bytes:
+                raise _BodyTooLarge(self.max_body_bytes)
+        return bytes(body)
+
+    async def signed_message(self, request: Request, cls: type[T]) -> T:
+        """Read, authenticate, then parse; nothing unauthenticated reaches the parser."""
+        body = await self.read_body(request)
+        self.verifier.verify(request.method, _path_with_query(request.scope), request.headers, body)
+        return from_json(body, cls)
+
+    def host(self, request: Request, named: str | None = None) -> WorkerHost:
+        """The host a request is for (see the module docstring).
+
+        Raises `BadInputError` for an ambiguous or contradictory choice, `NotFoundError`
+        for a worker not hosted here.
+        """
+        asked = request.query_params.get("worker")
+        if asked is not None and named is not None and asked != named:
+            raise BadInputError(
+                "?worker= and the message name different workers",
+                details={"query": asked, "message": named},
+            )
+        name = asked or named
+        if name is None:
+            if len(self.hosts) == 1:
+                return next(iter(self.hosts.values()))
+            raise BadInputError(
+                "this service hosts several workers: name one with ?worker=NAME",
+                details={"workers": sorted(self.hosts)},
+            )
+        host = self.hosts.get(name)
+        if host is None:
+            raise NotFoundError(
+                f"no worker {name!r} in this service", details={"workers": sorted(self.hosts)}
+            )
+        return host
+
+    async def handshake(self, request: Request) -> Response:
+        message = await self.signed_message(request, HandshakeRequest)
+        reply = await self.host(request, message.worker).handshake(message)
+        return _json(unstructure(reply))
+
+    async def acknowledge(self, request: Request) -> Response:
+        message = await self.signed_message(request, AcknowledgeRequest)
+        reply = await self.host(request).acknowledge(message)
+        return _json(unstructure(reply))
+
+    async def health(self, request: Request) -> Response:
+        if "worker" in request.query_params:
+            return _json(unstructure(self.host(request).health()))
+        reports = [host.health() for host in self.hosts.values()]
+        return _json({"healthy": all(r.healthy for r in reports), "workers": unstructure(reports)})
+
+
+def _guarded(
+    handler: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except Exception as exc:
+            return _error_response(exc)
+
+    endpoint.__name__ = handler.__name__
+    return endpoint
+
+
+class _ProcessEndpoint:
+    """`POST /api/process` as a raw ASGI app: the answer is started lazily, so an error
+    before the first heartbeat keeps its own status, and later ones end the stream."""
+
+    def __init__(self, service: _WorkerService) -> None:
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        try:
+            message = await self.service.signed_message(request, ProcessRequest)
+            host = self.service.host(request)
+        except Exception as exc:
+            await _error_response(exc)(scope, receive, send)
+            return
+        started = False
+
+        async def start() -> None:
+            nonlocal started
+            if not started:
+                started = True
+                headers = [(b"content-type", NDJSON.encode()), (b"cache-control", b"no-store")]
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+
+        async def line(data: Any, *, last: bool = False) -> None:
+            await start()
+            body = dumps(data) + b"\n"
+            await send({"type": "http.response.body", "body": body, "more_body": not last})
+
+        async def progress(percent: float, text: str) -> None:
+            await line({"progress": {"percent": percent, "message": text}})
+
+        outcome: ProcessReply | Exception | None = None
+        async with anyio.create_task_group() as tg:
+
+            async def stop_when_disconnected() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(stop_when_disconnected)
+            try:
+                outcome = await host.process(message, progress)
+            except Exception as exc:
+                outcome = exc
+            tg.cancel_scope.cancel()
+        if outcome is None:
+            return  # the caller went away and the stage was cancelled: nobody to answer
+        if isinstance(outcome, ProcessReply):
+            await line({"result": unstructure(outcome)}, last=True)
+        elif not started:
+            await _error_response(outcome)(scope, receive, send)
+        else:
+            await line(_error_payload(outcome)[1], last=True)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    code = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
+    message = str(exc.detail) if isinstance(exc, HTTPException) else "internal error"
+    response = _json(_error_body(code, message), status)
+    if isinstance(exc, HTTPException) and exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+def worker_app(
+    hosts: Sequence[WorkerHost],
+    verifier: SignatureVerifier,
+    *,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> Starlette:
+    """An ASGI app serving `hosts` through the worker protocol (see the module docstring).
+
+    `verifier` holds the keys of the callers allowed (the orchestrator's, other workers').
+    The hosts keep their own state (accepted handshakes, stage states): serve one app per
+    set of hosts, in one process. Raises `BadInputError` if two hosts serve the same worker.
+    """
+    service = _WorkerService(hosts, verifier, max_body_bytes)
+    routes = [
+        Route("/api/handshake", _guarded(service.handshake), methods=["POST"]),
+        Route("/api/process", _ProcessEndpoint(service), methods=["POST"]),
+        Route("/api/acknowledge", _guarded(service.acknowledge), methods=["POST"]),
+        Route("/health", _guarded(service.health), methods=["GET"]),
+    ]
+    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})

@@ -1,0 +1,373 @@
+"""`HttpWorkerTransport`: the orchestrator reaches a worker service over HTTP.
+
+It speaks the wire format of `aifactory.server.worker_app` (`POST /api/handshake`,
+`/api/process`, `/api/acknowledge`, `GET /health`, each with `?worker=NAME`), signs every
+request with the caller's `WorkerKey`, and raises on this side the same exception classes
+the worker raised on its side.
+
+Failures of the connection itself become `TransportError` (chained with `from`). A request
+that could not even be delivered (connection refused, no connection in time) is tried again
+for the idempotent calls:
+
+- `health` only reads;
+- `acknowledge` is idempotent by the handshake state machine: a repeated acknowledge of the
+  same attempt and output answers `duplicate=True` and changes nothing;
+- `handshake` is harmless to repeat: a handshake reserves no slot (slots are taken by
+  `process`), and a repeat of an attempt the worker already saw is refused as stale without
+  touching the state, so at worst one attempt is wasted and the orchestrator offers the next.
+
+`process` is never repeated here: running a stage twice is the orchestrator's decision (its
+retry policy starts a new attempt with a new handshake). Timeouts in the middle of a request
+are never retried either: the request may have been delivered.
+
+`traffic` counts the bytes this transport sent and received (bodies exactly, request line,
+status line and headers approximately), so a benchmark can show how little the orchestrator
+moves per stage when the data travels by reference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncGenerator
+from typing import Any, TypeVar
+
+import anyio
+import attrs
+import httpx
+
+from .._clock import Clock, SystemClock
+from .._exceptions import (
+    AIFactoryError,
+    AuthenticationError,
+    BadInputError,
+    ConflictError,
+    NotFoundError,
+    PermissionDeniedError,
+    QuotaExceededError,
+    StageTimeoutError,
+    TransportError,
+    WorkerError,
+    error_class_for_code,
+)
+from ..auth.signing import WorkerKey, sign
+from ..protocol.codec import structure, to_json
+from ..protocol.messages import (
+    AcknowledgeReply,
+    AcknowledgeRequest,
+    HandshakeReply,
+    HandshakeRequest,
+    ProcessReply,
+    ProcessRequest,
+    WorkerHealth,
+)
+from ..workers.base import ProgressCallback
+
+__all__ = ["HttpWorkerTransport", "Traffic"]
+
+T = TypeVar("T")
+
+# Used when an error body carries a code this side does not know.
+_BY_STATUS: dict[int, type[AIFactoryError]] = {
+    400: BadInputError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    413: BadInputError,
+    429: QuotaExceededError,
+    502: WorkerError,
+    503: TransportError,
+    504: StageTimeoutError,
+}
+_MAX_LINE_BYTES = 1024 * 1024  # a worker service sends small lines; refuse to buffer more
+# Failures that mean the request never left: safe to send again.
+_UNDELIVERED = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+@attrs.frozen
+class Traffic:
+    """Requests made and bytes moved by one transport (subtract two to get a delta)."""
+
+    requests: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+
+    def __sub__(self, other: Traffic) -> Traffic:
+        return Traffic(
+            self.requests - other.requests,
+            self.bytes_sent - other.bytes_sent,
+            self.bytes_received - other.bytes_received,
+        )
+
+
+def _headers_size(headers: httpx.Headers) -> int:
+    return sum(len(k) + len(v) + 4 for k, v in headers.raw)  # "k: v\r\n"
+
+
+def _error_from_body(status: int, body: Any) -> AIFactoryError:
+    """The exception an error answer stands for (the same class as on the worker's side)."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        cls = _BY_STATUS.get(status, TransportError)
+        return cls(f"worker service answered {status} without an error body")
+    code = str(error.get("code", ""))
+    message = str(error.get("message", "")) or f"worker service answered {status}"
+    details = error.get("details")
+    cls = error_class_for_code(code)
+    if (cls is AIFactoryError and code != AIFactoryError.code) or cls.__name__.startswith("_"):
+        # An unknown code (a newer service) or a private class: fall back on the status.
+        cls = _BY_STATUS.get(status, AIFactoryError)
+    return cls(message, details=details if isinstance(details, dict) else {})
+
+
+class HttpWorkerTransport:
+    """A `WorkerTransport` for the worker `worker` of the service at `base_url`.
+
+    `key` is the caller's own signing key (e.g. the orchestrator's), which the service's
+    `SignatureVerifier` must know. One `httpx.AsyncClient` (keep-alive pool) may serve many
+    transports: pass it as `client`, and close it yourself; otherwise the transport makes one
+    and `aclose` closes it. `timeout_s` bounds connecting and each read and write;
+    `process_read_timeout_s` bounds the wait between two heartbeat lines of `process`
+    (default: none, the orchestrator watches heartbeats and start-to-close itself).
+    `connect_retries` is how many more times an undelivered idempotent request is sent.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        worker: str,
+        key: WorkerKey,
+        *,
+        client: httpx.AsyncClient | None = None,
+        timeout_s: float = 30.0,
+        process_read_timeout_s: float | None = None,
+        connect_retries: int = 2,
+        retry_pause_s: float = 0.05,
+        clock: Clock | None = None,
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._worker = worker
+        self._key = key
+        self._owns_client = client is None
+        self._client = client or httpx.AsyncClient(timeout=timeout_s)
+        self._timeout = httpx.Timeout(timeout_s)
+        self._process_timeout = httpx.Timeout(timeout_s, read=process_read_timeout_s)
+        self._retries = connect_retries
+        self._pause = retry_pause_s
+        self._clock: Clock = clock or SystemClock()
+        self._traffic = Traffic()
+
+    @property
+    def worker(self) -> str:
+        """The name of the worker behind this endpoint."""
+        return self._worker
+
+    @property
+    def base_url(self) -> str:
+        """The service's root URL."""
+        return self._base_url
+
+    @property
+    def traffic(self) -> Traffic:
+        """What this transport has sent and received so far."""
+        return self._traffic
+
+    def __repr__(self) -> str:
+        return f"HttpWorkerTransport({self._base_url!r}, worker={self._worker!r})"
+
+    # -- the protocol --------------------------------------------------------------------------
+
+    async def handshake(self, request: HandshakeRequest) -> HandshakeReply:
+        """Offer a stage attempt. Raises what the worker raised, or `TransportError`."""
+        return await self._call("POST", "/api/handshake", to_json(request), HandshakeReply)
+
+    async def acknowledge(self, request: AcknowledgeRequest) -> AcknowledgeReply:
+        """Commit (or give up) an attempt. Raises what the worker raised, or `TransportError`."""
+        return await self._call("POST", "/api/acknowledge", to_json(request), AcknowledgeReply)
+
+    async def health(self) -> WorkerHealth:
+        """The worker's health. Raises `NotFoundError` if the service does not host the
+        worker, `TransportError` if it cannot be reached."""
+        return await self._call("GET", "/health", b"", WorkerHealth)
+
+    async def process(
+        self, request: ProcessRequest, on_progress: ProgressCallback | None = None
+    ) -> ProcessReply:
+        """Run the accepted attempt; each heartbeat line is passed to `on_progress`.
+
+        Raises what the worker raised (`NotFoundError`, `StaleAttemptError`,
+        `StageFailedError`, ...), or `TransportError` if the connection failed or the
+        stream ended without a result. Never retried here.
+        """
+        outgoing = self._request("POST", "/api/process", to_json(request))
+        try:
+            response = await self._client.send(outgoing, stream=True)
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from exc
+        try:
+            self._count_response_head(response)
+            if response.status_code != 200:
+                body = await self._read(response)
+                raise _error_from_body(response.status_code, _json_or_none(body))
+            final: tuple[str, Any] | None = None
+            async with contextlib.aclosing(self._lines(response)) as lines:
+                async for line in lines:
+                    item = _stream_item(line)
+                    if final is not None:
+                        continue  # nothing follows the last line; read on to the end
+                    if item[0] == "progress":
+                        if on_progress is not None:
+                            message = str(item[1].get("message", ""))
+                            await on_progress(_percent(item[1]), message)
+                    else:
+                        # Read the (empty) rest before answering, so the connection goes back
+                        # to the pool cleanly instead of being dropped half-read.
+                        final = item
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from exc
+        finally:
+            # Shielded: when the orchestrator cancels a stage (timeout, heartbeat lost), the
+            # connection is still closed, which tells the worker service to stop the stage.
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+        if final is None:
+            raise TransportError("the process stream ended without a result")
+        kind, value = final
+        if kind == "error":
+            raise _error_from_body(200, {"error": value})
+        return _parse(value, ProcessReply, "/api/process")
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this transport created it."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, body: bytes) -> httpx.Request:
+        timeout = self._process_timeout if path == "/api/process" else self._timeout
+        headers = {"accept": "application/json"}
+        if body:
+            headers["content-type"] = "application/json"
+        request = self._client.build_request(
+            method,
+            f"{self._base_url}{path}",
+            params={"worker": self._worker},
+            content=body or None,
+            headers=headers,
+            timeout=timeout,
+        )
+        signed_path = request.url.raw_path.decode("ascii")
+        now = self._clock.now().timestamp()
+        request.headers.update(sign(method, signed_path, body, self._key, now=now))
+        head = len(method) + len(request.url.raw_path) + len(request.url.host) + 12
+        self._traffic = attrs.evolve(
+            self._traffic,
+            requests=self._traffic.requests + 1,
+            bytes_sent=self._traffic.bytes_sent + head + _headers_size(request.headers) + len(body),
+        )
+        return request
+
+    def _count_response_head(self, response: httpx.Response) -> None:
+        head = 15 + len(response.reason_phrase) + _headers_size(response.headers)
+        self._received(head)
+
+    def _received(self, count: int) -> None:
+        self._traffic = attrs.evolve(
+            self._traffic, bytes_received=self._traffic.bytes_received + count
+        )
+
+    async def _read(self, response: httpx.Response) -> bytes:
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            self._received(len(chunk))
+            if len(body) > _MAX_LINE_BYTES:
+                raise TransportError("the worker service's answer is too large")
+        return bytes(body)
+
+    async def _lines(self, response: httpx.Response) -> AsyncGenerator[bytes, None]:
+        pending = b""
+        async for chunk in response.aiter_bytes():
+            self._received(len(chunk))
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            for line in complete:
+                if line.strip():
+                    yield line
+            if len(pending) > _MAX_LINE_BYTES:
+                raise TransportError("a line of the process stream is too long")
+        if pending.strip():
+            yield pending
+
+    async def _call(self, method: str, path: str, body: bytes, cls: type[T]) -> T:
+        for attempt in range(self._retries + 1):
+            # Signed afresh each time: a repeated nonce would be refused as a replay.
+            outgoing = self._request(method, path, body)
+            try:
+                response = await self._client.send(outgoing, stream=True)
+            except _UNDELIVERED as exc:
+                if attempt < self._retries:
+                    await anyio.sleep(self._pause * 2**attempt)
+                    continue
+                raise self._transport_error(exc) from exc
+            except httpx.HTTPError as exc:
+                raise self._transport_error(exc) from exc
+            try:
+                self._count_response_head(response)
+                raw = await self._read(response)
+            except httpx.HTTPError as exc:
+                raise self._transport_error(exc) from exc
+            finally:
+                await response.aclose()
+            data = _json_or_none(raw)
+            if response.status_code != 200:
+                raise _error_from_body(response.status_code, data)
+            return _parse(data, cls, path)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _transport_error(self, exc: httpx.HTTPError) -> TransportError:
+        kind = type(exc).__name__
+        return TransportError(
+            f"worker {self._worker} at {self._base_url} could not be reached ({kind})",
+            details={"worker": self._worker, "url": self._base_url, "error": kind},
+        )
+
+
+def _parse(data: Any, cls: type[T], path: str) -> T:
+    try:
+        return structure(data, cls)
+    except BadInputError as exc:
+        # Our own message was checked by the worker; an answer that does not parse is the
+        # other side answering nonsense, not bad input of ours.
+        raise TransportError(f"unreadable answer from {path}: {exc.message}") from exc
+
+
+def _json_or_none(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def _stream_item(line: bytes) -> tuple[str, Any]:
+    try:
+        item = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise TransportError("a line of the process stream is not JSON") from exc
+    if not isinstance(item, dict) or len(item) != 1:
+        raise TransportError("a line of the process stream is not a one-key object")
+    [(kind, value)] = item.items()
+    if kind not in ("progress", "result", "error") or (
+        kind != "result" and not isinstance(value, dict)
+    ):
+        raise TransportError(f"unexpected line in the process stream: {kind!r}")
+    return kind, value
+
+
+def _percent(progress: dict[str, Any]) -> float:
+    value = progress.get("percent")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TransportError("a progress line has no numeric percent")
+    return float(value)
