@@ -81,12 +81,15 @@ class EmbeddedFactory:
             else list(config.workers)
         )
         self.requests.recommender = Recommender(self.requests.catalogue, self.llm)
-        # Local workers run in this process; `endpoints` reach workers elsewhere (HTTP).
+        # Local workers run in this process; `endpoints` reach workers elsewhere (HTTP), and
+        # a worker reached remotely is not also run here.
+        remote = {e.worker for e in endpoints}
         self.registry = WorkerRegistry(
             [
                 *(
                     InProcessWorkerTransport(WorkerHost(w, self.blobs, config.clock, config.ids))
                     for w in workers
+                    if w.name not in remote
                 ),
                 *endpoints,
             ]

@@ -1,4 +1,4 @@
-"""The `aifactory` command: `init`, `demo` and `version`.
+"""The `aifactory` command: `init`, `demo`, `serve`, `keys` and `version`.
 
 This is the only place that reads the environment (`AIFACTORY_HOME`); everything below it
 receives a `FactoryConfig`.
@@ -121,6 +121,35 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace, console: Console) -> int:
+    import uvicorn
+
+    from .server.deploy import Deployment, factory_service, load_keys, worker_service
+
+    config = FactoryConfig.from_environment(args.home, with_llm=args.llm)
+    if args.role == "factory":
+        deployment = Deployment.load(args.deployment) if args.deployment else None
+        app = factory_service(config, deployment)
+        remote = ", ".join(w.worker for w in deployment.workers) if deployment else "none"
+        console.print(f"factory API for {config.home} (remote workers: {remote})")
+    else:
+        if not args.trust:
+            console.print("[red]a worker service needs --trust FILE (aifactory keys new ID)[/]")
+            return 2
+        app = worker_service(config, args.workers, load_keys(args.trust))
+        console.print(f"worker service for {', '.join(args.workers)}")
+    console.print(f"listening on http://{args.host}:{args.port}")
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from .auth.signing import generate_worker_key
+
+    print(generate_worker_key(args.id).to_text())
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aifactory", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -146,6 +175,19 @@ def _parser() -> argparse.ArgumentParser:
         default="quick_research",
         choices=["quick_research", "educational_course_basic"],
     )
+    serve = sub.add_parser("serve", help="serve the factory API or worker services over HTTP")
+    serve.add_argument("role", choices=["factory", "worker"])
+    serve.add_argument("workers", nargs="*", help="worker names (for role 'worker')")
+    serve.add_argument("--home", help="data folder (default $AIFACTORY_HOME or ./.aifactory)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--deployment", help="factory: JSON file naming remote workers and the key")
+    serve.add_argument("--trust", help="worker: file of caller keys (one id:secret per line)")
+    serve.add_argument("--llm", action="store_true", help="use the model from the environment")
+    serve.add_argument("--log-level", default="warning")
+    keys = sub.add_parser("keys", help="make a service signing key")
+    keys.add_argument("action", choices=["new"])
+    keys.add_argument("id", help="the service's id, e.g. orchestrator")
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -159,6 +201,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _init(args, console)
         if args.command == "demo":
             return _demo(args, console)
+        if args.command == "serve":
+            return _serve(args, console)
+        if args.command == "keys":
+            return _keys(args)
         print(__version__)
         return 0
     except AIFactoryError as exc:

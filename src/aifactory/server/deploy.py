@@ -1,0 +1,121 @@
+"""Deployments: the factory service and worker services, wired from files an operator writes.
+
+A factory service runs the API (account side and orchestrator) over its home's state; workers
+named in its *deployment file* are reached over HTTP, the rest run in process:
+
+```json
+{"key": "orchestrator:<base64url secret>",
+ "workers": [{"worker": "content_granulator", "url": "http://127.0.0.1:8101"}]}
+```
+
+A worker service hosts some built-in workers and accepts requests signed with one of its
+*trusted keys* (a file with one `id:secret` line per caller; `#` starts a comment). Worker
+services and the factory must share blob storage (the same home, or the same `s3://` store):
+data moves between stages by reference. `aifactory keys new ID` makes a key line; no key
+ships with aifactory.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import attrs
+from starlette.applications import Starlette
+
+from .._clock import SystemClock
+from .._embedded import EmbeddedFactory
+from .._exceptions import BadInputError
+from ..auth.signing import SignatureVerifier, WorkerKey
+from ..config import FactoryConfig
+from ..storage import BlobStore
+from ..transports.http_workers import HttpWorkerTransport
+from ..workers import WorkerHost, builtin_workers, check_worker_name
+from .app import serving
+from .worker_app import worker_app
+
+__all__ = ["Deployment", "RemoteWorker", "factory_service", "load_keys", "worker_service"]
+
+
+@attrs.frozen
+class RemoteWorker:
+    """A worker reached over HTTP."""
+
+    worker: str
+    url: str
+
+
+@attrs.frozen
+class Deployment:
+    """Which workers a factory reaches over HTTP, and the key it signs with."""
+
+    key: WorkerKey
+    workers: tuple[RemoteWorker, ...] = ()
+
+    @classmethod
+    def load(cls, path: str | Path) -> Deployment:
+        """Read a deployment file. Raises `BadInputError` naming what is wrong."""
+        try:
+            data = json.loads(Path(path).read_text("utf-8"))
+            key = WorkerKey.parse(str(data["key"]))
+            workers = tuple(
+                RemoteWorker(check_worker_name(str(w["worker"])), str(w["url"]))
+                for w in data.get("workers", [])
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise BadInputError(f"cannot read deployment file {path}: {exc}") from exc
+        return cls(key, workers)
+
+
+def load_keys(path: str | Path) -> list[WorkerKey]:
+    """The keys in a trusted-keys file. Raises `BadInputError`."""
+    try:
+        lines = Path(path).read_text("utf-8").splitlines()
+    except OSError as exc:
+        raise BadInputError(f"cannot read keys file {path}: {exc}") from exc
+    return [
+        WorkerKey.parse(line.strip())
+        for line in lines
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
+def factory_service(config: FactoryConfig, deployment: Deployment | None = None) -> Starlette:
+    """The factory's API for `config`, reaching `deployment`'s workers over HTTP (the
+    others run in process)."""
+    endpoints = (
+        [HttpWorkerTransport(w.url, w.worker, deployment.key) for w in deployment.workers]
+        if deployment is not None
+        else []
+    )
+    return serving(EmbeddedFactory(config, endpoints=endpoints))
+
+
+def worker_service(
+    config: FactoryConfig, names: Sequence[str], trusted: Sequence[WorkerKey]
+) -> Starlette:
+    """A service hosting the built-in workers `names`, for callers holding a `trusted` key.
+
+    Raises `BadInputError` for an unknown worker name or no trusted key.
+    """
+    if not trusted:
+        raise BadInputError("a worker service needs at least one trusted key")
+    llm = config.llm.build() if config.llm is not None else None
+    workers = (
+        list(config.workers)
+        if config.workers is not None
+        else builtin_workers(llm, config.fetch_policy, config.feed_catalogue)
+    )
+    available = {w.name: w for w in workers}
+    unknown = sorted(set(names) - set(available))
+    if unknown or not names:
+        raise BadInputError(
+            f"unknown workers {unknown}" if unknown else "name at least one worker",
+            details={"available": sorted(available)},
+        )
+    clock = SystemClock()
+    blobs = BlobStore(config.storage_config(), clock)
+    hosts = [WorkerHost(available[n], blobs, clock, config.ids) for n in names]
+    verifier = SignatureVerifier({k.worker_id: k for k in trusted}, clock)
+    return worker_app(hosts, verifier)
