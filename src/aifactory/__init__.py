@@ -77,12 +77,13 @@ __all__ = [
 ]
 
 
-def connect(base_url: str) -> Factory:
-    """A synchronous client for a remote factory at `base_url` (its HTTP API). Log in with
-    `login(...)`, or use an API key or session token with `session(key)`. Close it, or use
-    it in a `with` block. For asyncio/trio code use `AsyncFactory.connect()`.
+def connect(base_url: str, *, api_key: str | None = None, token: str | None = None) -> Factory:
+    """A synchronous client for a remote factory at `base_url` (its HTTP API), the same
+    `Factory` as `embedded()`. Log in with `login(...)`, or pass an `api_key` (or a session
+    `token`) and take its view with `session()`. Close it, or use it in a `with` block. For
+    asyncio/trio code use `AsyncFactory.connect()`.
     """
-    return Factory.connect(base_url)
+    return Factory.connect(base_url, api_key=api_key, token=token)
 
 
 def embedded(

@@ -102,9 +102,16 @@ class Factory:
         return cls(AsyncFactory.embedded(home, config=config, notifier=notifier), backend)
 
     @classmethod
-    def connect(cls, base_url: str, *, backend: str = "asyncio") -> Factory:
+    def connect(
+        cls,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        token: str | None = None,
+        backend: str = "asyncio",
+    ) -> Factory:
         """A client for a remote factory's HTTP API (see `AsyncFactory.connect`)."""
-        return cls(AsyncFactory.connect(base_url), backend)
+        return cls(AsyncFactory.connect(base_url, api_key=api_key, token=token), backend)
 
     def __enter__(self) -> Self:
         return self
@@ -130,6 +137,9 @@ class Factory:
         session = self._portal.call(self._async.login, username, password, login_type)
         return Session(self._portal, session)
 
-    def session(self, token: str) -> Session:
-        """A view for an existing session token. Raises `AuthenticationError`."""
+    def session(self, token: str | None = None) -> Session:
+        """A view for a session token or API key (default: the one given to `connect`).
+
+        Raises `AuthenticationError`.
+        """
         return Session(self._portal, self._portal.call(self._async.session, token))

@@ -29,6 +29,7 @@ import httpx
 
 from ._embedded import EmbeddedFactory
 from .api.operations import ApiKeyInfo
+from ._exceptions import BadInputError
 from .config import FactoryConfig
 from .kam.notifier import Notifier
 from .kam.recommend import Recommendation
@@ -47,6 +48,7 @@ from .models import (
     Urgency,
     User,
 )
+from .protocol.codec import structure
 from .transports.factory import FactoryTransport, InProcessFactoryTransport
 from .transports.http import HttpFactoryTransport
 
@@ -371,14 +373,25 @@ class AsyncFactory:
             await self._runtime.__aexit__(None, None, None)
 
     @classmethod
-    def connect(cls, base_url: str, *, client: httpx.AsyncClient | None = None) -> AsyncFactory:
+    def connect(
+        cls,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        token: str | None = None,
+        client: httpx.AsyncClient | None = None,
+    ) -> AsyncFactory:
         """A client for a remote factory's HTTP API at `base_url`.
 
-        Log in with `login(...)`, or use an API key or session token with `session(key)`.
-        Pass an `httpx.AsyncClient` to share connections or to call an ASGI app in process
-        (`httpx.ASGITransport`).
+        Log in with `login(...)`; or give an `api_key` (or a session `token`) here and get
+        its view with `session()`. Pass an `httpx.AsyncClient` to share connections or to
+        call an ASGI app in process (`httpx.ASGITransport`).
         """
-        return cls(HttpFactoryTransport(base_url, client=client))
+        factory = cls(HttpFactoryTransport(base_url, client=client))
+        factory._credential = api_key or token
+        return factory
+
+    _credential: str | None = None
 
     async def bootstrap_admin(self, email: str, password: str | None = None) -> str:
         """Create the first admin and return its password (generated if not given).
@@ -392,7 +405,15 @@ class AsyncFactory:
         result = await self._transport.login(username, password, login_type)
         return AsyncSession(self._transport, result.session_token, result.user, result.kam_context)
 
-    async def session(self, token: str) -> AsyncSession:
-        """A view for an existing session token or an API key. Raises `AuthenticationError`."""
+    async def session(self, token: str | None = None) -> AsyncSession:
+        """A view for a session token or an API key (default: the one given to `connect`).
+
+        Raises `AuthenticationError`, and `BadInputError` when there is no credential.
+        """
+        token = token or self._credential
+        if not token:
+            raise BadInputError("give a session token or API key, or log in")
         me = await self._transport.call("auth.me", token)
-        return AsyncSession(self._transport, token, me["user"], me["kamContext"])
+        # In process the user arrives as a `User`; over HTTP as its JSON form.
+        user = me["user"] if isinstance(me["user"], User) else structure(me["user"], User)
+        return AsyncSession(self._transport, token, user, me["kamContext"])

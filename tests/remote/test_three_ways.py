@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from aifactory import AsyncFactory, RandomIds, SystemClock
+from aifactory import AsyncFactory, BadInputError, PermissionDeniedError, RandomIds, SystemClock
 from aifactory._embedded import EmbeddedFactory
 from aifactory.auth.signing import SignatureVerifier, generate_worker_key
 from aifactory.server import factory_app, serving, worker_app
@@ -94,3 +94,23 @@ async def test_the_scenario_gives_the_same_results(
     assert result == expected
     assert result["status"] == "completed"
     assert "auth.login" in result["audit"]
+
+
+async def test_connect_with_an_api_key_gives_its_view() -> None:
+    async with EmbeddedFactory(fast_config()) as runtime:
+        password = runtime.accounts.bootstrap_admin(ADMIN)
+        transport = httpx.ASGITransport(app=factory_app(runtime))
+        async with httpx.AsyncClient(transport=transport) as client:
+            async with AsyncFactory.connect("http://f.test", client=client) as factory:
+                admin = await factory.login(ADMIN, password, login_type="admin")
+                key = (await admin.api_keys.create(name="automation")).key
+                assert key is not None
+                assert [k.name for k in await admin.api_keys.list()] == ["automation"]
+            with_key = AsyncFactory.connect("http://f.test", api_key=key, client=client)
+            view = await with_key.session()
+            assert view.user.email == ADMIN
+            assert await view.clients.list() == []
+            with pytest.raises(BadInputError):
+                await AsyncFactory.connect("http://f.test", client=client).session()
+            with pytest.raises(PermissionDeniedError):
+                await with_key.bootstrap_admin("x@y.example")
