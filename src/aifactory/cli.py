@@ -127,7 +127,16 @@ def _serve(args: argparse.Namespace, console: Console) -> int:
     from .server.deploy import Deployment, factory_service, load_keys, worker_service
 
     config = FactoryConfig.from_environment(args.home, with_llm=args.llm)
-    if args.role == "factory":
+    if args.role in ("kam", "orchestrator"):
+        from .server.deploy import kam_service, orchestrator_service
+
+        if not args.deployment:
+            console.print(f"[red]serve {args.role} needs --deployment FILE[/]")
+            return 2
+        build = kam_service if args.role == "kam" else orchestrator_service
+        app = build(config, Deployment.load(args.deployment))
+        console.print(f"{args.role} service for {config.home}")
+    elif args.role == "factory":
         deployment = Deployment.load(args.deployment) if args.deployment else None
         app = factory_service(config, deployment)
         remote = ", ".join(w.worker for w in deployment.workers) if deployment else "none"
@@ -176,7 +185,7 @@ def _parser() -> argparse.ArgumentParser:
         choices=["quick_research", "educational_course_basic"],
     )
     serve = sub.add_parser("serve", help="serve the factory API or worker services over HTTP")
-    serve.add_argument("role", choices=["factory", "worker"])
+    serve.add_argument("role", choices=["factory", "kam", "orchestrator", "worker"])
     serve.add_argument("workers", nargs="*", help="worker names (for role 'worker')")
     serve.add_argument("--home", help="data folder (default $AIFACTORY_HOME or ./.aifactory)")
     serve.add_argument("--host", default="127.0.0.1")

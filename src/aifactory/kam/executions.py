@@ -106,17 +106,17 @@ class ExecutionService:
         """Stop an execution; it ends `cancelled` and its request too. Raises `ConflictError`
         if it has already finished."""
         self._own(principal, execution_id)
-        result = await self.orchestrator.cancel(execution_id)
+        result = await self.requests.control().cancel(execution_id)
         self.audit.record(principal.actor, "execution.cancel", f"execution:{execution_id}")
         return result
 
-    def resume(self, principal: Principal, execution_id: str) -> Execution:
+    async def resume(self, principal: Principal, execution_id: str) -> Execution:
         """Continue an interrupted execution from its last checkpoint (staff)."""
-        self.orchestrator.launch(execution_id)
+        await self.requests.control().launch(execution_id)
         self.audit.record(principal.actor, "execution.resume", f"execution:{execution_id}")
         return self.store.get_execution(execution_id)
 
-    def retry(self, principal: Principal, execution_id: str) -> Execution:
+    async def retry(self, principal: Principal, execution_id: str) -> Execution:
         """Run a failed or cancelled execution again, reusing its committed stages (staff).
 
         Raises `ConflictError` for other statuses, `QuotaExceededError` if the client can no
@@ -144,7 +144,7 @@ class ExecutionService:
                 f"execution:{execution_id}",
                 request_status=RequestStatus.EXECUTING.value,
             )
-        self.orchestrator.launch(execution_id)
+        await self.requests.control().launch(execution_id)
         return reopened
 
     def prune(self, principal: Principal, older_than_days: float = 30) -> dict[str, int]:

@@ -22,7 +22,7 @@ from ..models import (
     Tier,
     Urgency,
 )
-from ..orchestrator import Orchestrator
+from ..orchestrator import ExecutionControl, LocalControl, Orchestrator
 from ..state.sqlite import SQLiteStore
 from ..storage import BlobStore
 from .audit import AuditLog
@@ -86,7 +86,15 @@ class RequestService:
         self.ids = ids
         self.catalogue = catalogue
         self.orchestrator: Orchestrator | None = None
+        self.remote_control: ExecutionControl | None = None
         self.recommender = Recommender(catalogue)
+
+    def control(self) -> ExecutionControl:
+        """Who starts and stops executions: a remote orchestrator service if one is set,
+        else the orchestrator in this process."""
+        if self.remote_control is not None:
+            return self.remote_control
+        return LocalControl(self._orchestrator())
 
     def _orchestrator(self) -> Orchestrator:
         if self.orchestrator is None:
@@ -284,7 +292,7 @@ class RequestService:
             )
             raise QuotaExceededError(message, details=details)
 
-    def execute(
+    async def execute(
         self, principal: Principal, request_id: str, resources: Mapping[str, Any] | None = None
     ) -> Execution:
         """Start executing a request's template in the background; returns the execution.
@@ -337,7 +345,7 @@ class RequestService:
                 execution_id=execution.id,
                 status=updated.status.value,
             )
-        orchestrator.launch(execution.id)
+        await self.control().launch(execution.id)
         return execution
 
     # -- deliverables, notifications, audit ----------------------------------------------------

@@ -4,12 +4,14 @@ from .costing import StoragePrices
 from .registry import WorkerRegistry
 from .retry import RetryPolicy
 from .runner import Orchestrator
-from .sink import Artifact, ExecutionReport, ExecutionSink
+from .sink import Artifact, ExecutionControl, ExecutionReport, ExecutionSink, LocalControl
 
 __all__ = [
     "Artifact",
+    "ExecutionControl",
     "ExecutionReport",
     "ExecutionSink",
+    "LocalControl",
     "Orchestrator",
     "RetryPolicy",
     "StoragePrices",

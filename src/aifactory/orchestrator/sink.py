@@ -13,7 +13,7 @@ import attrs
 from ..models.execution import Execution
 from ..models.storage_ref import StorageRef
 
-__all__ = ["Artifact", "ExecutionReport", "ExecutionSink"]
+__all__ = ["Artifact", "ExecutionControl", "ExecutionReport", "ExecutionSink", "LocalControl"]
 
 
 @attrs.frozen
@@ -42,3 +42,32 @@ class ExecutionSink(Protocol):
     async def execution_finished(self, report: ExecutionReport) -> None:
         """Settle costs, store deliverables, update the request, notify. Must be idempotent."""
         ...
+
+
+class ExecutionControl(Protocol):
+    """How the account side starts and stops executions: in process, or over HTTP when the
+    orchestrator is a service of its own."""
+
+    async def launch(self, execution_id: str) -> None:
+        """Run (or resume) a recorded execution in the background."""
+        ...
+
+    async def cancel(self, execution_id: str) -> Execution:
+        """Stop an execution; return its final record."""
+        ...
+
+
+class LocalControl:
+    """Controls an orchestrator in this process."""
+
+    def __init__(self, orchestrator: Any) -> None:
+        self.orchestrator = orchestrator
+
+    async def launch(self, execution_id: str) -> None:
+        """Start it in the orchestrator's task group."""
+        self.orchestrator.launch(execution_id)
+
+    async def cancel(self, execution_id: str) -> Execution:
+        """Cancel it and wait until it has stopped."""
+        result: Execution = await self.orchestrator.cancel(execution_id)
+        return result

@@ -33,9 +33,18 @@ from ..storage import BlobStore
 from ..transports.http_workers import HttpWorkerTransport
 from ..workers import WorkerHost, builtin_workers, check_worker_name
 from .app import serving
+from .services import ServiceClient, kam_app, orchestrator_app
 from .worker_app import worker_app
 
-__all__ = ["Deployment", "RemoteWorker", "factory_service", "load_keys", "worker_service"]
+__all__ = [
+    "Deployment",
+    "RemoteWorker",
+    "factory_service",
+    "kam_service",
+    "load_keys",
+    "orchestrator_service",
+    "worker_service",
+]
 
 
 @attrs.frozen
@@ -48,10 +57,15 @@ class RemoteWorker:
 
 @attrs.frozen
 class Deployment:
-    """Which workers a factory reaches over HTTP, and the key it signs with."""
+    """How a service reaches the others: the key it signs with, the workers it calls over
+    HTTP, the keys it trusts, and (when KAM and orchestrator are separate services) their
+    URLs."""
 
     key: WorkerKey
     workers: tuple[RemoteWorker, ...] = ()
+    trusted: tuple[WorkerKey, ...] = ()
+    kam_url: str | None = None
+    orchestrator_url: str | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> Deployment:
@@ -63,9 +77,17 @@ class Deployment:
                 RemoteWorker(check_worker_name(str(w["worker"])), str(w["url"]))
                 for w in data.get("workers", [])
             )
+            trusted = tuple(WorkerKey.parse(str(k)) for k in data.get("trust", []))
+            kam, orchestrator = data.get("kam_url"), data.get("orchestrator_url")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise BadInputError(f"cannot read deployment file {path}: {exc}") from exc
-        return cls(key, workers)
+        return cls(key, workers, trusted, kam, orchestrator)
+
+    def verifier(self) -> SignatureVerifier:
+        """A verifier for requests signed with one of the trusted keys."""
+        if not self.trusted:
+            raise BadInputError("the deployment trusts no key ('trust' is empty)")
+        return SignatureVerifier({k.worker_id: k for k in self.trusted}, SystemClock())
 
 
 def load_keys(path: str | Path) -> list[WorkerKey]:
@@ -90,6 +112,33 @@ def factory_service(config: FactoryConfig, deployment: Deployment | None = None)
         else []
     )
     return serving(EmbeddedFactory(config, endpoints=endpoints))
+
+
+def _factory(config: FactoryConfig, deployment: Deployment) -> EmbeddedFactory:
+    endpoints = [HttpWorkerTransport(w.url, w.worker, deployment.key) for w in deployment.workers]
+    return EmbeddedFactory(config, endpoints=endpoints)
+
+
+def kam_service(config: FactoryConfig, deployment: Deployment) -> Starlette:
+    """The account side as its own service; executions run at `deployment.orchestrator_url`.
+
+    Raises `BadInputError` when the deployment names no orchestrator or trusts no key.
+    """
+    if not deployment.orchestrator_url:
+        raise BadInputError("the deployment names no orchestrator_url")
+    orchestrator = ServiceClient(deployment.orchestrator_url, deployment.key)
+    return kam_app(_factory(config, deployment), deployment.verifier(), orchestrator)
+
+
+def orchestrator_service(config: FactoryConfig, deployment: Deployment) -> Starlette:
+    """The orchestrator as its own service, reporting to `deployment.kam_url`.
+
+    Raises `BadInputError` when the deployment names no KAM service or trusts no key.
+    """
+    if not deployment.kam_url:
+        raise BadInputError("the deployment names no kam_url")
+    kam = ServiceClient(deployment.kam_url, deployment.key)
+    return orchestrator_app(_factory(config, deployment), deployment.verifier(), kam)
 
 
 def worker_service(

@@ -1,0 +1,232 @@
+"""The account side (KAM) and the orchestrator as two services, talking by signed requests.
+
+Split this way, the KAM service serves every client-facing operation and records executions
+in the shared state; it asks the orchestrator service to run them (`POST
+/api/pipelines/executions/{id}/launch`) or stop them (`.../cancel`). The orchestrator service
+runs executions on the workers and reports each finished one back to the KAM service with
+`POST /api/worker-sessions/{id}/complete`, where settlement (charging, deliverables,
+notifications) happens. Budget holds during a run use the shared state directly. The
+seed's `POST /api/pipelines/execute` (a template, context and resources) is served too, for
+services that run pipelines without a request.
+
+Service-to-service calls carry per-service HMAC signatures (`aifactory.auth.signing`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .._clock import SystemClock
+from .._embedded import EmbeddedFactory
+from .._exceptions import AIFactoryError, BadInputError, TransportError, error_class_for_code
+from ..auth.signing import SignatureVerifier, WorkerKey, sign
+from ..models import Execution, Template
+from ..orchestrator import Artifact, ExecutionReport
+from ..protocol.codec import dumps, structure, unstructure
+from .app import MAX_BODY_BYTES, error_response, factory_app
+
+__all__ = ["HttpSink", "RemoteControl", "ServiceClient", "kam_app", "orchestrator_app"]
+
+
+class ServiceClient:
+    """Signed JSON calls to another aifactory service."""
+
+    def __init__(
+        self, base_url: str, key: WorkerKey, client: httpx.AsyncClient | None = None
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.key = key
+        self._client = client or httpx.AsyncClient(timeout=30.0)
+        self._owns = client is None
+        self._clock = SystemClock()
+
+    async def post(self, path: str, body: Any) -> Any:
+        """POST `body` (plain JSON data) to `path`; the reply's JSON. Raises the error the
+        other side raised, or `TransportError`."""
+        raw = dumps(body)
+        headers = sign("POST", path, raw, self.key, now=self._clock.now().timestamp())
+        headers["content-type"] = "application/json"
+        try:
+            response = await self._client.post(self.base_url + path, content=raw, headers=headers)
+        except httpx.HTTPError as exc:
+            raise TransportError(f"cannot reach {self.base_url}: {exc!r}") from exc
+        if response.status_code >= 400:
+            try:
+                error = response.json()["error"]
+                cls = error_class_for_code(str(error["code"]))
+                raise cls(str(error["message"]), details=dict(error.get("details") or {}))
+            except (ValueError, KeyError, TypeError):
+                raise TransportError(f"{path} answered {response.status_code}") from None
+        return response.json() if response.content else None
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this object made it."""
+        if self._owns:
+            await self._client.aclose()
+
+
+class RemoteControl:
+    """`ExecutionControl` over HTTP: the KAM service asks the orchestrator service."""
+
+    def __init__(self, orchestrator: ServiceClient) -> None:
+        self.orchestrator = orchestrator
+
+    async def launch(self, execution_id: str) -> None:
+        """Ask the orchestrator service to run the execution."""
+        await self.orchestrator.post(f"/api/pipelines/executions/{execution_id}/launch", {})
+
+    async def cancel(self, execution_id: str) -> Execution:
+        """Ask the orchestrator service to stop the execution."""
+        data = await self.orchestrator.post(f"/api/pipelines/executions/{execution_id}/cancel", {})
+        return structure(data, Execution)
+
+
+class HttpSink:
+    """`ExecutionSink` over HTTP: the orchestrator service reports to the KAM service."""
+
+    def __init__(self, kam: ServiceClient) -> None:
+        self.kam = kam
+
+    async def execution_finished(self, report: ExecutionReport) -> None:
+        """`POST /api/worker-sessions/{id}/complete` with the seed's completion body."""
+        execution = report.execution
+        await self.kam.post(
+            f"/api/worker-sessions/{execution.id}/complete",
+            {
+                "execution_id": execution.id,
+                "status": execution.status.value,
+                "deliverables": [unstructure(a) for a in report.artifacts],
+                "metrics": {
+                    "stages_completed": execution.stages_done,
+                    "tokens_used": execution.usage.tokens,
+                    "estimated_cost": str(execution.cost.total_usd),
+                },
+            },
+        )
+
+
+Handler = Callable[[Request, dict[str, Any]], Awaitable[Any]]
+
+
+def _signed(
+    verifier: SignatureVerifier, handler: Handler
+) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        try:
+            body = await request.body()
+            if len(body) > MAX_BODY_BYTES:
+                raise BadInputError("request body too large")
+            path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            verifier.verify(request.method, path, request.headers, body)
+            try:
+                data = json.loads(body) if body.strip() else {}
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise BadInputError(f"malformed JSON body: {exc}") from exc
+            if not isinstance(data, dict):
+                raise BadInputError("the JSON body must be an object")
+            result = await handler(request, data)
+        except AIFactoryError as exc:
+            return error_response(exc)
+        return Response(dumps(unstructure(result)), media_type="application/json")
+
+    return endpoint
+
+
+def _with_lifespan(app: Starlette, factory: EmbeddedFactory, *closers: Any) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with factory:
+            yield
+        for closer in closers:
+            await closer.aclose()
+
+    app.router.lifespan_context = lifespan
+    return app
+
+
+def kam_app(
+    factory: EmbeddedFactory, verifier: SignatureVerifier, orchestrator: ServiceClient
+) -> Starlette:
+    """The account side as a service: the client-facing API of `factory_app`, executions
+    run by the orchestrator service, and its completion reports settled here."""
+    factory.requests.remote_control = RemoteControl(orchestrator)
+
+    async def complete(request: Request, body: dict[str, Any]) -> Any:
+        execution = factory.store.get_execution(request.path_params["execution_id"])
+        if not execution.status.is_final:
+            raise BadInputError("the execution has not finished")
+        artifacts = tuple(structure(a, Artifact) for a in body.get("deliverables", []))
+        await factory.settlement.execution_finished(ExecutionReport(execution, artifacts))
+        return {"success": True}
+
+    app = factory_app(factory)
+    app.router.routes.append(
+        Route(
+            "/api/worker-sessions/{execution_id}/complete",
+            _signed(verifier, complete),
+            methods=["POST"],
+        )
+    )
+    return _with_lifespan(app, factory, orchestrator)
+
+
+def orchestrator_app(
+    factory: EmbeddedFactory, verifier: SignatureVerifier, kam: ServiceClient
+) -> Starlette:
+    """The orchestrator as a service: runs executions recorded in the shared state when the
+    KAM service (or another signed caller) asks, and reports each finished one back."""
+    factory.orchestrator.sink = HttpSink(kam)
+    orchestrator = factory.orchestrator
+
+    async def launch(request: Request, body: dict[str, Any]) -> Any:
+        orchestrator.launch(request.path_params["execution_id"])
+        return {"success": True}
+
+    async def cancel(request: Request, body: dict[str, Any]) -> Any:
+        return await orchestrator.cancel(request.path_params["execution_id"])
+
+    async def execute(request: Request, body: dict[str, Any]) -> Any:
+        template = structure(body.get("template"), Template)
+        context = body.get("context") or {}
+        if not isinstance(context, dict):
+            raise BadInputError("context must be an object")
+        execution = orchestrator.create(
+            template,
+            context.get("parameters") or {},
+            context={k: v for k, v in context.items() if k != "parameters"},
+            resources=body.get("resources") or {},
+        )
+        orchestrator.launch(execution.id)
+        return {"success": True, "execution_id": execution.id}
+
+    async def health(request: Request) -> Response:
+        return Response(
+            dumps({"status": "ok", "service": "orchestrator"}), media_type="application/json"
+        )
+
+    app = Starlette(
+        routes=[
+            Route("/api/pipelines/execute", _signed(verifier, execute), methods=["POST"]),
+            Route(
+                "/api/pipelines/executions/{execution_id}/launch",
+                _signed(verifier, launch),
+                methods=["POST"],
+            ),
+            Route(
+                "/api/pipelines/executions/{execution_id}/cancel",
+                _signed(verifier, cancel),
+                methods=["POST"],
+            ),
+            Route("/health", health),
+        ]
+    )
+    return _with_lifespan(app, factory, kam)
