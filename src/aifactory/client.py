@@ -28,8 +28,8 @@ import anyio
 import httpx
 
 from ._embedded import EmbeddedFactory
-from .api.operations import ApiKeyInfo
 from ._exceptions import BadInputError
+from .api.operations import ApiKeyInfo
 from .config import FactoryConfig
 from .kam.notifier import Notifier
 from .kam.recommend import Recommendation
