@@ -250,14 +250,18 @@ class HttpWorkerTransport:
         headers = {"accept": "application/json"}
         if body:
             headers["content-type"] = "application/json"
+        # Worker names are snake_case, so they need no quoting in the query string.
         request = self._client.build_request(
             method,
-            f"{self._base_url}{path}",
-            params={"worker": self._worker},
+            f"{self._base_url}{path}?worker={self._worker}",
             content=body or None,
             headers=headers,
             timeout=timeout,
         )
+        # httpx's defaults mean nothing to a worker service (HTTP/1.1 keeps connections alive
+        # anyway, and replies are small JSON): leave them off every protocol call.
+        for name in ("user-agent", "accept-encoding", "connection"):
+            request.headers.pop(name, None)
         signed_path = request.url.raw_path.decode("ascii")
         now = self._clock.now().timestamp()
         request.headers.update(sign(method, signed_path, body, self._key, now=now))
