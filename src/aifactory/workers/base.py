@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 import attrs
 
@@ -20,7 +20,11 @@ from .._exceptions import BadInputError
 from ..models.storage_ref import StorageRef
 from ..protocol.messages import ResourceEstimate, StageSummary
 
+if TYPE_CHECKING:
+    from ..llm import LLM
+
 __all__ = [
+    "ModelWorker",
     "ProgressCallback",
     "Worker",
     "WorkerContext",
@@ -145,3 +149,43 @@ class Worker(abc.ABC):
         ctx: WorkerContext,
     ) -> WorkerResult:
         """Do the work. Raise `BadInputError` for input that can never succeed."""
+
+
+class _Job(Protocol):
+    @classmethod
+    def from_stage(cls, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> Any: ...
+
+
+J = TypeVar("J")
+
+
+class ModelWorker(Worker, Generic[J]):
+    """A worker that may use a language model (`llm=None`: its non-LLM method) and checks its
+    input by building one job value: `job_type.from_stage(inputs, params)` raises
+    `BadInputError` for anything unusable, at handshake and again before processing.
+    """
+
+    job_type: type[_Job]
+
+    def __init__(self, llm: LLM | None = None) -> None:
+        self.llm = llm
+
+    def job(self, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> J:
+        """The checked job for `inputs` and `params` merged over `defaults`.
+
+        Raises `BadInputError`.
+        """
+        job: J = self.job_type.from_stage(inputs, {**self.defaults, **params})
+        return job
+
+    def check_input(
+        self, action: str, inputs: Mapping[str, Any], params: Mapping[str, Any]
+    ) -> None:
+        """Refuse an unknown action or unusable inputs/params. Raises `BadInputError`."""
+        super().check_input(action, inputs, params)
+        self.job(inputs, params)
+
+    def checked_job(self, action: str, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> J:
+        """`check_input`, returning the job (what `process` starts with)."""
+        Worker.check_input(self, action, inputs, params)
+        return self.job(inputs, params)

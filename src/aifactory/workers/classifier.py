@@ -37,7 +37,7 @@ import attrs
 from .._exceptions import BadInputError, StageFailedError
 from ..llm.base import LLM
 from ..protocol.messages import ResourceEstimate, StageSummary
-from .base import Worker, WorkerContext, WorkerInfo, WorkerResult
+from .base import ModelWorker, WorkerContext, WorkerInfo, WorkerResult
 from .model_calls import LLMTally, ask_json, llm_method
 from .sentiment import label, sentiment_score
 from .structures import check_topic
@@ -230,7 +230,7 @@ async def _model_scores(
     return scores
 
 
-class ContentClassifier(Worker):
+class ContentClassifier(ModelWorker[ClassificationJob]):
     """Scores articles for relevance and sentiment (action `classify`); see module docstring.
 
     Reports progress at 10, 30, 80 and 100 % (and per batch with a model).
@@ -245,22 +245,13 @@ class ContentClassifier(Worker):
     )
     defaults: ClassVar[Mapping[str, Any]] = {"min_relevance": 0.0, "batch_size": 20}
 
-    def __init__(self, llm: LLM | None = None) -> None:
-        self.llm = llm
-
-    def job(self, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> ClassificationJob:
-        """The checked job for `inputs` and `params` merged over `defaults`.
-
-        Raises `BadInputError`.
-        """
-        return ClassificationJob.from_stage(inputs, {**self.defaults, **params})
+    job_type = ClassificationJob
 
     def check_input(
         self, action: str, inputs: Mapping[str, Any], params: Mapping[str, Any]
     ) -> None:
         """Refuse an unknown action or unusable inputs/params. Raises `BadInputError`."""
-        super().check_input(action, inputs, params)
-        job = self.job(inputs, params)
+        job = self.checked_job(action, inputs, params)
         if self.llm is None and not terms(job.topic):
             job.lexicon_scores()  # raises: nothing to match against
 
@@ -293,8 +284,7 @@ class ContentClassifier(Worker):
         `StageFailedError` when the model fails or answers outside its schema.
         """
         await ctx.progress(10, "checking input")
-        super().check_input(action, inputs, params)
-        job = self.job(inputs, params)
+        job = self.checked_job(action, inputs, params)
         tally = LLMTally()
         await ctx.progress(30, f"scoring {len(job.articles)} articles")
         if self.llm is None:

@@ -37,7 +37,7 @@ from .._exceptions import AIFactoryError, BadInputError, StageFailedError
 from ..llm.base import LLM
 from ..protocol.codec import unstructure
 from ..protocol.messages import ResourceEstimate, StageSummary
-from .base import Worker, WorkerContext, WorkerInfo, WorkerResult
+from .base import ModelWorker, WorkerContext, WorkerInfo, WorkerResult
 from .model_calls import LLMTally, ask_json, llm_method
 from .prose_templates import METHOD, template_text
 from .report_markdown import escape_markdown
@@ -216,7 +216,7 @@ def render_markdown(title: str, sections: list[Section], method: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-class ContentGenerator(Worker):
+class ContentGenerator(ModelWorker[GenerationJob]):
     """Writes text for every element of a structure (action `generate`); see the module
     docstring. Reports progress at 10, 30, 80 and 100 % (and per element with a model).
     """
@@ -234,22 +234,7 @@ class ContentGenerator(Worker):
         "concurrency": 4,
     }
 
-    def __init__(self, llm: LLM | None = None) -> None:
-        self.llm = llm
-
-    def job(self, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> GenerationJob:
-        """The checked job for `inputs` and `params` merged over `defaults`.
-
-        Raises `BadInputError`.
-        """
-        return GenerationJob.from_stage(inputs, {**self.defaults, **params})
-
-    def check_input(
-        self, action: str, inputs: Mapping[str, Any], params: Mapping[str, Any]
-    ) -> None:
-        """Refuse an unknown action or unusable inputs/params. Raises `BadInputError`."""
-        super().check_input(action, inputs, params)
-        self.job(inputs, params)
+    job_type = GenerationJob
 
     def estimate(
         self, action: str, inputs: Mapping[str, Any], params: Mapping[str, Any]
@@ -280,8 +265,7 @@ class ContentGenerator(Worker):
         `StageFailedError` when the model fails or answers outside its schema.
         """
         await ctx.progress(10, "checking input")
-        super().check_input(action, inputs, params)
-        job = self.job(inputs, params)
+        job = self.checked_job(action, inputs, params)
         elements = job.elements()
         tally = LLMTally()
         await ctx.progress(30, f"writing {len(elements)} elements")

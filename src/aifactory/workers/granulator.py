@@ -46,7 +46,7 @@ import attrs
 from .._exceptions import BadInputError
 from ..llm.base import LLM
 from ..protocol.messages import ResourceEstimate, StageSummary
-from .base import Worker, WorkerContext, WorkerInfo, WorkerResult
+from .base import ModelWorker, WorkerContext, WorkerInfo, WorkerResult
 from .model_calls import LLMTally
 from .structure_llm import MAX_PROMPT_MATERIAL, StructureRequest, generate_tree
 from .structures import (
@@ -132,7 +132,7 @@ def _text(value: object, field: str) -> str:
     return value
 
 
-class ContentGranulator(Worker):
+class ContentGranulator(ModelWorker[GranulationJob]):
     """Builds hierarchical content structures from a topic (action `granulate`).
 
     With `llm`, the model builds the tree (`llm:<model>`); without, the templates do, and the
@@ -156,22 +156,7 @@ class ContentGranulator(Worker):
         "target_audience": "general",
     }
 
-    def __init__(self, llm: LLM | None = None) -> None:
-        self.llm = llm
-
-    def job(self, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> GranulationJob:
-        """The checked job for `inputs` and `params` merged over `defaults`.
-
-        Raises `BadInputError`.
-        """
-        return GranulationJob.from_stage(inputs, {**self.defaults, **params})
-
-    def check_input(
-        self, action: str, inputs: Mapping[str, Any], params: Mapping[str, Any]
-    ) -> None:
-        """Refuse an unknown action or unusable inputs/params. Raises `BadInputError`."""
-        super().check_input(action, inputs, params)
-        self.job(inputs, params)
+    job_type = GranulationJob
 
     def estimate(
         self, action: str, inputs: Mapping[str, Any], params: Mapping[str, Any]
@@ -247,8 +232,7 @@ class ContentGranulator(Worker):
         """
         await ctx.progress(10, "checking input")
         # Checked again here: a caller may process without a handshake (embedded use).
-        super().check_input(action, inputs, params)
-        job = self.job(inputs, params)
+        job = self.checked_job(action, inputs, params)
         tally = LLMTally()
         how = "asking the model for" if self.llm else "building from its template"
         await ctx.progress(30, f"{how} a {job.structure_type} structure")

@@ -48,10 +48,9 @@ from typing import Any, ClassVar
 import attrs
 
 from .._exceptions import BadInputError
-from ..llm.base import LLM
 from ..protocol.codec import unstructure
 from ..protocol.messages import ResourceEstimate, StageSummary
-from .base import Worker, WorkerContext, WorkerInfo, WorkerResult
+from .base import ModelWorker, WorkerContext, WorkerInfo, WorkerResult
 from .model_calls import LLMTally, llm_method
 from .report_html import render_html
 from .report_llm import MAX_KEY_POINTS, SummaryRequest, model_summary
@@ -373,7 +372,7 @@ def render_files(
     return rendered, files
 
 
-class ReportBuilder(Worker):
+class ReportBuilder(ModelWorker[ReportJob]):
     """Builds a report (action `build_report`) in Markdown, HTML and/or JSON; see the module
     docstring. With `llm`, the model writes the executive summary and key points.
 
@@ -398,22 +397,7 @@ class ReportBuilder(Worker):
         "max_sources": 20,
     }
 
-    def __init__(self, llm: LLM | None = None) -> None:
-        self.llm = llm
-
-    def job(self, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> ReportJob:
-        """The checked job for `inputs` and `params` merged over `defaults`.
-
-        Raises `BadInputError`.
-        """
-        return ReportJob.from_stage(inputs, {**self.defaults, **params})
-
-    def check_input(
-        self, action: str, inputs: Mapping[str, Any], params: Mapping[str, Any]
-    ) -> None:
-        """Refuse an unknown action or unusable inputs/params. Raises `BadInputError`."""
-        super().check_input(action, inputs, params)
-        self.job(inputs, params)
+    job_type = ReportJob
 
     def estimate(
         self, action: str, inputs: Mapping[str, Any], params: Mapping[str, Any]
@@ -445,8 +429,7 @@ class ReportBuilder(Worker):
         """
         await ctx.progress(10, "checking input")
         # Checked again here: a caller may process without a handshake (embedded use).
-        super().check_input(action, inputs, params)
-        job = self.job(inputs, params)
+        job = self.checked_job(action, inputs, params)
         tally = LLMTally()
         await ctx.progress(30, "summarising")
         if self.llm is None:

@@ -35,7 +35,7 @@ import attrs
 from .._exceptions import BadInputError
 from ..llm.base import LLM
 from ..protocol.messages import ResourceEstimate, StageSummary
-from .base import Worker, WorkerContext, WorkerInfo, WorkerResult
+from .base import ModelWorker, WorkerContext, WorkerInfo, WorkerResult
 from .keywords import fold, is_content_word, tokenize
 from .model_calls import LLMTally, ask_json, llm_method, reply_text
 from .phrases import salient_phrases
@@ -230,7 +230,7 @@ async def _model_plan(job: ResearchJob, llm: LLM, tally: LLMTally) -> dict[str, 
     }
 
 
-class TopicResearcher(Worker):
+class TopicResearcher(ModelWorker[ResearchJob]):
     """Plans research on a topic (action `research`); see the module docstring."""
 
     info: ClassVar[WorkerInfo] = WorkerInfo(
@@ -242,22 +242,7 @@ class TopicResearcher(Worker):
     )
     defaults: ClassVar[Mapping[str, Any]] = {"depth": "standard"}
 
-    def __init__(self, llm: LLM | None = None) -> None:
-        self.llm = llm
-
-    def job(self, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> ResearchJob:
-        """The checked job for `inputs` and `params` merged over `defaults`.
-
-        Raises `BadInputError`.
-        """
-        return ResearchJob.from_stage(inputs, {**self.defaults, **params})
-
-    def check_input(
-        self, action: str, inputs: Mapping[str, Any], params: Mapping[str, Any]
-    ) -> None:
-        """Refuse an unknown action or unusable inputs/params. Raises `BadInputError`."""
-        super().check_input(action, inputs, params)
-        self.job(inputs, params)
+    job_type = ResearchJob
 
     def estimate(
         self, action: str, inputs: Mapping[str, Any], params: Mapping[str, Any]
@@ -284,8 +269,7 @@ class TopicResearcher(Worker):
         `StageFailedError` when the model fails or answers outside its schema.
         """
         await ctx.progress(10, "checking input")
-        super().check_input(action, inputs, params)
-        job = self.job(inputs, params)
+        job = self.checked_job(action, inputs, params)
         tally = LLMTally()
         if self.llm is None:
             await ctx.progress(30, "ranking keywords and phrasing questions")

@@ -26,7 +26,7 @@ import attrs
 from .._exceptions import BadInputError, StageFailedError
 from ..llm.base import LLM
 from ..protocol.messages import ResourceEstimate, StageSummary
-from .base import Worker, WorkerContext, WorkerInfo, WorkerResult
+from .base import ModelWorker, WorkerContext, WorkerInfo, WorkerResult
 from .model_calls import LLMTally, ask_json, llm_method, reply_text
 from .structure_scores import AspectScore, audience_score, completeness, coverage, flow
 from .structure_tree import StructureTree, TreeNode, read_structure
@@ -248,7 +248,7 @@ async def run_validation(job: ValidationJob, llm: LLM | None) -> ValidationResul
     )
 
 
-class Validator(Worker):
+class Validator(ModelWorker[ValidationJob]):
     """Grades a structure tree against its topic, type and audience (action `validate`).
 
     Inputs: `structure` (required), `topic`, `target_audience`, `structure_type`. Params:
@@ -268,9 +268,6 @@ class Validator(Worker):
     )
     defaults: ClassVar[Mapping[str, Any]] = {"level": DEFAULT_LEVEL, "stop_on_failure": False}
 
-    def __init__(self, llm: LLM | None = None) -> None:
-        self.llm = llm
-
     def job(self, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> ValidationJob:
         """The checked job for `inputs` and `params` merged over `defaults`.
 
@@ -287,13 +284,6 @@ class Validator(Worker):
             target_audience=inputs.get("target_audience"),
             structure_type=inputs.get("structure_type"),
         )
-
-    def check_input(
-        self, action: str, inputs: Mapping[str, Any], params: Mapping[str, Any]
-    ) -> None:
-        """Refuse an unknown action or unusable inputs/params. Raises `BadInputError`."""
-        super().check_input(action, inputs, params)
-        self.job(inputs, params)
 
     def estimate(
         self, action: str, inputs: Mapping[str, Any], params: Mapping[str, Any]
@@ -321,8 +311,7 @@ class Validator(Worker):
         `StageFailedError` when the model fails or answers outside its schema.
         """
         await ctx.progress(10, "checking input")
-        super().check_input(action, inputs, params)
-        job = self.job(inputs, params)
+        job = self.checked_job(action, inputs, params)
         how = "asking the model" if self.llm else "scoring the structure"
         await ctx.progress(30, f"{how}: level {job.level}")
         result = await run_validation(job, self.llm)
