@@ -148,7 +148,16 @@ def _serve(args: argparse.Namespace, console: Console) -> int:
         app = worker_service(config, args.workers, load_keys(args.trust))
         console.print(f"worker service for {', '.join(args.workers)}")
     console.print(f"listening on http://{args.host}:{args.port}")
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    # Worker services answer only the orchestrator: no Server/Date headers on every reply.
+    lean = args.role == "worker"
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        server_header=not lean,
+        date_header=not lean,
+    )
     return 0
 
 
