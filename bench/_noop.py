@@ -12,12 +12,13 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, TypedDict
 
-from aifactory import RandomIds, SystemClock
+from aifactory import FactoryConfig, RandomIds, SystemClock
+from aifactory.config import EMBEDDED_STAGE_INLINE_BYTES
 from aifactory.models import StageSpec, Template, Tier
 from aifactory.orchestrator import ExecutionReport, Orchestrator, WorkerRegistry
 from aifactory.protocol.messages import StageSummary
 from aifactory.state.sqlite import SQLiteStore
-from aifactory.storage import BlobStore, PlacementPolicy, StorageConfig
+from aifactory.storage import BlobStore
 from aifactory.transports import InProcessWorkerTransport
 from aifactory.workers import Worker, WorkerContext, WorkerHost, WorkerInfo, WorkerResult
 
@@ -104,16 +105,21 @@ class _NullSink:
 
 @contextlib.contextmanager
 def embedded_orchestrator(
-    folder: Path, *, inline_max_bytes: int | None = None, max_workers: int = 4
+    folder: Path,
+    *,
+    stage_inline_max_bytes: int | None = EMBEDDED_STAGE_INLINE_BYTES,
+    max_workers: int = 4,
 ) -> Iterator[Orchestrator]:
     """An orchestrator with durable state and blobs under `folder` and in-process workers.
 
-    `inline_max_bytes` overrides the placement policy's inline limit (1 KiB by default).
+    Storage is what the embedded factory builds for home `folder` (`FactoryConfig`): stage
+    payloads inline up to `stage_inline_max_bytes` (64 KiB), or with `None` the seed's wire
+    placement (inline under 1 KiB, larger payloads as fsync'd KV files).
     """
     clock, ids = SystemClock(), RandomIds()
-    placement = PlacementPolicy() if inline_max_bytes is None else PlacementPolicy(inline_max_bytes)
-    store = SQLiteStore(folder / "state.sqlite3")
-    blobs = BlobStore(StorageConfig.local(folder / "blobs", placement=placement))
+    config = FactoryConfig(home=folder, stage_inline_max_bytes=stage_inline_max_bytes)
+    store = SQLiteStore(config.database)
+    blobs = BlobStore(config.storage_config(), clock)
     registry = WorkerRegistry(
         InProcessWorkerTransport(WorkerHost(_noop_worker(i), blobs, clock, ids))
         for i in range(1, STAGES + 1)

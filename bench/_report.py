@@ -65,22 +65,22 @@ def targets(
 def informative_ratios(
     overhead_us: dict[str, float], executions_per_s: dict[str, float]
 ) -> dict[str, float | None]:
-    """Ratios that are not targets: LangGraph at aifactory's durability, the inline variant."""
+    """Ratios that are not targets: LangGraph at aifactory's durability, the wire placement."""
     pairs = {
         "aifactory_embedded / langgraph_sqlite_normal per-stage overhead": (
             overhead_us.get("aifactory_embedded"),
             overhead_us.get("langgraph_sqlite_normal"),
         ),
-        "aifactory_embedded_inline64k / langgraph_sqlite per-stage overhead": (
-            overhead_us.get("aifactory_embedded_inline64k"),
+        "aifactory_embedded_wire / langgraph_sqlite per-stage overhead": (
+            overhead_us.get("aifactory_embedded_wire"),
             overhead_us.get("langgraph_sqlite"),
         ),
-        "aifactory_embedded_inline64k / sqlite_commit per-stage overhead": (
-            overhead_us.get("aifactory_embedded_inline64k"),
+        "aifactory_embedded_wire / sqlite_commit per-stage overhead": (
+            overhead_us.get("aifactory_embedded_wire"),
             overhead_us.get("sqlite_commit"),
         ),
-        "aifactory_embedded_inline64k / langgraph_sqlite_async executions/s": (
-            executions_per_s.get("aifactory_embedded_inline64k"),
+        "aifactory_embedded_wire / langgraph_sqlite_async executions/s": (
+            executions_per_s.get("aifactory_embedded_wire"),
             executions_per_s.get("langgraph_sqlite_async"),
         ),
     }

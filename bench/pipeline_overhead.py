@@ -8,8 +8,10 @@ is reported, and the per-stage overhead is `(per run - plain per run) / 5`:
 - `sqlite_commit`: plus one 1 KB row committed per stage in a WAL-mode SQLite file
   (synchronous=NORMAL): the durable floor;
 - `aifactory_embedded`: the orchestrator with durable checkpoints (SQLite state store, local
-  blob store) and in-process worker transports, result cache off;
-- `aifactory_embedded_inline64k`: the same, with payloads under 64 KiB kept inline;
+  blob store, the embedded factory's placement: stage payloads inline up to 64 KiB) and
+  in-process worker transports, result cache off;
+- `aifactory_embedded_wire`: the same with the seed's wire placement (inline under 1 KiB):
+  the 1-5 KB stage outputs become fsync'd KV files;
 - `aifactory_embedded_cached`: result cache on and identical input: every stage is a hit;
 - `langgraph_sqlite`, `langgraph_sqlite_normal`, `langgraph_memory` (with the `bench`
   extra): a 5-node `StateGraph` with `SqliteSaver` (its defaults; then with synchronous=NORMAL
@@ -59,17 +61,17 @@ from _report import informative_ratios, profile_table, render, targets
 
 from aifactory.orchestrator import Orchestrator
 
-AIFACTORY = ("aifactory_embedded", "aifactory_embedded_inline64k", "aifactory_embedded_cached")
+AIFACTORY = ("aifactory_embedded", "aifactory_embedded_wire", "aifactory_embedded_cached")
 LANGGRAPH = ("langgraph_sqlite", "langgraph_sqlite_normal", "langgraph_memory")
 SEQUENTIAL = ("plain", "sqlite_commit", *AIFACTORY, *LANGGRAPH)
 CONCURRENT = (
     "aifactory_embedded",
-    "aifactory_embedded_inline64k",
+    "aifactory_embedded_wire",
     "langgraph_sqlite_async",
     "langgraph_memory_async",
 )
 NOTES = {
-    "aifactory_embedded_inline64k": "PlacementPolicy(inline_max_bytes=64 KiB)",
+    "aifactory_embedded_wire": "wire placement: inline < 1 KiB, stage outputs as KV files",
     "aifactory_embedded_cached": "result cache ON, identical input: every stage is a cache hit",
     "langgraph_sqlite": "SqliteSaver defaults (WAL, synchronous=FULL)",
     "langgraph_sqlite_normal": "SqliteSaver with synchronous=NORMAL, like aifactory's store",
@@ -187,8 +189,9 @@ def sqlite_commit_run(folder: Path) -> Iterator[Callable[[], None]]:
 
 def aifactory(system: str, folder: Path, max_workers: int) -> AbstractContextManager[Orchestrator]:
     """The embedded orchestrator `system` names (its placement policy), under `folder`."""
-    inline = 64 * 1024 if system == "aifactory_embedded_inline64k" else None
-    return embedded_orchestrator(folder, inline_max_bytes=inline, max_workers=max_workers)
+    if system == "aifactory_embedded_wire":
+        return embedded_orchestrator(folder, stage_inline_max_bytes=None, max_workers=max_workers)
+    return embedded_orchestrator(folder, max_workers=max_workers)
 
 
 def aifactory_run(orchestrator: Orchestrator, *, cache: bool) -> Callable[[], Awaitable[str]]:

@@ -16,14 +16,18 @@ from .llm import LLMConfig
 from .models import StagePolicy
 from .orchestrator import RetryPolicy, StoragePrices
 from .orchestrator.live import DEFAULT_TIMEOUTS
-from .storage import StorageConfig
+from .storage import PlacementPolicy, StorageConfig
 from .workers.base import Worker
+from .workers.host import STAGE_NAMESPACE
 from .workers.netguard import FetchPolicy
 from .workers.rss_finder import CatalogueEntry
 
-__all__ = ["DEFAULT_HOME", "FactoryConfig"]
+__all__ = ["DEFAULT_HOME", "EMBEDDED_STAGE_INLINE_BYTES", "FactoryConfig"]
 
 DEFAULT_HOME = Path(".aifactory")
+#: How large a stage payload of the embedded factory's in-process workers may be and still
+#: travel inline (committed with its stage in the state database) instead of as a KV file.
+EMBEDDED_STAGE_INLINE_BYTES = 64 * 1024
 
 
 @attrs.frozen
@@ -41,6 +45,12 @@ class FactoryConfig:
     methods); `fetch_policy` what the feed workers may fetch (default: public http/https);
     `feed_catalogue` the feeds the RSS source finder searches (default: the curated catalogue
     shipped with aifactory; `aifactory.workers.load_catalogue(json_bytes)` reads your own).
+
+    `stage_inline_max_bytes` is where stage inputs and outputs stop travelling inline when
+    `storage` is not given (default 64 KiB): the in-process workers hand them over without
+    a copy, and they are committed with their stage in the state database, as durable as the
+    stage itself. Everything else keeps the seed's wire placement (inline under 1 KiB, KV up
+    to 25 MiB, R2 above). `None` applies the wire placement to stage payloads too.
     """
 
     home: Path | None = DEFAULT_HOME
@@ -59,6 +69,7 @@ class FactoryConfig:
     llm: LLMConfig | None = None
     fetch_policy: FetchPolicy | None = None
     feed_catalogue: tuple[CatalogueEntry, ...] | None = None
+    stage_inline_max_bytes: int | None = EMBEDDED_STAGE_INLINE_BYTES
 
     @classmethod
     def from_environment(
@@ -80,9 +91,18 @@ class FactoryConfig:
         return ":memory:" if self.home is None else str(self.home / "state.sqlite3")
 
     def storage_config(self) -> StorageConfig:
-        """Where blobs live: the given storage, else `home/blobs`, else fresh memory."""
+        """Where blobs live: the given storage, else `home/blobs`, else fresh memory (with
+        stage payloads inline up to `stage_inline_max_bytes`).
+
+        Raises `BadInputError` if `stage_inline_max_bytes` is not a valid inline limit.
+        """
         if self.storage is not None:
             return self.storage
+        placements = (
+            {}
+            if self.stage_inline_max_bytes is None
+            else {STAGE_NAMESPACE: PlacementPolicy(inline_max_bytes=self.stage_inline_max_bytes)}
+        )
         if self.home is None:
-            return StorageConfig.memory()
-        return StorageConfig.local(self.home / "blobs")
+            return StorageConfig.memory(placements=placements)
+        return StorageConfig.local(self.home / "blobs", placements=placements)

@@ -30,7 +30,6 @@ from aifactory.protocol import (
     ProcessRequest,
     WorkerHealth,
 )
-from aifactory.state import _tables
 from aifactory.state.sqlite import SQLiteStore
 from aifactory.storage import BlobStore, StorageConfig
 from aifactory.workers import ContentGranulator, ReportBuilder, Worker, WorkerContext, WorkerHost
@@ -138,9 +137,9 @@ class CrashingStore(SQLiteStore):
 
     crash_stage: str | None = None
 
-    def _insert(self, table: Any, obj: Any, **extra: Any) -> None:
-        super()._insert(table, obj, **extra)
-        if table is _tables.CHECKPOINTS and self.crash_stage in obj.completed:
+    def _insert_checkpoint(self, checkpoint: Any) -> None:
+        super()._insert_checkpoint(checkpoint)
+        if self.crash_stage in checkpoint.completed:
             die()  # the stage row is updated, the checkpoint row written, nothing committed
 
 

@@ -127,3 +127,19 @@ def test_empty_locations_are_refused(kwargs: dict[str, Any]) -> None:
 def test_override_names_must_be_valid_namespaces() -> None:
     with pytest.raises(UnsafeKeyError):
         StorageConfig("memory://r", r2_buckets={"Bad/Name": "memory://x"})
+
+
+def test_a_namespace_may_have_its_own_placement() -> None:
+    roomy = PlacementPolicy(inline_max_bytes=64 * 1024)
+    config = StorageConfig.memory(placements={"stages": roomy})
+    assert config.placement_for("stages") is roomy
+    assert config.placement_for("artifacts") == PlacementPolicy()  # the wire default
+    assert config.placement_for("stages").scheme_for(5000) is StorageScheme.INLINE
+    assert config.placement_for("artifacts").scheme_for(5000) is StorageScheme.KV
+
+
+def test_namespace_placements_are_checked() -> None:
+    with pytest.raises(UnsafeKeyError):
+        StorageConfig.memory(placements={"../x": PlacementPolicy()})
+    with pytest.raises(BadInputError):
+        StorageConfig.memory(placements={"stages": 65536})  # type: ignore[dict-item]

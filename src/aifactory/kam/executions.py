@@ -150,8 +150,10 @@ class ExecutionService:
     def prune(self, principal: Principal, older_than_days: float = 30) -> dict[str, int]:
         """Forget checkpoints and events of executions finished more than `older_than_days`
         ago (admins). Raises `BadInputError` for a negative age."""
-        if older_than_days < 0:
-            raise BadInputError("older_than_days must not be negative")
+        if not 0 <= older_than_days <= 36_500:
+            raise BadInputError(
+                "older_than_days must be between 0 and 36500", details={"field": "older_than_days"}
+            )
         counts = self.orchestrator.prune(self.clock.now() - timedelta(days=older_than_days))
         self.audit.record(principal.actor, "execution.prune", "executions", "ok", **counts)
         return counts

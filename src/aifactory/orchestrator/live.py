@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
 import attrs
 
 from .._clock import Clock, IdFactory
-from ..models import Execution, ExecutionEvent, StagePolicy, StageRun, StorageRef
+from .._exceptions import ConflictError
+from ..models import (
+    Execution,
+    ExecutionEvent,
+    StagePolicy,
+    StageRun,
+    StageSpec,
+    StageStatus,
+    StorageRef,
+    Template,
+)
+from ..state.commits import GroupCommit
 from ..state.sqlite import SQLiteStore
 from ..storage import BlobStore
 from .costing import StoragePrices
+from .planning import TemplatePlan
 from .quota import QuotaGate
 from .registry import WorkerRegistry
 from .retry import RetryPolicy
@@ -23,12 +35,19 @@ __all__ = ["DEFAULT_TIMEOUTS", "Engine", "Live"]
 #: Used where neither the stage nor the orchestrator's configuration says otherwise.
 DEFAULT_TIMEOUTS = StagePolicy(schedule_to_start_s=60.0, start_to_close_s=600.0, heartbeat_s=None)
 
+_PLANS_KEPT = 16
+
 
 @attrs.define
 class Engine:
-    """The orchestrator's dependencies and settings, shared by its parts."""
+    """The orchestrator's dependencies and settings, shared by its parts.
+
+    Every write about a running execution goes through `commits`, in order: one transaction
+    per turn of the event loop for all executions that are ready to commit.
+    """
 
     store: SQLiteStore
+    commits: GroupCommit
     blobs: BlobStore
     registry: WorkerRegistry
     quota: QuotaGate
@@ -41,6 +60,7 @@ class Engine:
     sleep: Callable[[float], Awaitable[None]]
     rng: random.Random
     changed: dict[str, anyio.Event] = attrs.field(factory=dict)
+    plans: list[TemplatePlan] = attrs.field(factory=list)
 
     def touch(self, execution_id: str) -> None:
         """Wake whoever follows the execution's events."""
@@ -48,10 +68,26 @@ class Engine:
         if event is not None:
             event.set()
 
+    def plan(self, template: Template) -> TemplatePlan:
+        """The template's plan; validated once per template object (executions of one
+        catalogue template share it). Raises `BadInputError` for an invalid template."""
+        for plan in self.plans:
+            if plan.template is template:
+                return plan
+        plan = TemplatePlan.of(template)
+        self.plans = [plan, *self.plans[: _PLANS_KEPT - 1]]
+        return plan
+
 
 @attrs.define
 class Live:
-    """The in-memory side of one execution running in this process."""
+    """The in-memory side of one execution running in this process.
+
+    `plan` is its template's plan (dependencies, deliverable stages); `started` the stages
+    the scheduler has started (or whose first attempt a commit recorded); `next_stage`, set
+    by the scheduler, names the one stage that may start right away when nothing else is in
+    flight (see `records.Records.prestart`).
+    """
 
     execution: Execution
     runs: dict[str, StageRun]
@@ -59,6 +95,9 @@ class Live:
     version: int
     seq: int
     done: anyio.Event
+    plan: TemplatePlan
+    started: set[str] = attrs.field(factory=set)
+    next_stage: Callable[[], StageSpec | None] | None = None
     scope: anyio.CancelScope = attrs.field(factory=anyio.CancelScope)
     stop: bool = False
     cancelled: bool = False
@@ -70,3 +109,55 @@ class Live:
         """The next event of this execution."""
         self.seq += 1
         return ExecutionEvent(self.execution.id, self.seq, clock.now(), kind, stage_id, data)
+
+    @classmethod
+    def fresh(cls, execution: Execution, runs: Sequence[StageRun], plan: TemplatePlan) -> Live:
+        """An execution as this process just created it: nothing run, no events yet."""
+        return cls(
+            execution=execution,
+            runs={r.stage_id: r for r in runs},
+            outputs={},
+            version=0,
+            seq=0,
+            done=anyio.Event(),
+            plan=plan,
+        )
+
+    @classmethod
+    def stored(cls, engine: Engine, execution_id: str) -> Live:
+        """An execution as the store has it, ready to resume.
+
+        Raises `NotFoundError`, and `ConflictError` if it has finished.
+        """
+        store = engine.store
+        execution = store.get_execution(execution_id)
+        if execution.status.is_final:
+            raise ConflictError(
+                f"execution {execution_id} is already {execution.status.value}",
+                details={"status": execution.status.value},
+            )
+        # A stage recorded as running was in flight when its process stopped: it is pending
+        # again, and its next attempt number fences off the lost one.
+        runs = {
+            r.stage_id: attrs.evolve(r, status=StageStatus.PENDING)
+            if r.status is StageStatus.RUNNING
+            else r
+            for r in store.get_stage_runs(execution_id)
+        }
+        checkpoint = store.latest_checkpoint(execution_id)
+        return cls(
+            execution=execution,
+            runs=runs,
+            # Committed stage runs and the checkpoint are written in one transaction; the
+            # runs also survive retention pruning of old checkpoints.
+            outputs={
+                sid: r.output_ref
+                for sid, r in runs.items()
+                if r.status is StageStatus.SUCCEEDED and r.output_ref is not None
+            },
+            version=checkpoint.version if checkpoint else 0,
+            seq=store.last_event_seq(execution_id),
+            done=anyio.Event(),
+            # Validated when it was created; a template stored then stays runnable.
+            plan=TemplatePlan.of(execution.template, validate=False),
+        )

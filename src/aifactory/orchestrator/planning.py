@@ -22,6 +22,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
+
 from .._exceptions import BadInputError
 from ..models.enums import StageStatus
 from ..models.storage_ref import StorageRef
@@ -29,9 +31,13 @@ from ..models.work import StageSpec, Template
 from ..protocol.messages import Binding
 
 __all__ = [
+    "TemplatePlan",
     "bind_inputs",
     "blocked_stages",
+    "deliverable_stages",
+    "dependency_map",
     "evaluate_condition",
+    "frontier",
     "idempotency_key",
     "merge_parameters",
     "ready_stages",
@@ -121,27 +127,92 @@ def topological_order(template: Template) -> list[StageSpec]:
     return order
 
 
-def ready_stages(template: Template, statuses: Mapping[str, StageStatus]) -> list[StageSpec]:
-    """Pending stages whose dependencies all succeeded, in template order."""
+def deliverable_stages(template: Template) -> list[StageSpec]:
+    """The stages whose outputs are the execution's deliverables: those marked
+    `deliverable`, or else every stage no other stage depends on."""
+    chosen = [s for s in template.stages if s.deliverable]
+    if chosen:
+        return chosen
     ids = {s.id for s in template.stages}
+    used = set().union(*(stage_dependencies(s, ids) for s in template.stages))
+    return [s for s in template.stages if s.id not in used]
+
+
+@attrs.frozen
+class TemplatePlan:
+    """What the runner needs to know about a validated template, worked out once."""
+
+    template: Template
+    deps: dict[str, frozenset[str]]
+    deliverables: tuple[StageSpec, ...]
+
+    @classmethod
+    def of(cls, template: Template, *, validate: bool = True) -> TemplatePlan:
+        """Plan `template`, validating it first unless told it was validated before (a
+        stored execution's). Raises `BadInputError` like `validate_template`."""
+        if validate:
+            validate_template(template)
+        return cls(template, dependency_map(template), tuple(deliverable_stages(template)))
+
+
+def dependency_map(template: Template) -> dict[str, frozenset[str]]:
+    """Each stage's dependencies (`stage_dependencies`), worked out once for a template."""
+    ids = {s.id for s in template.stages}
+    return {s.id: frozenset(stage_dependencies(s, ids)) for s in template.stages}
+
+
+def ready_stages(
+    template: Template,
+    statuses: Mapping[str, StageStatus],
+    deps: Mapping[str, frozenset[str]] | None = None,
+) -> list[StageSpec]:
+    """Pending stages whose dependencies all succeeded, in template order.
+
+    `deps` is the template's `dependency_map`, when the caller keeps it at hand.
+    """
+    deps = dependency_map(template) if deps is None else deps
     return [
         s
         for s in template.stages
         if statuses.get(s.id, StageStatus.PENDING) is StageStatus.PENDING
-        and all(statuses.get(d) is StageStatus.SUCCEEDED for d in stage_dependencies(s, ids))
+        and all(statuses.get(d) is StageStatus.SUCCEEDED for d in deps[s.id])
     ]
 
 
-def blocked_stages(template: Template, statuses: Mapping[str, StageStatus]) -> list[StageSpec]:
+def blocked_stages(
+    template: Template,
+    statuses: Mapping[str, StageStatus],
+    deps: Mapping[str, frozenset[str]] | None = None,
+) -> list[StageSpec]:
     """Pending stages that can never run: a dependency failed or was skipped."""
-    ids = {s.id for s in template.stages}
+    deps = dependency_map(template) if deps is None else deps
     dead = (StageStatus.FAILED, StageStatus.SKIPPED)
     return [
         s
         for s in template.stages
         if statuses.get(s.id, StageStatus.PENDING) is StageStatus.PENDING
-        and any(statuses.get(d) in dead for d in stage_dependencies(s, ids))
+        and any(statuses.get(d) in dead for d in deps[s.id])
     ]
+
+
+def frontier(
+    template: Template,
+    statuses: Mapping[str, StageStatus],
+    deps: Mapping[str, frozenset[str]] | None = None,
+) -> tuple[list[StageSpec], list[StageSpec]]:
+    """`ready_stages` and `blocked_stages` at once, in one pass over the template."""
+    deps = dependency_map(template) if deps is None else deps
+    ready: list[StageSpec] = []
+    blocked: list[StageSpec] = []
+    for stage in template.stages:
+        if statuses.get(stage.id, StageStatus.PENDING) is not StageStatus.PENDING:
+            continue
+        needed = [statuses.get(d) for d in deps[stage.id]]
+        if any(s is StageStatus.FAILED or s is StageStatus.SKIPPED for s in needed):
+            blocked.append(stage)
+        elif all(s is StageStatus.SUCCEEDED for s in needed):
+            ready.append(stage)
+    return ready, blocked
 
 
 def merge_parameters(*layers: Mapping[str, Any]) -> dict[str, Any]:

@@ -113,6 +113,19 @@ class WorkerRegistry:
                 return health.cacheable, health.version
         return False, ""
 
+    def known_cacheable(self, name: str) -> tuple[bool, str] | None:
+        """What `cacheable` would answer, if it can be told from cached health alone; None
+        when an endpoint's health would have to be checked first."""
+        now = anyio.current_time()
+        for entry in self._entries.get(name, []):
+            if now < entry.down_until:
+                continue
+            if entry.health is None or now - entry.checked_at >= self.health_ttl_s:
+                return None
+            if entry.health.healthy:
+                return entry.health.cacheable, entry.health.version
+        return False, ""
+
     async def aclose(self) -> None:
         """Close every endpoint."""
         for entries in self._entries.values():

@@ -10,10 +10,10 @@ reusing every stage it had already committed.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import datetime
+from functools import partial
 from types import TracebackType
 from typing import Any, Self
 
@@ -22,31 +22,33 @@ import anyio.abc
 import attrs
 
 from .._clock import Clock, IdFactory
-from .._exceptions import AIFactoryError, ConflictError, StageFailedError
+from .._exceptions import AIFactoryError, ConflictError
 from ..models import (
     Execution,
     ExecutionEvent,
     ExecutionStatus,
     StagePolicy,
     StageRun,
-    StageSpec,
     StageStatus,
-    StorageRef,
     Template,
 )
-from ..protocol.codec import structure
+from ..state.commits import GroupCommit
 from ..state.sqlite import SQLiteStore
 from ..storage import BlobStore
-from . import planning
+from .artifacts import collect_artifacts
 from .costing import StoragePrices
 from .live import DEFAULT_TIMEOUTS, Engine, Live
 from .quota import QuotaGate, Unlimited
 from .registry import WorkerRegistry
 from .retry import RetryPolicy
-from .sink import Artifact, ExecutionReport, ExecutionSink
+from .scheduler import StageScheduler
+from .sink import ExecutionReport, ExecutionSink
 from .stages import StageRunner
 
 __all__ = ["Orchestrator"]
+
+# Executions created here and not yet started: their first run need not read them back.
+_FRESH_KEPT = 256
 
 
 class Orchestrator:
@@ -76,6 +78,7 @@ class Orchestrator:
     ) -> None:
         self.engine = Engine(
             store=store,
+            commits=GroupCommit(store),
             blobs=blobs,
             registry=registry,
             quota=quota or Unlimited(),
@@ -92,7 +95,9 @@ class Orchestrator:
         self.clock = clock
         self.max_workers = max_workers
         self._stages = StageRunner(self.engine)
+        self._scheduler = StageScheduler(self._stages)
         self._live: dict[str, Live] = {}
+        self._fresh: dict[str, tuple[Execution, list[StageRun]]] = {}
         self._tg: anyio.abc.TaskGroup | None = None
 
     async def __aenter__(self) -> Self:
@@ -130,7 +135,7 @@ class Orchestrator:
         Raises `BadInputError` for an invalid template or resources and `WorkerError` when
         one of its workers has no endpoint.
         """
-        planning.validate_template(template)
+        self.engine.plan(template)  # validates it (once per template object)
         self.registry.require(s.worker for s in template.stages)
         now = self.clock.now()
         execution = Execution(
@@ -150,6 +155,9 @@ class Orchestrator:
             StageRun(execution.id, s.id, s.worker, StageStatus.PENDING) for s in template.stages
         ]
         self.store.add_execution(execution, runs)
+        self._fresh[execution.id] = (execution, runs)
+        while len(self._fresh) > _FRESH_KEPT:
+            del self._fresh[next(iter(self._fresh))]
         return execution
 
     def launch(self, execution_id: str) -> None:
@@ -165,9 +173,8 @@ class Orchestrator:
         except Exception as exc:
             # Finishing failed (the sink or the state store broke): the execution stays
             # running in the store, resumable, and the other executions go on.
-            self.store.add_events(
-                [live.event(self.clock, "execution.finish_failed", error=repr(exc))]
-            )
+            event = live.event(self.clock, "execution.finish_failed", error=repr(exc))
+            self.engine.commits.commit_now(lambda: self.store.add_events([event]))
 
     async def run(self, execution_id: str) -> Execution:
         """Run (or resume) an execution to its end and return its final record.
@@ -273,62 +280,50 @@ class Orchestrator:
     def _prepare(self, execution_id: str) -> Live:
         if execution_id in self._live:
             raise ConflictError(f"execution {execution_id} is already running")
-        execution = self.store.get_execution(execution_id)
-        if execution.status.is_final:
-            raise ConflictError(
-                f"execution {execution_id} is already {execution.status.value}",
-                details={"status": execution.status.value},
-            )
-        # A stage recorded as running was in flight when its process stopped: it is pending
-        # again, and its next attempt number fences off the lost one.
-        runs = {
-            r.stage_id: attrs.evolve(r, status=StageStatus.PENDING)
-            if r.status is StageStatus.RUNNING
-            else r
-            for r in self.store.get_stage_runs(execution_id)
-        }
-        checkpoint = self.store.latest_checkpoint(execution_id)
-        live = Live(
-            execution=execution,
-            runs=runs,
-            # Committed stage runs and the checkpoint are written in one transaction; the
-            # runs also survive retention pruning of old checkpoints.
-            outputs={
-                sid: r.output_ref
-                for sid, r in runs.items()
-                if r.status is StageStatus.SUCCEEDED and r.output_ref is not None
-            },
-            version=checkpoint.version if checkpoint else 0,
-            seq=self.store.last_event_seq(execution_id),
-            done=anyio.Event(),
-        )
+        live = self._fresh_live(execution_id) or Live.stored(self.engine, execution_id)
         self._live[execution_id] = live
         return live
 
-    def _save(self, live: Live, *events: ExecutionEvent, **changes: Any) -> None:
-        live.execution = attrs.evolve(live.execution, updated_at=self.clock.now(), **changes)
-        with self.store.transaction():
-            self.store.update_execution(live.execution)
-            self.store.add_events(events)
+    def _fresh_live(self, execution_id: str) -> Live | None:
+        """The execution just created here, if the store still has it as created: its
+        first run need not read back what `create` wrote."""
+        fresh = self._fresh.pop(execution_id, None)
+        if fresh is None:
+            return None
+        execution, runs = fresh
+        if self.store.execution_status(execution_id) != (execution.status, execution.updated_at):
+            return None  # changed meanwhile (another process?): read it back instead
+        return Live.fresh(execution, runs, self.engine.plan(execution.template))
+
+    async def _save(self, live: Live, kind: str, **changes: Any) -> None:
+        await self.engine.commits.commit(
+            lambda: self._stages.records.execution(live, kind, **changes)
+        )
         self.engine.touch(live.execution.id)
 
     async def _drive(self, live: Live) -> Execution:
         execution = live.execution
         try:
             kind = "execution.resumed" if execution.started_at is not None else "execution.started"
-            self._save(
-                live,
-                live.event(self.clock, kind, run=execution.runs + 1),
-                status=ExecutionStatus.RUNNING,
-                started_at=execution.started_at or self.clock.now(),
-                runs=execution.runs + 1,
+            # Committed with the first stage's attempt (or the finish), whichever comes first:
+            # nothing reaches a worker before it is durable.
+            started = self.engine.commits.enqueue(
+                lambda: self._stages.records.execution(
+                    live,
+                    kind,
+                    data={"run": execution.runs + 1},
+                    status=ExecutionStatus.RUNNING,
+                    started_at=execution.started_at or self.clock.now(),
+                    runs=execution.runs + 1,
+                )
             )
             limit_ms = execution.resources.get("timeout_ms")
             limit = limit_ms / 1000 if limit_ms else execution.template.max_execution_time_s
             with live.scope:
                 live.scope.deadline = anyio.current_time() + limit
                 try:
-                    await self._run_stages(live)
+                    width = execution.resources.get("max_workers") or self.max_workers
+                    await self._scheduler.run(live, int(width))
                 except AIFactoryError as exc:
                     live.crash = exc.message
                 except Exception as exc:
@@ -337,6 +332,8 @@ class Orchestrator:
                     live.crash = f"internal error: {exc!r}"
             if live.scope.cancelled_caught and not live.cancelled:
                 live.crash = f"the execution ran out of its {limit:g} s time limit"
+            if started.error is not None:
+                live.crash = f"cannot record the start: {started.error!r}"
             with anyio.CancelScope(shield=True):  # finishing must not be cut short
                 final = await self._finish(live)
             return final
@@ -344,59 +341,6 @@ class Orchestrator:
             del self._live[execution.id]
             live.done.set()
             self.engine.touch(execution.id)
-
-    async def _run_stages(self, live: Live) -> None:
-        template = live.execution.template
-        width = live.execution.resources.get("max_workers") or self.max_workers
-        limiter = anyio.CapacityLimiter(max(1, int(width)))
-        started: set[str] = set()
-
-        async def run(stage: StageSpec) -> None:
-            async with limiter:
-                if not live.stop:
-                    await self._stages.run(live, stage)
-            schedule()
-
-        def schedule() -> None:
-            while not live.stop:
-                # A started stage counts as running until it reaches a final status, even
-                # before its task has recorded its first attempt.
-                statuses = {
-                    sid: StageStatus.RUNNING
-                    if sid in started and not r.status.is_final
-                    else r.status
-                    for sid, r in live.runs.items()
-                }
-                blocked = planning.blocked_stages(template, statuses)
-                for stage in blocked:
-                    self._skip(live, stage, "a stage it depends on did not succeed")
-                ready = [
-                    s for s in planning.ready_stages(template, statuses) if s.id not in started
-                ]
-                progressed = bool(blocked)
-                for stage in ready:
-                    if planning.evaluate_condition(stage.condition, live.execution.parameters):
-                        started.add(stage.id)
-                        tg.start_soon(run, stage, name=f"stage {stage.id}")
-                    else:
-                        self._skip(live, stage, f"condition {stage.condition!r} is false")
-                        progressed = True
-                if not progressed:
-                    return
-
-        async with anyio.create_task_group() as tg:
-            schedule()
-
-    def _skip(self, live: Live, stage: StageSpec, reason: str) -> None:
-        run = attrs.evolve(live.runs[stage.id], status=StageStatus.SKIPPED, error=reason)
-        live.runs[stage.id] = run
-        with self.store.transaction():
-            self.store.put_stage_run(run)
-            self._save(
-                live,
-                live.event(self.clock, "stage.skipped", stage.id, reason=reason),
-                stages_done=live.execution.stages_done + 1,
-            )
 
     async def _finish(self, live: Live) -> Execution:
         template = live.execution.template
@@ -407,10 +351,10 @@ class Orchestrator:
                     run, status=StageStatus.CANCELLED, finished_at=self.clock.now()
                 )
                 live.runs[stage.id] = interrupted
-                self.store.put_stage_run(interrupted)
+                await self.engine.commits.commit(partial(self.store.put_stage_run, interrupted))
                 self.engine.quota.release(live.execution, stage.id)
             elif run.status is StageStatus.PENDING:
-                self._skip(live, stage, "the pipeline stopped before this stage")
+                self._scheduler.skip(live, stage, "the pipeline stopped before this stage")
         failed = [
             s.id
             for s in template.stages
@@ -424,46 +368,18 @@ class Orchestrator:
         else:
             status = ExecutionStatus.FAILED if errors else ExecutionStatus.COMPLETED
         error = "; ".join(errors) or None
-        artifacts = self._artifacts(live) if status is ExecutionStatus.COMPLETED else ()
-        self._save(
+        artifacts = (
+            collect_artifacts(live.plan.deliverables, live.outputs, self.blobs)
+            if status is ExecutionStatus.COMPLETED
+            else ()
+        )
+        await self._save(
             live,
-            live.event(self.clock, f"execution.{status.value}", error=error),
+            f"execution.{status.value}",
+            data={"error": error},
             status=status,
             error=error,
             finished_at=self.clock.now(),
         )
         await self.sink.execution_finished(ExecutionReport(live.execution, artifacts))
         return live.execution
-
-    def _artifacts(self, live: Live) -> tuple[Artifact, ...]:
-        template = live.execution.template
-        chosen = [s for s in template.stages if s.deliverable]
-        if not chosen:
-            ids = {s.id for s in template.stages}
-            used = set().union(*(planning.stage_dependencies(s, ids) for s in template.stages))
-            chosen = [s for s in template.stages if s.id not in used]
-        found: list[Artifact] = []
-        for stage in chosen:
-            ref = live.outputs.get(stage.id)
-            if ref is None:
-                continue
-            try:
-                output = json.loads(self.blobs.get(ref))
-            except ValueError as exc:
-                raise StageFailedError(f"stage {stage.id} output is not JSON") from exc
-            for item in output.get("artifacts", []) if isinstance(output, dict) else []:
-                found.append(
-                    Artifact(
-                        stage.id,
-                        str(item.get("type", "file")),
-                        str(item["name"]),
-                        str(item.get("media_type", "application/octet-stream")),
-                        structure(item["ref"], StorageRef),
-                        {
-                            k: v
-                            for k, v in item.items()
-                            if k not in ("ref", "type", "name", "media_type")
-                        },
-                    )
-                )
-        return tuple(found)

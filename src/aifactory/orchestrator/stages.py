@@ -5,12 +5,12 @@ the worker endpoints in turn until one accepts (waiting up to schedule-to-start 
 busy), reserves the estimated cost before processing (so before any model is called), then
 processes within start-to-close while watching the worker's heartbeats. A succeeded attempt
 is committed with its checkpoint and event in one transaction, fenced on the attempt number,
-and only then acknowledged to the worker.
+and only then acknowledged to the worker. What is written, and how it joins the engine's
+group commit, is in `records`.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import anyio
@@ -23,23 +23,25 @@ from .._exceptions import (
     StageTimeoutError,
     TransportError,
 )
-from ..models import Checkpoint, Cost, StageRun, StageSpec, StageStatus, StorageRef, Usage
-from ..protocol.codec import dumps, structure, unstructure
+from ..models import StageRun, StageSpec, StorageRef
+from ..protocol.codec import structure
 from ..protocol.messages import (
     AcknowledgeRequest,
     HandshakeReply,
     HandshakeRequest,
     ProcessReply,
     ProcessRequest,
-    StageInput,
     StageSummary,
 )
 from ..transports.workers import WorkerTransport
-from ..workers.host import STAGE_NAMESPACE
 from . import planning
 from .live import Engine, Live
+from .records import Records, StageWork, cached_summary
 
-__all__ = ["StageRunner"]
+__all__ = ["StageRunner", "StageWork"]
+
+#: Stages whose first attempt a stage's commit recorded: the caller starts them.
+Next = list[tuple[StageSpec, StageWork]]
 
 
 class StageRunner:
@@ -47,41 +49,46 @@ class StageRunner:
 
     def __init__(self, engine: Engine) -> None:
         self.e = engine
+        self.records = Records(engine)
 
-    def _emit(self, live: Live, kind: str, stage_id: str | None, **data: Any) -> None:
-        self.e.store.add_events([live.event(self.e.clock, kind, stage_id, **data)])
+    async def _emit(self, live: Live, kind: str, stage_id: str | None, **data: Any) -> None:
+        await self.e.commits.commit(lambda: self.records.event(live, kind, stage_id, **data))
         self.e.touch(live.execution.id)
 
-    async def run(self, live: Live, stage: StageSpec) -> None:
-        """Run `stage` to success or final failure; never raises except on cancellation."""
+    async def run(self, live: Live, stage: StageSpec, work: StageWork | None = None) -> Next:
+        """Run `stage` to success or final failure; never raises except on cancellation.
+
+        With `work`, the stage's first attempt was recorded already (by the commit that made
+        it ready). Returns the stages whose first attempt this stage's commit recorded.
+        """
         try:
-            await self._run(live, stage)
+            return await self._run(live, stage, work)
         except Exception as exc:
             error = exc if isinstance(exc, AIFactoryError) else None
             message = error.message if error else f"internal error: {exc!r}"
-            self.fail(live, stage, message, error.code if error else "internal_error")
+            await self.fail(live, stage, message, error.code if error else "internal_error")
+            return []
 
-    async def _run(self, live: Live, stage: StageSpec) -> None:
-        e, execution = self.e, live.execution
-        params = planning.merge_parameters(execution.parameters, stage.parameters)
-        bindings = planning.bind_inputs(stage, live.outputs, params, execution.context)
-        body = dumps(unstructure(StageInput(stage.action, params, bindings)))
-        input_ref = e.blobs.put(
-            body,
-            namespace=STAGE_NAMESPACE,
-            key=f"{execution.id}/{stage.id}/input.json",
-            media_type="application/json",
-        )
-        cache_key = await self._cache_key(live, stage, params, bindings)
-        if cache_key is not None and await self._from_cache(live, stage, input_ref, cache_key):
-            return
-        idem = planning.idempotency_key(execution.id, stage.id, input_ref.sha256)
+    async def _run(self, live: Live, stage: StageSpec, work: StageWork | None) -> Next:
+        e = self.e
+        recorded = work is not None
+        if work is None:
+            params, bindings = self.records.inputs(live, stage)
+            input_ref = self.records.input_ref(live, stage, params, bindings)
+            cache_key = await self._cache_key(live, stage, params, bindings)
+            work = StageWork(params, bindings, input_ref, cache_key)
+        if work.cache_key is not None:
+            hit = await self._from_cache(live, stage, work, recorded)
+            if hit is not None:
+                return hit
+        input_ref = work.input_ref
+        idem = planning.idempotency_key(live.execution.id, stage.id, input_ref.sha256)
         retry = e.retry.for_stage(stage.policy)
         avoid: list[WorkerTransport] = []
 
         async def announce(attempt: int, error: BaseException, delay: float) -> None:
             message = error.message if isinstance(error, AIFactoryError) else repr(error)
-            self._emit(
+            await self._emit(
                 live,
                 "stage.retrying",
                 stage.id,
@@ -90,38 +97,27 @@ class StageRunner:
                 attempt=live.runs[stage.id].attempt,
             )
 
-        async for attempt in retry.retrying(sleep=e.sleep, rng=e.rng, before_sleep=announce):
-            with attempt:
-                reply, endpoint = await self._attempt(live, stage, input_ref, idem, avoid)
-        self._commit(live, stage, reply)
-        if cache_key is not None:
-            summary = live.runs[stage.id].summary
-            e.store.cache_put(
-                cache_key,
-                stage.worker,
-                reply.output_ref,
-                summary,
-                e.clock.now(),
-                e.clock.now() + timedelta(seconds=e.cache_ttl_s),
-            )
+        # Most attempts succeed: the first runs outside tenacity, which takes over (counting
+        # the failed one as its attempt 1) only when it fails.
+        failed: Exception | None = None
+        try:
+            reply, endpoint = await self._attempt(live, stage, input_ref, idem, avoid, recorded)
+        except Exception as exc:
+            failed = exc
+        if failed is not None:
+            async for attempt in retry.retrying(sleep=e.sleep, rng=e.rng, before_sleep=announce):
+                with attempt:
+                    if failed is not None:
+                        error, failed = failed, None
+                        raise error
+                    reply, endpoint = await self._attempt(live, stage, input_ref, idem, avoid)
+        ready = await self._commit(live, stage, reply.output_ref, reply.summary, work.cache_key)
         await self._acknowledge(live, stage, endpoint, reply)
+        return ready
 
-    def _start(self, live: Live, stage: StageSpec, input_ref: StorageRef) -> StageRun:
-        run = attrs.evolve(
-            live.runs[stage.id],
-            status=StageStatus.RUNNING,
-            attempt=live.runs[stage.id].attempt + 1,
-            input_ref=input_ref,
-            handshake_id=None,
-            error=None,
-            started_at=self.e.clock.now(),
-        )
-        with self.e.store.transaction():
-            self.e.store.start_stage(run)
-            self.e.store.add_events(
-                [live.event(self.e.clock, "stage.started", stage.id, attempt=run.attempt)]
-            )
-        live.runs[stage.id] = run
+    async def _start(self, live: Live, stage: StageSpec, input_ref: StorageRef) -> StageRun:
+        # Durable before the handshake: after a crash, the next attempt number fences this one.
+        run = await self.e.commits.commit(lambda: self.records.attempt(live, stage, input_ref))
         self.e.touch(live.execution.id)
         return run
 
@@ -132,8 +128,9 @@ class StageRunner:
         input_ref: StorageRef,
         idem: str,
         avoid: list[WorkerTransport],
+        recorded: bool = False,
     ) -> tuple[ProcessReply, WorkerTransport]:
-        run = self._start(live, stage, input_ref)
+        run = live.runs[stage.id] if recorded else await self._start(live, stage, input_ref)
         execution_id = live.execution.id
         request = HandshakeRequest(
             execution_id, stage.id, run.attempt, stage.worker, stage.action, input_ref, idem
@@ -155,8 +152,8 @@ class StageRunner:
             if isinstance(exc, StageTimeoutError | TransportError):
                 avoid.append(endpoint)  # the next attempt goes to another endpoint if any
             if isinstance(exc, AIFactoryError):
-                live.runs[stage.id] = attrs.evolve(live.runs[stage.id], error=exc.message)
-                self.e.store.put_stage_run(live.runs[stage.id])
+                message = exc.message
+                await self.e.commits.commit(lambda: self.records.error(live, stage, message))
             raise
         return reply, endpoint
 
@@ -212,7 +209,7 @@ class StageRunner:
         async def beat(percent: float, message: str) -> None:
             nonlocal last_beat
             last_beat = anyio.current_time()
-            self._emit(
+            await self._emit(
                 live,
                 "stage.progress",
                 stage.id,
@@ -232,14 +229,16 @@ class StageRunner:
                     return
 
         with anyio.move_on_after(limit) as deadline:
-            async with anyio.create_task_group() as tg:
-                if heartbeat:
+            if not heartbeat:  # nothing to watch: no task group to pay for
+                result = await endpoint.process(request, beat)
+            else:
+                async with anyio.create_task_group() as tg:
                     tg.start_soon(watch, tg.cancel_scope)
-                try:
-                    result = await endpoint.process(request, beat)
-                except Exception as exc:
-                    error = exc
-                tg.cancel_scope.cancel()
+                    try:
+                        result = await endpoint.process(request, beat)
+                    except Exception as exc:
+                        error = exc
+                    tg.cancel_scope.cancel()
         if error is not None:
             raise error
         if silent:
@@ -254,55 +253,29 @@ class StageRunner:
             )
         return result
 
-    def _commit(
-        self, live: Live, stage: StageSpec, reply: ProcessReply, cached: bool = False
-    ) -> None:
-        e, summary = self.e, reply.summary
+    async def _commit(
+        self,
+        live: Live,
+        stage: StageSpec,
+        output_ref: StorageRef,
+        summary: StageSummary,
+        cache_key: str | None,
+        *,
+        cached: bool = False,
+    ) -> Next:
+        """Commit a succeeded attempt (see `Records.success`), then settle its cost."""
+        e = self.e
         cost = summary.cost + e.prices.cost(summary.usage)
-        run = attrs.evolve(
-            live.runs[stage.id],
-            status=StageStatus.SUCCEEDED,
-            output_ref=reply.output_ref,
-            summary=unstructure(summary),
-            usage=summary.usage,
-            cost=cost,
-            error=None,
-            finished_at=e.clock.now(),
+        execution, ready = await e.commits.commit(
+            lambda: self.records.success(
+                live, stage, output_ref, summary, cost, cached=cached, cache_key=cache_key
+            )
         )
-        outputs = live.outputs | {stage.id: reply.output_ref}
-        execution = attrs.evolve(
-            live.execution,
-            usage=live.execution.usage + summary.usage,
-            cost=live.execution.cost + cost,
-            stages_done=live.execution.stages_done + 1,
-            updated_at=e.clock.now(),
-        )
-        checkpoint = Checkpoint(execution.id, live.version + 1, outputs, e.clock.now())
-        done = live.event(
-            e.clock,
-            "stage.succeeded",
-            stage.id,
-            attempt=run.attempt,
-            method=summary.method,
-            cached=cached,
-            tokens=summary.usage.tokens,
-            cost_usd=str(cost.total_usd),
-            progress=execution.progress,
-        )
-        costs = live.event(
-            e.clock,
-            "execution.cost",
-            None,
-            total_usd=str(execution.cost.total_usd),
-            tokens=execution.usage.tokens,
-        )
-        e.store.finish_stage(run, execution, checkpoint, [done, costs])
-        live.runs[stage.id], live.outputs, live.execution = run, outputs, execution
-        live.version += 1
         e.quota.settle(execution, stage.id, cost.total_usd)
         if not summary.continue_pipeline:
             live.stop = True
         e.touch(execution.id)
+        return ready
 
     async def _acknowledge(
         self, live: Live, stage: StageSpec, endpoint: WorkerTransport, reply: ProcessReply
@@ -322,7 +295,7 @@ class StageRunner:
         except AIFactoryError as exc:
             # The stage is durably committed; a lost acknowledge only leaves the worker
             # holding state it ages out. Record it and carry on.
-            self._emit(live, "stage.acknowledge_failed", stage.id, error=exc.message)
+            await self._emit(live, "stage.acknowledge_failed", stage.id, error=exc.message)
 
     async def _cache_key(
         self, live: Live, stage: StageSpec, params: dict[str, Any], bindings: dict[str, Any]
@@ -335,53 +308,47 @@ class StageRunner:
         return planning.result_cache_key(stage.worker, version, stage.action, params, bindings)
 
     async def _from_cache(
-        self, live: Live, stage: StageSpec, input_ref: StorageRef, key: str
-    ) -> bool:
-        hit = self.e.store.cache_get(key, self.e.clock.now())
+        self, live: Live, stage: StageSpec, work: StageWork, recorded: bool
+    ) -> Next | None:
+        assert work.cache_key is not None
+        hit = self.e.store.cache_get(work.cache_key, self.e.clock.now())
         if hit is None:
-            return False
+            return None
         output_ref, summary_data = hit
-        if not self.e.blobs.exists(output_ref):
-            return False  # the cached blob is gone: compute afresh
-        original = structure(summary_data, StageSummary)
-        summary = attrs.evolve(
-            original,
-            method=f"cache:{original.method}",
-            usage=Usage(),
-            cost=Cost(),
-        )
-        self._start(live, stage, input_ref)
-        reply = ProcessReply("cache", live.runs[stage.id].attempt, output_ref, summary)
-        self._commit(live, stage, reply, cached=True)
-        return True
+        if output_ref.data is None and not self.e.blobs.exists(output_ref):
+            return None  # the cached blob is gone: compute afresh
+        summary = cached_summary(structure(summary_data, StageSummary))
+        if not recorded:
+            # No worker runs, so the attempt and its outcome are one commit.
+            return await self._commit_hit(live, stage, work.input_ref, output_ref, summary)
+        return await self._commit(live, stage, output_ref, summary, None, cached=True)
 
-    def fail(self, live: Live, stage: StageSpec, message: str, code: str) -> None:
+    async def _commit_hit(
+        self,
+        live: Live,
+        stage: StageSpec,
+        input_ref: StorageRef,
+        output_ref: StorageRef,
+        summary: StageSummary,
+    ) -> Next:
+        e = self.e
+
+        def write() -> tuple[Any, Next]:
+            self.records.attempt(live, stage, input_ref)
+            return self.records.success(
+                live, stage, output_ref, summary, summary.cost, cached=True, cache_key=None
+            )
+
+        execution, ready = await e.commits.commit(write)
+        e.quota.settle(execution, stage.id, summary.cost.total_usd)
+        e.touch(execution.id)
+        return ready
+
+    async def fail(self, live: Live, stage: StageSpec, message: str, code: str) -> None:
         """Record a stage's final failure; a required stage stops the pipeline."""
         e = self.e
-        run = attrs.evolve(
-            live.runs[stage.id],
-            status=StageStatus.FAILED,
-            error=message,
-            finished_at=e.clock.now(),
-        )
-        execution = attrs.evolve(
-            live.execution, stages_done=live.execution.stages_done + 1, updated_at=e.clock.now()
-        )
-        event = live.event(
-            e.clock,
-            "stage.failed",
-            stage.id,
-            attempt=run.attempt,
-            error=message,
-            code=code,
-            required=stage.required,
-        )
-        with e.store.transaction():
-            e.store.put_stage_run(run)
-            e.store.update_execution(execution)
-            e.store.add_events([event])
+        execution = await e.commits.commit(lambda: self.records.failure(live, stage, message, code))
         e.quota.release(execution, stage.id)
-        live.runs[stage.id], live.execution = run, execution
         if stage.required:
             live.stop = True
         e.touch(execution.id)

@@ -10,6 +10,7 @@ import functools
 import json
 import sqlite3
 import typing
+from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -64,7 +65,7 @@ class Table(Generic[T]):
         hints = typing.get_type_hints(self.cls)
         return frozenset(name for name in self.columns if hints.get(name) is bool)
 
-    def from_row(self, row: sqlite3.Row) -> T:
+    def from_row(self, row: sqlite3.Row | Mapping[str, Any]) -> T:
         """The model for a row. Raises `StorageError` if the row is corrupt."""
         data = {col: row[col] for col in self.columns}
         for col in self._bool_columns:

@@ -1,5 +1,7 @@
 -- aifactory state, schema version 1. Column names match the attrs fields of aifactory.models;
--- columns holding JSON end up structured by the codec.
+-- columns holding JSON end up structured by the codec. Tables written on every stage and
+-- keyed by execution are WITHOUT ROWID: one b-tree per table, so a commit dirties one page
+-- for the row instead of a row page plus a primary-key index page.
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 CREATE TABLE IF NOT EXISTS clients (
@@ -89,7 +91,7 @@ CREATE TABLE IF NOT EXISTS stage_runs (
     started_at TEXT,
     finished_at TEXT,
     PRIMARY KEY (execution_id, stage_id)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS checkpoints (
     execution_id TEXT NOT NULL REFERENCES executions(id),
@@ -97,7 +99,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     completed TEXT NOT NULL,
     created_at TEXT NOT NULL,
     PRIMARY KEY (execution_id, version)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS events (
     execution_id TEXT NOT NULL,
@@ -107,7 +109,7 @@ CREATE TABLE IF NOT EXISTS events (
     stage_id TEXT,
     data TEXT NOT NULL,
     PRIMARY KEY (execution_id, seq)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS deliverables (
     id TEXT PRIMARY KEY,
@@ -192,3 +194,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
     revoked_at TEXT,
     name TEXT NOT NULL
 );
+
+-- The bytes of large inline storage references, written once and referenced by id from the
+-- JSON of the rows that hold the reference ({"payload": id, "size", "sha256", ...}). Stage
+-- runs are rewritten as they progress and checkpoints repeat outputs; their payloads are not.
+CREATE TABLE IF NOT EXISTS payloads (id INTEGER PRIMARY KEY, data BLOB NOT NULL);

@@ -1,156 +1,44 @@
 """`SQLiteStore`: the state store on SQLite in WAL mode.
 
-One connection, guarded by a re-entrant lock, used from whichever thread calls it. Calls are
-short (indexed single-row reads and writes, microseconds each), so async callers use it
-directly rather than paying a thread hop per call. `transaction()` groups writes into one
-atomic commit; nested `transaction()` blocks join the outer one.
+One connection, guarded by a re-entrant lock, used from whichever thread calls it (see
+`_db.Database`). `transaction()` groups writes into one atomic commit; nested `transaction()`
+blocks join the outer one. The orchestrator's tables live in `_executions.ExecutionRecords`;
+this module adds the account side: clients, users, sessions, API keys, requests,
+deliverables, notifications, charges, budget reservations and the audit log.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
-from importlib import resources
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from .._exceptions import (
-    ConflictError,
-    NotFoundError,
-    QuotaExceededError,
-    StaleAttemptError,
-    StorageError,
-)
+from .._exceptions import ConflictError, NotFoundError, QuotaExceededError
 from ..api.operations import ApiKeyInfo
 from ..models import (
     AuditEvent,
-    Checkpoint,
     Client,
     Deliverable,
-    Execution,
-    ExecutionEvent,
-    ExecutionStatus,
     Notification,
     Request,
     Role,
     Session,
-    StageRun,
-    StageStatus,
-    StorageRef,
     User,
 )
-from ..protocol.codec import converter, dumps
+from ..protocol.codec import dumps
 from . import _tables as t
+from ._db import SCHEMA_VERSION
+from ._executions import ExecutionRecords
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
-SCHEMA_VERSION = 1  # still unreleased: the schema may change in place until 0.1.0 ships
-T = TypeVar("T")
 
-
-class SQLiteStore:
+class SQLiteStore(ExecutionRecords):
     """The state store in one SQLite database (`":memory:"` for tests).
 
     Raises `StorageError` when the database cannot be opened or written.
     """
-
-    def __init__(self, path: str | Path = ":memory:") -> None:
-        self.path = str(path)
-        try:
-            self._db = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
-            )
-            self._db.row_factory = sqlite3.Row
-            if self.path != ":memory:":
-                self._db.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode keeps every commit atomic and durable against a process
-            # crash; only an OS crash may lose the last transactions.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(resources.files(__package__).joinpath("schema.sql").read_text())
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot open state database {self.path}: {exc}") from exc
-        self._lock = threading.RLock()
-        self._depth = 0
-        self._check_version()
-
-    def _check_version(self) -> None:
-        row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        if row is None:
-            self._db.execute(
-                "INSERT INTO meta(key, value) VALUES('schema_version', ?)", (str(SCHEMA_VERSION),)
-            )
-        elif int(row[0]) > SCHEMA_VERSION:
-            raise StorageError(
-                f"state database {self.path} has schema {row[0]}, newer than this aifactory "
-                f"({SCHEMA_VERSION}); upgrade aifactory"
-            )
-
-    def close(self) -> None:
-        """Close the database."""
-        with self._lock:
-            self._db.close()
-
-    # -- transactions and generic row access ------------------------------------------------
-
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """Run the block as one atomic transaction (joins an enclosing one)."""
-        with self._lock:
-            outer = self._depth == 0
-            if outer:
-                self._execute("BEGIN IMMEDIATE")
-            self._depth += 1
-            try:
-                yield
-            except BaseException:
-                self._depth -= 1
-                if outer:
-                    self._db.execute("ROLLBACK")
-                raise
-            self._depth -= 1
-            if outer:
-                self._execute("COMMIT")
-
-    def _execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Cursor:
-        try:
-            with self._lock:
-                return self._db.execute(sql, params)
-        except sqlite3.IntegrityError as exc:
-            raise ConflictError(f"conflicts with stored state: {exc}") from exc
-        except sqlite3.Error as exc:
-            raise StorageError(f"state database error: {exc}") from exc
-
-    def _insert(self, table: t.Table[T], obj: T, **extra: Any) -> None:
-        row = table.to_row(obj) | extra
-        cols = ", ".join(row)
-        marks = ", ".join(f":{c}" for c in row)
-        self._execute(f"INSERT INTO {table.name} ({cols}) VALUES ({marks})", row)  # noqa: S608
-
-    def _update(self, table: t.Table[T], obj: T, where: str = "", **params: Any) -> int:
-        row = table.to_row(obj)
-        sets = ", ".join(f"{c} = :{c}" for c in row if c not in table.key)
-        keys = " AND ".join(f"{c} = :{c}" for c in table.key)
-        sql = f"UPDATE {table.name} SET {sets} WHERE {keys}{where}"  # noqa: S608
-        return self._execute(sql, row | params).rowcount
-
-    def _one(self, table: t.Table[T], where: str, params: Sequence[Any]) -> T | None:
-        row = self._execute(f"SELECT * FROM {table.name} WHERE {where}", params).fetchone()  # noqa: S608
-        return None if row is None else table.from_row(row)
-
-    def _many(self, table: t.Table[T], where: str, params: Sequence[Any]) -> list[T]:
-        rows = self._execute(f"SELECT * FROM {table.name} WHERE {where}", params).fetchall()  # noqa: S608
-        return [table.from_row(row) for row in rows]
-
-    def _must(self, value: T | None, what: str, ident: str) -> T:
-        if value is None:
-            raise NotFoundError(f"no {what} {ident!r}", details={"id": ident})
-        return value
 
     # -- clients, users, sessions ------------------------------------------------------------
 
@@ -307,106 +195,6 @@ class SQLiteStore:
         sql = "SELECT COUNT(*) FROM requests WHERE client_id = ? AND created_at >= ?"
         return int(self._execute(sql, (client_id, since.isoformat())).fetchone()[0])
 
-    # -- executions, stages, checkpoints, events ---------------------------------------------
-
-    def add_execution(self, execution: Execution, stages: Sequence[StageRun]) -> None:
-        """Store a new execution with its stage runs (all pending), atomically."""
-        with self.transaction():
-            self._insert(t.EXECUTIONS, execution)
-            for run in stages:
-                self._insert(t.STAGE_RUNS, run)
-
-    def update_execution(self, execution: Execution) -> None:
-        """Replace a stored execution."""
-        self._update(t.EXECUTIONS, execution)
-
-    def get_execution(self, execution_id: str) -> Execution:
-        """The execution `execution_id`. Raises `NotFoundError`."""
-        found = self._one(t.EXECUTIONS, "id = ?", (execution_id,))
-        return self._must(found, "execution", execution_id)
-
-    def list_executions(self, status: ExecutionStatus | None = None) -> list[Execution]:
-        """Executions, optionally only those with `status`, oldest first."""
-        if status is None:
-            return self._many(t.EXECUTIONS, "1 ORDER BY created_at, id", ())
-        return self._many(t.EXECUTIONS, "status = ? ORDER BY created_at, id", (status.value,))
-
-    def get_stage_runs(self, execution_id: str) -> list[StageRun]:
-        """The stage runs of an execution (in no particular order)."""
-        return self._many(t.STAGE_RUNS, "execution_id = ?", (execution_id,))
-
-    def start_stage(self, run: StageRun) -> None:
-        """Record a new attempt of a stage, fenced: the stored attempt must be older.
-
-        Raises `StaleAttemptError` if an equal or newer attempt was recorded meanwhile.
-        """
-        with self.transaction():
-            if not self._update(
-                t.STAGE_RUNS, run, " AND attempt < :_attempt", _attempt=run.attempt
-            ):
-                raise StaleAttemptError(
-                    f"stage {run.stage_id} already has attempt {run.attempt} or newer",
-                    details={"stage_id": run.stage_id, "attempt": run.attempt},
-                )
-
-    def finish_stage(
-        self,
-        run: StageRun,
-        execution: Execution,
-        checkpoint: Checkpoint | None,
-        events: Sequence[ExecutionEvent] = (),
-    ) -> None:
-        """Commit a stage's outcome, the execution's totals, the checkpoint and events at once.
-
-        The stage row is fenced on its attempt: a stage whose stored attempt differs, or that
-        is no longer running, raises `StaleAttemptError` and nothing is written.
-        """
-        with self.transaction():
-            fenced = self._update(
-                t.STAGE_RUNS,
-                run,
-                " AND attempt = :_attempt AND status = :_running",
-                _attempt=run.attempt,
-                _running=StageStatus.RUNNING.value,
-            )
-            if not fenced:
-                raise StaleAttemptError(
-                    f"stage {run.stage_id} attempt {run.attempt} is not the running attempt",
-                    details={"stage_id": run.stage_id, "attempt": run.attempt},
-                )
-            self._update(t.EXECUTIONS, execution)
-            if checkpoint is not None:
-                self._insert(t.CHECKPOINTS, checkpoint)
-            for event in events:
-                self._insert(t.EVENTS, event)
-
-    def put_stage_run(self, run: StageRun) -> None:
-        """Replace a stage run without fencing (skips, resets on retry)."""
-        self._update(t.STAGE_RUNS, run)
-
-    def latest_checkpoint(self, execution_id: str) -> Checkpoint | None:
-        """The newest checkpoint of an execution, or None."""
-        where = "execution_id = ? ORDER BY version DESC LIMIT 1"
-        return self._one(t.CHECKPOINTS, where, (execution_id,))
-
-    def add_events(self, events: Sequence[ExecutionEvent]) -> None:
-        """Append events."""
-        with self.transaction():
-            for event in events:
-                self._insert(t.EVENTS, event)
-
-    def last_event_seq(self, execution_id: str) -> int:
-        """The highest event sequence number of an execution (0 if none)."""
-        sql = "SELECT COALESCE(MAX(seq), 0) FROM events WHERE execution_id = ?"
-        return int(self._execute(sql, (execution_id,)).fetchone()[0])
-
-    def list_events(
-        self, execution_id: str, after: int = 0, limit: int = 1000
-    ) -> list[ExecutionEvent]:
-        """Events of an execution with `seq > after`, in order."""
-        where = "execution_id = ? AND seq > ? ORDER BY seq LIMIT ?"
-        return self._many(t.EVENTS, where, (execution_id, after, limit))
-
     # -- deliverables, notifications, charges, audit -------------------------------------------
 
     def add_deliverable(self, deliverable: Deliverable) -> None:
@@ -519,67 +307,6 @@ class SQLiteStore:
                 "DELETE FROM reservations WHERE execution_id = ? AND stage_id = ?",
                 (execution_id, stage_id),
             )
-
-    def count_active_executions(self, client_id: str) -> int:
-        """Executions of the client that are pending or running."""
-        sql = "SELECT COUNT(*) FROM executions WHERE client_id = ? AND status IN (?, ?)"
-        params = (client_id, ExecutionStatus.PENDING.value, ExecutionStatus.RUNNING.value)
-        return int(self._execute(sql, params).fetchone()[0])
-
-    # -- result cache and retention ----------------------------------------------------------
-
-    def cache_get(self, key: str, now: datetime) -> tuple[StorageRef, dict[str, Any]] | None:
-        """A cached stage result that has not expired, or None."""
-        row = self._execute(
-            "SELECT output_ref, summary FROM result_cache WHERE key = ? AND expires_at > ?",
-            (key, now.isoformat()),
-        ).fetchone()
-        if row is None:
-            return None
-        return converter.structure(json.loads(row[0]), StorageRef), json.loads(row[1])
-
-    def cache_put(
-        self,
-        key: str,
-        worker: str,
-        output_ref: StorageRef,
-        summary: dict[str, Any],
-        now: datetime,
-        expires_at: datetime,
-    ) -> None:
-        """Remember a stage result until `expires_at`."""
-        self._execute(
-            "INSERT OR REPLACE INTO result_cache(key, worker, output_ref, summary, created_at, "
-            "expires_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                key,
-                worker,
-                dumps(converter.unstructure(output_ref)).decode(),
-                dumps(summary).decode(),
-                now.isoformat(),
-                expires_at.isoformat(),
-            ),
-        )
-
-    def prune(self, finished_before: datetime, now: datetime) -> dict[str, int]:
-        """Delete checkpoints and events of executions that finished before `finished_before`,
-        and expired cache entries. Running, pending and recently finished executions keep
-        everything. Returns how many rows of each kind went."""
-        final = tuple(s.value for s in ExecutionStatus if s.is_final)
-        old = (
-            "SELECT id FROM executions WHERE status IN (?, ?, ?) AND finished_at IS NOT NULL "
-            "AND finished_at < ?"
-        )
-        params = (*final, finished_before.isoformat())
-        counts: dict[str, int] = {}
-        with self.transaction():
-            for table in ("checkpoints", "events"):  # fixed names, not input
-                sql = f"DELETE FROM {table} WHERE execution_id IN ({old})"  # noqa: S608
-                counts[table] = self._execute(sql, params).rowcount
-            counts["cache_entries"] = self._execute(
-                "DELETE FROM result_cache WHERE expires_at <= ?", (now.isoformat(),)
-            ).rowcount
-        return counts
 
     def append_audit(
         self,

@@ -72,11 +72,11 @@ class BlobStore:
     ) -> StorageRef:
         """Store `data` and return a reference carrying its size and sha256.
 
-        Placement follows `config.placement` unless `scheme` forces one. Inline references carry
-        the bytes themselves (nothing is written, and they never expire); KV writes go to
-        namespace `namespace`, R2 writes to the bucket of that name. Large KV values are stored
-        gzip-compressed. A put replaces any earlier value at the same key atomically: readers
-        see the old bytes or the new ones, never a partial write.
+        Placement follows `config.placement_for(namespace)` unless `scheme` forces one. Inline
+        references carry the bytes themselves (nothing is written, and they never expire); KV
+        writes go to namespace `namespace`, R2 writes to the bucket of that name. Large KV
+        values are stored gzip-compressed. A put replaces any earlier value at the same key
+        atomically: readers see the old bytes or the new ones, never a partial write.
 
         `ttl_s` makes a KV entry expire that many seconds after the clock's now.
 
@@ -90,7 +90,7 @@ class BlobStore:
         check_namespace(namespace)
         check_key(key)
         _check_ttl(ttl_s)
-        placement = self._config.placement
+        placement = self._config.placement_for(namespace)
         try:
             chosen = (
                 StorageScheme(scheme) if scheme is not None else placement.scheme_for(len(data))

@@ -19,6 +19,7 @@ import attrs
 
 from .._clock import Clock, IdFactory
 from .._exceptions import AIFactoryError, BadInputError, NotFoundError, StageFailedError
+from ..models.enums import StorageScheme
 from ..models.execution import Usage
 from ..models.storage_ref import StorageRef
 from ..protocol.codec import dumps, structure
@@ -138,25 +139,34 @@ class WorkerHost:
         key = (request.execution_id, request.stage_id)
         state = self._stages.get(key, StageHandshake()).offer(request.attempt)
         handshake_id = self._ids.new("hs")
-        reply = HandshakeReply(
-            False, handshake_id, self.name, capabilities=self.worker.info.actions
-        )
+        capabilities = self.worker.info.actions
         if self._busy >= self.worker.info.slots:
             # Being busy is no answer about the work itself: the state is left as it was,
             # so the same attempt may be offered again when a slot frees up.
-            return attrs.evolve(reply, reason="over capacity")
+            return HandshakeReply(
+                False, handshake_id, self.name, reason="over capacity", capabilities=capabilities
+            )
         try:
             inputs, params = self._resolve(request)
             self.worker.check_input(request.action, inputs, params)
             estimate = self.worker.estimate(request.action, inputs, params)
         except BadInputError as exc:
             self._remember(key, state.reject(request.attempt, exc.message))
-            return attrs.evolve(reply, reason=exc.message, retryable=False)
+            return HandshakeReply(
+                False,
+                handshake_id,
+                self.name,
+                reason=exc.message,
+                retryable=False,
+                capabilities=capabilities,
+            )
         self._remember(key, state.accept(request.attempt))
         self._accepted[handshake_id] = _Accepted(request, inputs, params)
         while len(self._accepted) > _REMEMBERED:
             self._accepted.popitem(last=False)
-        return attrs.evolve(reply, accepted=True, estimate=estimate)
+        return HandshakeReply(
+            True, handshake_id, self.name, estimate=estimate, capabilities=capabilities
+        )
 
     async def process(
         self, request: ProcessRequest, on_progress: ProgressCallback | None = None
@@ -215,11 +225,17 @@ class WorkerHost:
             ) from exc
         finally:
             self._busy -= 1
-        stored += len(body) if output_ref.data is None else 0
+        # Billed by the base (wire) placement: a payload the embedded factory keeps inline
+        # in its state database costs what it would cost as a KV entry.
+        if output_ref.data is None or self._billed_as_stored(len(body)):
+            stored += len(body)
         elapsed_ms = int((time.perf_counter() - started) * 1000)
         summary = _with_usage(result.summary, Usage(bytes_stored=stored, compute_ms=elapsed_ms))
         self._remember(key, self._stages[key].finish(request.attempt, output_ref))
         return ProcessReply(request.handshake_id, request.attempt, output_ref, summary)
+
+    def _billed_as_stored(self, size: int) -> bool:
+        return self._blobs.config.placement.scheme_for(size) is not StorageScheme.INLINE
 
     def _fail(self, key: tuple[str, str], attempt: int, reason: str) -> None:
         state = self._stages.get(key)

@@ -1,0 +1,302 @@
+"""What the orchestrator records about stages, as writes for the engine's `GroupCommit`.
+
+Each `Records` method that writes runs *inside* a group transaction: it builds its rows
+from the live execution as it is when the transaction runs, writes them, and only then
+updates the live execution. So two stages of one execution committing in the same
+transaction add up instead of one overwriting the other's totals, and a write that fails
+(its savepoint undone) leaves the live execution as it was.
+
+A stage's commit also records the first attempt of the stage it makes ready, when nothing
+else of the execution is in flight (`prestart`): that attempt is then durable before its
+handshake, as every attempt must be, and a linear pipeline pays one transaction per stage
+instead of two.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import attrs
+
+from .._exceptions import StaleAttemptError
+from ..models import (
+    Checkpoint,
+    Cost,
+    Execution,
+    StageRun,
+    StageSpec,
+    StageStatus,
+    StorageRef,
+    Usage,
+)
+from ..models.enums import StorageScheme
+from ..protocol.codec import dumps, unstructure
+from ..protocol.messages import Binding, StageInput, StageSummary
+from ..workers.host import STAGE_NAMESPACE
+from . import planning
+from .live import Engine, Live
+
+__all__ = ["Records", "StageWork", "cached_summary"]
+
+
+@attrs.frozen
+class StageWork:
+    """What every attempt of a stage works from: merged parameters, input bindings, the
+    input document's reference and the result-cache key (`None`: not cached)."""
+
+    params: dict[str, Any]
+    bindings: dict[str, Binding]
+    input_ref: StorageRef
+    cache_key: str | None
+
+
+class Records:
+    """Builds and records stage inputs, attempts, outcomes, execution changes and events."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.e = engine
+
+    # -- inputs -------------------------------------------------------------------------------
+
+    def inputs(self, live: Live, stage: StageSpec) -> tuple[dict[str, Any], dict[str, Binding]]:
+        """The stage's merged parameters and its input bindings."""
+        execution = live.execution
+        params = planning.merge_parameters(execution.parameters, stage.parameters)
+        bindings = planning.bind_inputs(stage, live.outputs, params, execution.context)
+        return params, bindings
+
+    def input_ref(
+        self,
+        live: Live,
+        stage: StageSpec,
+        params: dict[str, Any],
+        bindings: dict[str, Binding],
+        body: bytes | None = None,
+    ) -> StorageRef:
+        """Store the stage's input document; its reference."""
+        return self.e.blobs.put(
+            dumps(unstructure(StageInput(stage.action, params, bindings)))
+            if body is None
+            else body,
+            namespace=STAGE_NAMESPACE,
+            key=f"{live.execution.id}/{stage.id}/input.json",
+            media_type="application/json",
+        )
+
+    def work_now(self, live: Live, stage: StageSpec) -> StageWork | None:
+        """The stage's work if it can be worked out without I/O (the worker's cacheability
+        known, the input document small enough to travel inline); else None."""
+        params, bindings = self.inputs(live, stage)
+        cache_key = None
+        if stage.policy.cache and live.execution.resources.get("cache") is not False:
+            known = self.e.registry.known_cacheable(stage.worker)
+            if known is None:
+                return None
+            cacheable, version = known
+            if cacheable:
+                cache_key = planning.result_cache_key(
+                    stage.worker, version, stage.action, params, bindings
+                )
+        body = dumps(unstructure(StageInput(stage.action, params, bindings)))
+        placement = self.e.blobs.config.placement_for(STAGE_NAMESPACE)
+        if placement.scheme_for(len(body)) is not StorageScheme.INLINE:
+            return None  # no file writes inside a transaction
+        return StageWork(
+            params, bindings, self.input_ref(live, stage, params, bindings, body), cache_key
+        )
+
+    # -- writes (inside a group transaction) ---------------------------------------------------
+
+    def attempt(self, live: Live, stage: StageSpec, input_ref: StorageRef) -> StageRun:
+        """Record the stage's next attempt, before it starts."""
+        e = self.e
+        last = live.runs[stage.id]
+        # Built directly rather than with attrs.evolve: this runs for every stage, and
+        # evolve walks every field by name.
+        run = StageRun(
+            execution_id=last.execution_id,
+            stage_id=last.stage_id,
+            worker=last.worker,
+            status=StageStatus.RUNNING,
+            attempt=last.attempt + 1,
+            handshake_id=None,
+            input_ref=input_ref,
+            output_ref=last.output_ref,
+            summary=last.summary,
+            usage=last.usage,
+            cost=last.cost,
+            error=None,
+            started_at=e.clock.now(),
+            finished_at=last.finished_at,
+        )
+        e.store.start_stage(run)
+        e.store.add_events([live.event(e.clock, "stage.started", stage.id, attempt=run.attempt)])
+        live.runs[stage.id] = run
+        return run
+
+    def success(
+        self,
+        live: Live,
+        stage: StageSpec,
+        output_ref: StorageRef,
+        summary: StageSummary,
+        cost: Cost,
+        *,
+        cached: bool,
+        cache_key: str | None,
+    ) -> tuple[Execution, list[tuple[StageSpec, StageWork]]]:
+        """Commit a succeeded attempt: stage run, totals, checkpoint, events (and the result
+        cache entry); then record the first attempt of the stage this makes ready, if any."""
+        e = self.e
+        now = e.clock.now()
+        summary_data: dict[str, Any] = unstructure(summary)
+        last = live.runs[stage.id]
+        run = StageRun(
+            execution_id=last.execution_id,
+            stage_id=last.stage_id,
+            worker=last.worker,
+            status=StageStatus.SUCCEEDED,
+            attempt=last.attempt,
+            handshake_id=last.handshake_id,
+            input_ref=last.input_ref,
+            output_ref=output_ref,
+            summary=summary_data,
+            usage=summary.usage,
+            cost=cost,
+            error=None,
+            started_at=last.started_at,
+            finished_at=now,
+        )
+        execution = attrs.evolve(
+            live.execution,
+            usage=live.execution.usage + summary.usage,
+            cost=live.execution.cost + cost,
+            stages_done=live.execution.stages_done + 1,
+            updated_at=now,
+        )
+        # The checkpoint row holds what this version adds; the store folds the versions.
+        checkpoint = Checkpoint(execution.id, live.version + 1, {stage.id: output_ref}, now)
+        done = live.event(
+            e.clock,
+            "stage.succeeded",
+            stage.id,
+            attempt=run.attempt,
+            method=summary.method,
+            cached=cached,
+            tokens=summary.usage.tokens,
+            cost_usd=str(cost.total_usd),
+            progress=execution.progress,
+        )
+        costs = live.event(
+            e.clock,
+            "execution.cost",
+            None,
+            total_usd=str(execution.cost.total_usd),
+            tokens=execution.usage.tokens,
+        )
+        e.store.finish_stage(run, execution, checkpoint, [done, costs])
+        if cache_key is not None:
+            expires = now + timedelta(seconds=e.cache_ttl_s)
+            e.store.cache_put(cache_key, stage.worker, output_ref, summary_data, now, expires)
+        live.runs[stage.id], live.execution = run, execution
+        live.outputs = live.outputs | {stage.id: output_ref}
+        live.version += 1
+        return execution, self.prestart(live) if summary.continue_pipeline else []
+
+    def prestart(self, live: Live) -> list[tuple[StageSpec, StageWork]]:
+        """Record the first attempt of the one stage that may start now, when nothing else
+        of the execution is in flight; the caller starts it once the transaction committed.
+
+        Anything less simple (several stages in flight, a stage to skip, a worker whose
+        health is not known, a large input) is left to the runner's scheduling."""
+        try:
+            stage = live.next_stage() if live.next_stage is not None else None
+            work = None if stage is None else self.work_now(live, stage)
+        except Exception:
+            # Its input cannot be built (parameters that are not JSON, say): not a reason to
+            # undo this commit. Started the usual way, the stage reports it as its own failure.
+            return []
+        if stage is None or work is None:
+            return []
+        try:
+            self.attempt(live, stage, work.input_ref)
+        except StaleAttemptError:
+            # Fenced off (another process runs the stage): nothing was written but perhaps
+            # the input's payload, and the commit it rides along with stands. The stage is
+            # then started the usual way, which meets the fence again and reports it.
+            return []
+        live.started.add(stage.id)
+        return [(stage, work)]
+
+    def failure(self, live: Live, stage: StageSpec, message: str, code: str) -> Execution:
+        """Record a stage's final failure."""
+        e = self.e
+        now = e.clock.now()
+        run = attrs.evolve(
+            live.runs[stage.id], status=StageStatus.FAILED, error=message, finished_at=now
+        )
+        execution = attrs.evolve(
+            live.execution, stages_done=live.execution.stages_done + 1, updated_at=now
+        )
+        event = live.event(
+            e.clock,
+            "stage.failed",
+            stage.id,
+            attempt=run.attempt,
+            error=message,
+            code=code,
+            required=stage.required,
+        )
+        e.store.put_stage_run(run)
+        e.store.update_execution(execution)
+        e.store.add_events([event])
+        live.runs[stage.id], live.execution = run, execution
+        return execution
+
+    def error(self, live: Live, stage: StageSpec, message: str) -> None:
+        """Record why the current attempt failed (it may be retried)."""
+        run = attrs.evolve(live.runs[stage.id], error=message)
+        self.e.store.put_stage_run(run)
+        live.runs[stage.id] = run
+
+    def event(self, live: Live, kind: str, stage_id: str | None, **data: Any) -> None:
+        """Record one event."""
+        self.e.store.add_events([live.event(self.e.clock, kind, stage_id, **data)])
+
+    def skip(self, live: Live, stage: StageSpec, reason: str) -> None:
+        """Record that a stage will not run."""
+        run = attrs.evolve(live.runs[stage.id], status=StageStatus.SKIPPED, error=reason)
+        self.e.store.put_stage_run(run)
+        live.runs[stage.id] = run
+        self.execution(
+            live, "stage.skipped", stage_id=stage.id, data={"reason": reason}, finished_stages=1
+        )
+
+    def execution(
+        self,
+        live: Live,
+        kind: str,
+        *,
+        stage_id: str | None = None,
+        data: dict[str, Any] | None = None,
+        finished_stages: int = 0,
+        **changes: Any,
+    ) -> None:
+        """Record the execution with `changes` (and `finished_stages` more stages done) and
+        one event of `kind`."""
+        e = self.e
+        live.execution = attrs.evolve(
+            live.execution,
+            updated_at=e.clock.now(),
+            stages_done=live.execution.stages_done + finished_stages,
+            **changes,
+        )
+        event = live.event(e.clock, kind, stage_id, **(data or {}))
+        e.store.update_execution(live.execution)
+        e.store.add_events([event])
+
+
+def cached_summary(original: StageSummary) -> StageSummary:
+    """What a stage served from the result cache reports: no usage, no cost."""
+    return attrs.evolve(original, method=f"cache:{original.method}", usage=Usage(), cost=Cost())

@@ -1,0 +1,123 @@
+"""`StageScheduler`: starts an execution's stages as their dependencies succeed.
+
+Independent stages run side by side, at most `width` (the execution's `max_workers`) at a
+time; a stage whose dependency failed or was skipped, or whose condition is false, is
+skipped. A stage's commit may already have recorded the next stage's first attempt (see
+`records.Records.prestart`): the stage's task then goes straight on with it, in its slot,
+instead of handing it to a new task.
+"""
+
+from __future__ import annotations
+
+import anyio
+import anyio.abc
+
+from ..models import StageSpec, StageStatus
+from . import planning
+from .live import Live
+from .records import StageWork
+from .stages import StageRunner
+
+__all__ = ["StageScheduler"]
+
+
+class StageScheduler:
+    """Runs the stages of live executions through a `StageRunner`."""
+
+    def __init__(self, stages: StageRunner) -> None:
+        self._stages = stages
+        self.e = stages.e
+
+    async def run(self, live: Live, width: int) -> None:
+        """Run the execution's stages until none is left to start and none is in flight."""
+        await _Run(self, live, max(1, width)).run()
+
+    def skip(self, live: Live, stage: StageSpec, reason: str) -> None:
+        """Record that `stage` will not run. Scheduling cannot wait, so this commits at once
+        (after the writes already queued, which keeps their order)."""
+        self.e.commits.commit_now(lambda: self._stages.records.skip(live, stage, reason))
+        self.e.touch(live.execution.id)
+
+
+class _Run:
+    """The scheduling state of one execution's run."""
+
+    def __init__(self, scheduler: StageScheduler, live: Live, width: int) -> None:
+        self.scheduler = scheduler
+        self.live = live
+        self.width = width
+        self.running = 0  # stages in flight; new ones start only while fewer than `width`
+        self.tg: anyio.abc.TaskGroup | None = None
+
+    async def run(self) -> None:
+        self.live.next_stage = self.next_stage
+        try:
+            async with anyio.create_task_group() as self.tg:
+                self.schedule()
+        finally:
+            self.live.next_stage = None
+
+    def _spawn(self, stage: StageSpec, work: StageWork | None = None) -> None:
+        assert self.tg is not None
+        self.running += 1
+        self.tg.start_soon(self.stage, stage, work, name=f"stage {stage.id}")
+
+    async def stage(self, stage: StageSpec, work: StageWork | None) -> None:
+        live = self.live
+        try:
+            while not live.stop:
+                ready = await self.scheduler._stages.run(live, stage, work)
+                if not ready:
+                    break
+                # The commit recorded the next stages' first attempts: this task goes on
+                # with the first, in its slot; any others get tasks of their own.
+                (stage, work), *others = ready
+                for other, other_work in others:
+                    self._spawn(other, other_work)
+        finally:
+            self.running -= 1
+        self.schedule()
+
+    def statuses(self) -> dict[str, StageStatus]:
+        # A started stage counts as running until it reaches a final status, even before
+        # its task has recorded its first attempt.
+        started = self.live.started
+        return {
+            sid: StageStatus.RUNNING if sid in started and not r.status.is_final else r.status
+            for sid, r in self.live.runs.items()
+        }
+
+    def schedule(self) -> None:
+        live, plan = self.live, self.live.plan
+        while not live.stop:
+            ready, blocked = planning.frontier(plan.template, self.statuses(), plan.deps)
+            for stage in blocked:
+                self.scheduler.skip(live, stage, "a stage it depends on did not succeed")
+            progressed = bool(blocked)
+            for stage in ready:
+                if stage.id in live.started or self.running >= self.width:
+                    continue
+                if planning.evaluate_condition(stage.condition, live.execution.parameters):
+                    live.started.add(stage.id)
+                    self._spawn(stage)
+                else:
+                    self.scheduler.skip(live, stage, f"condition {stage.condition!r} is false")
+                    progressed = True
+            if not progressed:
+                return
+
+    def next_stage(self) -> StageSpec | None:
+        """The stage a commit may start at once: the first ready one, when nothing else is
+        in flight and there is nothing to skip first (so events keep their order)."""
+        live, plan = self.live, self.live.plan
+        now = self.statuses()
+        if live.stop or StageStatus.RUNNING in now.values():
+            return None
+        ready, blocked = planning.frontier(plan.template, now, plan.deps)
+        ready = [s for s in ready if s.id not in live.started]
+        if blocked or not ready:
+            return None
+        first = ready[0]
+        if not planning.evaluate_condition(first.condition, live.execution.parameters):
+            return None
+        return first

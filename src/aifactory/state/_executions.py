@@ -1,0 +1,310 @@
+"""The orchestrator's tables: executions, stage runs, checkpoints, events, the result cache.
+
+Stage commits are the hot path (two per stage), so their writes touch only the columns that
+change, through hand-built row values (`_rows`), and a checkpoint row holds only the outputs
+its version adds: `latest_checkpoint` folds the versions back into the full map. Writing the
+full map each time made checkpoints grow with the square of the pipeline's length.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import cattrs
+
+from .._exceptions import StaleAttemptError, StorageError
+from ..models import (
+    Checkpoint,
+    Execution,
+    ExecutionEvent,
+    ExecutionStatus,
+    StageRun,
+    StageStatus,
+    StorageRef,
+    Template,
+)
+from ..protocol.codec import converter, dumps
+from . import _rows
+from . import _tables as t
+from ._payloads import PayloadColumns
+
+__all__ = ["ExecutionRecords"]
+
+_TEMPLATES_KEPT = 8
+
+_INSERT_EVENT = (
+    "INSERT INTO events (execution_id, seq, at, kind, stage_id, data) VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
+class ExecutionRecords(PayloadColumns):
+    """Executions and everything recorded while they run."""
+
+    def add_execution(self, execution: Execution, stages: Sequence[StageRun]) -> None:
+        """Store a new execution with its stage runs (all pending), atomically."""
+        row = _rows.execution_row(execution, self._template_json(execution.template))
+        with self.transaction():
+            self._insert_row(t.EXECUTIONS, row)
+            if stages:
+                rows = [_rows.stage_run_row(run, self._ref_column) for run in stages]
+                self._executemany(self._insert_sql(t.STAGE_RUNS, rows[0]), rows)
+
+    def _template_json(self, template: Template) -> str:
+        # Executions of one template share its (frozen) object: encode it once. Keyed by
+        # identity, since a template holds dicts and cannot be hashed.
+        for kept, text in self._templates:
+            if kept is template:
+                return text
+        text = _rows.json_text(converter.unstructure(template))
+        self._templates = [(template, text), *self._templates[: _TEMPLATES_KEPT - 1]]
+        return text
+
+    def _insert_sql(self, table: t.Table[Any], row: dict[str, Any]) -> str:
+        key = ("insert", table.name, *row)
+        sql = self._sql.get(key)
+        if sql is None:
+            marks = ", ".join(f":{c}" for c in row)
+            sql = f"INSERT INTO {table.name} ({', '.join(row)}) VALUES ({marks})"  # noqa: S608
+            self._sql[key] = sql
+        return sql
+
+    def _insert_row(self, table: t.Table[Any], row: dict[str, Any]) -> None:
+        self._execute(self._insert_sql(table, row), row)
+
+    def update_execution(self, execution: Execution) -> None:
+        """Record an execution's progress: status, times, error, totals and run count.
+
+        Its template, parameters, context and resources are fixed when it is created and
+        are not written again.
+        """
+        self._update_columns(t.EXECUTIONS, _rows.execution_progress(execution))
+
+    def get_execution(self, execution_id: str) -> Execution:
+        """The execution `execution_id`. Raises `NotFoundError`."""
+        found = self._one(t.EXECUTIONS, "id = ?", (execution_id,))
+        return self._must(found, "execution", execution_id)
+
+    def execution_status(self, execution_id: str) -> tuple[ExecutionStatus, datetime] | None:
+        """An execution's status and last update, or None: a cheap check for staleness."""
+        row = self._execute(
+            "SELECT status, updated_at FROM executions WHERE id = ?", (execution_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        return ExecutionStatus(row[0]), datetime.fromisoformat(row[1])
+
+    def list_executions(self, status: ExecutionStatus | None = None) -> list[Execution]:
+        """Executions, optionally only those with `status`, oldest first."""
+        if status is None:
+            return self._many(t.EXECUTIONS, "1 ORDER BY created_at, id", ())
+        return self._many(t.EXECUTIONS, "status = ? ORDER BY created_at, id", (status.value,))
+
+    def get_stage_runs(self, execution_id: str) -> list[StageRun]:
+        """The stage runs of an execution (in no particular order)."""
+        rows = self._execute(
+            "SELECT * FROM stage_runs WHERE execution_id = ?", (execution_id,)
+        ).fetchall()
+        values = [dict(row) for row in rows]
+        docs = {
+            (i, c): json.loads(v[c])
+            for i, v in enumerate(values)
+            for c in ("input_ref", "output_ref")
+            if v[c] is not None
+        }
+        self._with_payloads(docs.values())
+        for (i, column), doc in docs.items():
+            values[i][column] = json.dumps(doc)
+        return [t.STAGE_RUNS.from_row(v) for v in values]
+
+    def start_stage(self, run: StageRun) -> None:
+        """Record a new attempt of a stage, fenced: the stored attempt must be older.
+
+        Writes the attempt's own columns (status, attempt, handshake, input, error, start
+        time). Raises `StaleAttemptError` if an equal or newer attempt was recorded meanwhile.
+        """
+        with self.transaction():  # the input's payload, if any, commits with the row
+            row = _rows.attempt_row(run, self._ref_column)
+            if not self._update_columns(t.STAGE_RUNS, row, " AND attempt < :attempt"):
+                raise StaleAttemptError(
+                    f"stage {run.stage_id} already has attempt {run.attempt} or newer",
+                    details={"stage_id": run.stage_id, "attempt": run.attempt},
+                )
+
+    def finish_stage(
+        self,
+        run: StageRun,
+        execution: Execution,
+        checkpoint: Checkpoint | None,
+        events: Sequence[ExecutionEvent] = (),
+    ) -> None:
+        """Commit a stage's outcome, the execution's totals, a checkpoint and events at once.
+
+        The stage row is fenced on its attempt: a stage whose stored attempt differs, or that
+        is no longer running, raises `StaleAttemptError` and nothing is written. Its outcome
+        columns are written (status, handshake, output, summary, usage, cost, error, finish
+        time); the attempt's own were recorded by `start_stage`. Of the execution, the totals
+        a stage changes are written (usage, cost, stages done, update time); its status and
+        the rest change through `update_execution`. `checkpoint.completed` needs to hold only
+        what this version adds (see `latest_checkpoint`).
+        """
+        with self.transaction():
+            row = _rows.outcome_row(run, self._ref_column)
+            fenced = self._update_columns(
+                t.STAGE_RUNS,
+                row,
+                " AND attempt = :_attempt AND status = :_running",
+                _attempt=run.attempt,
+                _running=StageStatus.RUNNING.value,
+            )
+            if not fenced:
+                raise StaleAttemptError(
+                    f"stage {run.stage_id} attempt {run.attempt} is not the running attempt",
+                    details={"stage_id": run.stage_id, "attempt": run.attempt},
+                )
+            self._update_columns(t.EXECUTIONS, _rows.execution_totals(execution))
+            if checkpoint is not None:
+                self._insert_checkpoint(checkpoint)
+            self.add_events(events)
+
+    def _insert_checkpoint(self, checkpoint: Checkpoint) -> None:
+        completed = ",".join(
+            f"{json.dumps(sid)}:{self._ref_column(ref)}"
+            for sid, ref in sorted(checkpoint.completed.items())
+        )
+        self._execute(
+            "INSERT INTO checkpoints (execution_id, version, completed, created_at) "
+            "VALUES (?, ?, ?, ?)",
+            (
+                checkpoint.execution_id,
+                checkpoint.version,
+                f"{{{completed}}}",
+                checkpoint.created_at.isoformat(),
+            ),
+        )
+
+    def put_stage_run(self, run: StageRun) -> None:
+        """Replace a stage run without fencing (skips, resets on retry)."""
+        with self.transaction():
+            self._update_columns(t.STAGE_RUNS, _rows.stage_run_row(run, self._ref_column))
+
+    def latest_checkpoint(self, execution_id: str) -> Checkpoint | None:
+        """The newest checkpoint of an execution, with every output committed up to it.
+
+        Each stored version holds the outputs it added; they are folded here, in version
+        order, so a later version's entry for a stage wins.
+        """
+        rows = self._execute(
+            "SELECT version, completed, created_at FROM checkpoints WHERE execution_id = ? "
+            "ORDER BY version",
+            (execution_id,),
+        ).fetchall()
+        if not rows:
+            return None
+        completed: dict[str, Any] = {}
+        for row in rows:
+            completed.update(json.loads(row[1]))
+        self._with_payloads(completed.values())
+        version, _, created_at = rows[-1]
+        try:
+            refs = {sid: converter.structure(ref, StorageRef) for sid, ref in completed.items()}
+            return Checkpoint(execution_id, version, refs, datetime.fromisoformat(created_at))
+        except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
+            raise StorageError("corrupt row in table checkpoints") from exc
+
+    def add_events(self, events: Sequence[ExecutionEvent]) -> None:
+        """Append events."""
+        if len(events) == 1:
+            self._execute(_INSERT_EVENT, _rows.event_row(events[0]))
+        elif events:
+            with self.transaction():
+                self._executemany(_INSERT_EVENT, [_rows.event_row(e) for e in events])
+
+    def last_event_seq(self, execution_id: str) -> int:
+        """The highest event sequence number of an execution (0 if none)."""
+        sql = "SELECT COALESCE(MAX(seq), 0) FROM events WHERE execution_id = ?"
+        return int(self._execute(sql, (execution_id,)).fetchone()[0])
+
+    def list_events(
+        self, execution_id: str, after: int = 0, limit: int = 1000
+    ) -> list[ExecutionEvent]:
+        """Events of an execution with `seq > after`, in order."""
+        where = "execution_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+        return self._many(t.EVENTS, where, (execution_id, after, limit))
+
+    def count_active_executions(self, client_id: str) -> int:
+        """Executions of the client that are pending or running."""
+        sql = "SELECT COUNT(*) FROM executions WHERE client_id = ? AND status IN (?, ?)"
+        params = (client_id, ExecutionStatus.PENDING.value, ExecutionStatus.RUNNING.value)
+        return int(self._execute(sql, params).fetchone()[0])
+
+    # -- result cache and retention ----------------------------------------------------------
+
+    def cache_get(self, key: str, now: datetime) -> tuple[StorageRef, dict[str, Any]] | None:
+        """A cached stage result that has not expired, or None."""
+        row = self._execute(
+            "SELECT output_ref, summary FROM result_cache WHERE key = ? AND expires_at > ?",
+            (key, now.isoformat()),
+        ).fetchone()
+        if row is None:
+            return None
+        ref = json.loads(row[0])
+        self._with_payloads([ref])
+        return converter.structure(ref, StorageRef), json.loads(row[1])
+
+    def cache_put(
+        self,
+        key: str,
+        worker: str,
+        output_ref: StorageRef,
+        summary: dict[str, Any],
+        now: datetime,
+        expires_at: datetime,
+    ) -> None:
+        """Remember a stage result until `expires_at`."""
+        with self.transaction():
+            self._cache_put(key, worker, output_ref, summary, now, expires_at)
+
+    def _cache_put(
+        self,
+        key: str,
+        worker: str,
+        output_ref: StorageRef,
+        summary: dict[str, Any],
+        now: datetime,
+        expires_at: datetime,
+    ) -> None:
+        self._execute(
+            "INSERT OR REPLACE INTO result_cache(key, worker, output_ref, summary, created_at, "
+            "expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                key,
+                worker,
+                self._ref_column(output_ref),
+                dumps(summary).decode(),
+                now.isoformat(),
+                expires_at.isoformat(),
+            ),
+        )
+
+    def prune(self, finished_before: datetime, now: datetime) -> dict[str, int]:
+        """Delete checkpoints and events of executions that finished before `finished_before`,
+        and expired cache entries. Running, pending and recently finished executions keep
+        everything. Returns how many rows of each kind went."""
+        final = tuple(s.value for s in ExecutionStatus if s.is_final)
+        old = (
+            "SELECT id FROM executions WHERE status IN (?, ?, ?) AND finished_at IS NOT NULL "
+            "AND finished_at < ?"
+        )
+        params = (*final, finished_before.isoformat())
+        counts: dict[str, int] = {}
+        with self.transaction():
+            for table in ("checkpoints", "events"):  # fixed names, not input
+                sql = f"DELETE FROM {table} WHERE execution_id IN ({old})"  # noqa: S608
+                counts[table] = self._execute(sql, params).rowcount
+            counts["cache_entries"] = self._execute(
+                "DELETE FROM result_cache WHERE expires_at <= ?", (now.isoformat(),)
+            ).rowcount
+        return counts
