@@ -144,7 +144,11 @@ class StageRunner:
                 stage,
                 endpoint,
                 ProcessRequest(
-                    execution_id, stage.id, run.attempt, accepted.handshake_id, input_ref
+                    execution_id,
+                    stage.id,
+                    run.attempt,
+                    accepted.handshake_id,
+                    None if input_ref.data is not None else input_ref,
                 ),
             )
         except BaseException as exc:

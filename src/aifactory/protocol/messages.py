@@ -73,13 +73,17 @@ class HandshakeReply:
 
 @attrs.frozen
 class ProcessRequest:
-    """Do the work you accepted."""
+    """Do the work you accepted.
+
+    `data_ref` names the stage input when it is stored (`kv://`, `r2://`); an inline input
+    already travelled with the handshake and is not sent twice.
+    """
 
     execution_id: str
     stage_id: str
     attempt: int
     handshake_id: str
-    data_ref: StorageRef
+    data_ref: StorageRef | None = None
 
 
 @attrs.frozen
