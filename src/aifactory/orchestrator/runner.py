@@ -11,7 +11,7 @@ reusing every stage it had already committed.
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from functools import partial
 from types import TracebackType
@@ -25,7 +25,6 @@ from .._clock import Clock, IdFactory
 from .._exceptions import AIFactoryError, ConflictError
 from ..models import (
     Execution,
-    ExecutionEvent,
     ExecutionStatus,
     StagePolicy,
     StageRun,
@@ -257,18 +256,6 @@ class Orchestrator:
         event = self.engine.changed.setdefault(execution_id, anyio.Event())
         with anyio.move_on_after(timeout_s):
             await event.wait()
-
-    async def follow(self, execution_id: str, after: int = 0) -> AsyncIterator[ExecutionEvent]:
-        """Yield the execution's events from `after` on, until it has finished."""
-        while True:
-            events = self.store.list_events(execution_id, after)
-            for event in events:
-                after = event.seq
-                yield event
-            if not events:
-                if self.store.get_execution(execution_id).status.is_final:
-                    return
-                await self.changed(execution_id, 1.0)
 
     def prune(self, finished_before: datetime) -> dict[str, int]:
         """Forget checkpoints and events of executions that finished before `finished_before`

@@ -11,7 +11,6 @@ commit. Bytes of at least `PAYLOAD_MIN_BYTES` go instead to the insert-only `pay
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -71,13 +70,3 @@ class PayloadColumns(Database):
             data = found.get(int(ref.pop("payload")))
             if data is not None:
                 ref["inline"] = data
-
-    def _refs_in_row(self, row: Any, *columns: str) -> dict[str, Any]:
-        """The row as a dict with reference `columns` decoded and their payloads restored,
-        re-encoded as the JSON text `Table.from_row` expects."""
-        values = dict(row)
-        decoded = {c: json.loads(values[c]) for c in columns if values[c] is not None}
-        self._with_payloads(decoded.values())
-        for column, value in decoded.items():
-            values[column] = json.dumps(value)
-        return values

@@ -19,7 +19,6 @@ import cattrs
 from .._exceptions import StorageError
 from ..models import (
     AuditEvent,
-    Checkpoint,
     Client,
     Deliverable,
     Execution,
@@ -94,9 +93,6 @@ STAGE_RUNS = Table(
     StageRun,
     ("execution_id", "stage_id"),
     frozenset({"input_ref", "output_ref", "summary", "usage", "cost"}),
-)
-CHECKPOINTS = Table(
-    "checkpoints", Checkpoint, ("execution_id", "version"), frozenset({"completed"})
 )
 EVENTS = Table("events", ExecutionEvent, ("execution_id", "seq"), frozenset({"data"}))
 DELIVERABLES = Table("deliverables", Deliverable, ("id",), frozenset({"ref", "metadata"}))
