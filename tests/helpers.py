@@ -29,6 +29,9 @@ def fast_config(home: Path | None = None, **changes: Any) -> FactoryConfig:
         ids=SequentialIds(),
         password_hasher=FAST_HASHER,
         retry=RetryPolicy(initial_interval_s=0.001, maximum_interval_s=0.01),
+        # The clock stands still in tests, so rate buckets would never refill; the limits
+        # have their own test.
+        api_rate_limits=False,
     )
     return attrs.evolve(config, **changes)
 

@@ -214,7 +214,10 @@ class Executions(_Group):
         transport, token = self._session._transport, self._session.token
         while True:
             batch: list[ExecutionEvent] = await self._call(
-                "executions.events", execution_id=execution_id, after=after
+                "executions.events",
+                execution_id=execution_id,
+                after=after,
+                wait_s=transport.long_poll_s,
             )
             for event in batch:
                 after = event.seq

@@ -37,6 +37,7 @@ class FactoryConfig:
     `home` is the data folder (SQLite state in `state.sqlite3`, blobs under `blobs/`); `None`
     keeps everything in memory (a fresh `:memory:` database and `memory://` storage), for
     tests and throwaway notebooks. `workers=None` means the built-in workers.
+    `api_rate_limits` holds client organisations to their tier's requests a minute over HTTP.
 
     `timeouts` are the stages' default schedule-to-start, start-to-close and heartbeat limits;
     `cache_ttl_s` how long stage results are reused for equal inputs; `sleep` is what retry
@@ -62,6 +63,7 @@ class FactoryConfig:
     retry: RetryPolicy = attrs.field(factory=RetryPolicy)
     prices: StoragePrices = attrs.field(factory=StoragePrices)
     max_workers: int = 4
+    api_rate_limits: bool = True
     timeouts: StagePolicy = DEFAULT_TIMEOUTS
     cache_ttl_s: float = 3600.0
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import anyio
 import attrs
 
 from .._clock import Clock
@@ -57,12 +58,34 @@ class ExecutionService:
         runs = {r.stage_id: r for r in self.store.get_stage_runs(execution_id)}
         return [runs[s.id] for s in execution.template.stages if s.id in runs]
 
-    def events(
-        self, principal: Principal, execution_id: str, after: int = 0, limit: int = 1000
+    async def events(
+        self,
+        principal: Principal,
+        execution_id: str,
+        after: int = 0,
+        limit: int = 1000,
+        wait_s: float = 0,
     ) -> list[ExecutionEvent]:
-        """Events of an execution after sequence number `after`."""
+        """Events of an execution after sequence number `after`.
+
+        With `wait_s` (at most 25 s) and nothing new yet, the call waits for news before
+        answering (long polling), so remote clients follow an execution without spending
+        their rate limit on empty polls.
+        """
         self._own(principal, execution_id)
-        return self.store.list_events(execution_id, after, max(1, min(limit, 1000)))
+        limit = max(1, min(limit, 1000))
+        deadline = anyio.current_time() + max(0.0, min(float(wait_s), 25.0))
+        while True:
+            found = self.store.list_events(execution_id, after, limit)
+            remaining = deadline - anyio.current_time()
+            if found or remaining <= 0:
+                return found
+            if self.store.get_execution(execution_id).status.is_final:
+                return self.store.list_events(execution_id, after, limit)
+            if self.orchestrator.is_running(execution_id):
+                await self.orchestrator.changed(execution_id, min(remaining, 1.0))
+            else:  # run by another process (an orchestrator service): look again shortly
+                await anyio.sleep(min(remaining, 0.2))
 
     def metrics(self, principal: Principal, execution_id: str) -> dict[str, Any]:
         """Durations, attempts, tokens, cost and bytes stored, per stage and in total."""

@@ -1,7 +1,8 @@
 """The factory's HTTP API: a Starlette app whose routes come from the operation table.
 
 Each route authenticates the caller (`x-bitware-session-token`, or `X-API-Key` for external
-clients), checks the table's permission, checks the arguments against the service method's
+clients), checks the table's permission and the client's tier rate limit (429 with
+`Retry-After`), checks the arguments against the service method's
 annotations, calls it, and answers with the codec's JSON. Every error is
 `{"error": {"code", "message", "details"}}` with the status of its exception class; bad input
 is always a 4xx and never loses anything.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -30,6 +32,7 @@ from .._exceptions import (
 )
 from ..api.operations import OPERATIONS, Operation, authorize
 from ..config import FactoryConfig
+from ..kam.ratelimit import RateLimiter
 from ..models import Principal
 from ..protocol.codec import dumps, unstructure
 from ._args import Param, check, from_query, params_of
@@ -47,8 +50,13 @@ def _json(data: Any, status: int = 200) -> Response:
 
 
 def error_response(error: AIFactoryError) -> Response:
-    """The JSON error body and status of an aifactory error."""
-    return _json(error.to_dict(), error.status)
+    """The JSON error body and status of an aifactory error (with `Retry-After` when the
+    error says how long to wait)."""
+    response = _json(error.to_dict(), error.status)
+    retry_after = error.details.get("retry_after_s")
+    if isinstance(retry_after, int | float):
+        response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    return response
 
 
 async def _body(request: Request) -> dict[str, Any]:
@@ -72,6 +80,7 @@ async def _body(request: Request) -> dict[str, Any]:
 class _Api:
     def __init__(self, factory: EmbeddedFactory) -> None:
         self.factory = factory
+        self.limiter = RateLimiter(factory.config.clock)
         self.params = {name: params_of(handler) for name, handler in factory.handlers.items()}
 
     def principal(self, request: Request) -> tuple[Principal, str | None]:
@@ -85,6 +94,13 @@ class _Api:
         raise AuthenticationError(
             f"send a session token ({SESSION_HEADER}) or an API key (X-API-Key)"
         )
+
+    def limit(self, principal: Principal) -> None:
+        """Client organisations call the API at their tier's pace; staff are not limited."""
+        if principal.client_id is None or not self.factory.config.api_rate_limits:
+            return
+        client = self.factory.store.get_client(principal.client_id)
+        self.limiter.take(client.id, client.limits.rate_limit_per_minute)
 
     async def arguments(self, op: Operation, request: Request) -> dict[str, Any]:
         params: dict[str, Param] = {p.name: p for p in self.params[op.name]}
@@ -113,6 +129,7 @@ class _Api:
                     return await self.login(request)
                 principal, token = self.principal(request)
                 authorize(op.name, principal.role)
+                self.limit(principal)
                 if op.name == "auth.logout":
                     if token is None:
                         raise BadInputError("API keys are revoked, not logged out")

@@ -20,7 +20,13 @@ __all__ = ["FactoryTransport", "InProcessFactoryTransport"]
 
 
 class FactoryTransport(Protocol):
-    """Carries operations from a client to a factory."""
+    """Carries operations from a client to a factory.
+
+    `long_poll_s` is how long the factory may hold an events call open waiting for news
+    (remote); 0 means the client waits with `changed` instead (in process).
+    """
+
+    long_poll_s: float
 
     async def login(self, username: str, password: str, login_type: str) -> LoginResult:
         """Open a session."""
@@ -45,6 +51,8 @@ class FactoryTransport(Protocol):
 
 class InProcessFactoryTransport:
     """Calls the services of an `EmbeddedFactory` directly."""
+
+    long_poll_s = 0.0
 
     def __init__(self, factory: EmbeddedFactory) -> None:
         self.factory = factory

@@ -57,13 +57,13 @@ class HttpFactoryTransport:
         client: httpx.AsyncClient | None = None,
         timeout_s: float = 30.0,
         connect_retries: int = 2,
-        poll_interval_s: float = 0.2,
+        long_poll_s: float = 20.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(timeout=timeout_s)
         self._retries = connect_retries
-        self._poll = poll_interval_s
+        self.long_poll_s = long_poll_s
 
     async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         url = self.base_url + path
@@ -123,8 +123,7 @@ class HttpFactoryTransport:
             raise TransportError(f"{name}: the server's reply does not fit its type") from exc
 
     async def changed(self, token: str, execution_id: str, timeout_s: float) -> None:
-        """Remotely there is nothing to wait on: poll again shortly."""
-        await anyio.sleep(min(self._poll, timeout_s))
+        """Nothing to do: the server already held the events call open (long polling)."""
 
     async def bootstrap_admin(self, email: str, password: str | None) -> str:
         """Refused: the first admin is made where the data lives (`aifactory init`)."""
