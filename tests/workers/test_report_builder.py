@@ -19,10 +19,10 @@ from aifactory.workers.report_builder import (
     ARTIFACTS,
     MEDIA_TYPE,
     ReportBuilder,
-    ReportJob,
     extractive_content,
     render_files,
 )
+from aifactory.workers.report_job import ReportJob
 from aifactory.workers.structures import build_structure
 from aifactory.workers.summarize import extractive_summary
 from tests.openai_server import OpenAIServer, ScriptedCompletion

@@ -9,9 +9,10 @@ from .base import Worker, WorkerContext, WorkerInfo, WorkerResult, check_worker_
 from .classifier import ContentClassifier
 from .content_generator import ContentGenerator
 from .feed_fetcher import FeedFetcher
+from .fetch_policy import FetchPolicy
 from .granulator import ContentGranulator
 from .host import WorkerHost
-from .netguard import FetchPolicy, SafeFetcher
+from .netguard import SafeFetcher
 from .report_builder import ReportBuilder
 from .rss_finder import CatalogueEntry, RssSourceFinder, load_catalogue
 from .topic_researcher import TopicResearcher

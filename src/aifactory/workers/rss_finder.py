@@ -33,7 +33,7 @@ from .._exceptions import AIFactoryError, BadInputError
 from ..models.execution import Usage
 from ..protocol.messages import ResourceEstimate, StageSummary
 from .base import Worker, WorkerContext, WorkerInfo, WorkerResult
-from .feed_fetcher import looks_like_feed
+from .feed_parse import looks_like_feed
 from .keywords import content_words
 from .netguard import SafeFetcher
 

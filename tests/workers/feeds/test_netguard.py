@@ -9,18 +9,17 @@ import httpx
 import pytest
 
 from aifactory._exceptions import BadInputError, TransportError, error_class_for_code
-from aifactory.workers.netguard import (
+from aifactory.workers.fetch_policy import (
     AddressGuard,
     FetchError,
     FetchPolicy,
     IPAddress,
     ResponseTooLargeError,
-    SafeFetcher,
-    SystemResolver,
     TooManyRedirectsError,
     UnsafeURLError,
     literal_address,
 )
+from aifactory.workers.netguard import SafeFetcher, SystemResolver
 
 from .conftest import (
     BIG,
