@@ -1,0 +1,55 @@
+"""The public surface is curated: these are exactly the names `aifactory` exports."""
+
+from __future__ import annotations
+
+import aifactory
+
+EXPECTED = {
+    "AIFactoryError",
+    "AsyncFactory",
+    "AsyncSession",
+    "AuthenticationError",
+    "BadInputError",
+    "Clock",
+    "ConflictError",
+    "Factory",
+    "FactoryConfig",
+    "HandshakeRejectedError",
+    "InputRejectedError",
+    "IdFactory",
+    "IntegrityError",
+    "ManualClock",
+    "NotFoundError",
+    "Notifier",
+    "ParameterError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "QuotaExceededError",
+    "RandomIds",
+    "SequentialIds",
+    "Session",
+    "SessionExpiredError",
+    "StageFailedError",
+    "StageTimeoutError",
+    "StaleAttemptError",
+    "StorageConfig",
+    "StorageError",
+    "SystemClock",
+    "TransportError",
+    "UnsafeKeyError",
+    "WorkerError",
+    "__version__",
+    "connect",
+    "embedded",
+}
+
+
+def test_the_exported_names_are_pinned() -> None:
+    assert set(aifactory.__all__) == EXPECTED
+    for name in aifactory.__all__:
+        assert hasattr(aifactory, name), name
+
+
+def test_every_error_is_an_aifactory_error() -> None:
+    errors = [getattr(aifactory, n) for n in EXPECTED if n.endswith("Error")]
+    assert all(issubclass(e, aifactory.AIFactoryError) for e in errors)
