@@ -146,8 +146,9 @@ class Records:
         cached: bool,
         cache_key: str | None,
     ) -> tuple[Execution, list[tuple[StageSpec, StageWork]]]:
-        """Commit a succeeded attempt: stage run, totals, checkpoint, events (and the result
-        cache entry); then record the first attempt of the stage this makes ready, if any."""
+        """Commit a succeeded attempt: stage run, totals, checkpoint, event (which carries
+        the execution's running totals) and the result cache entry; then record the first
+        attempt of the stage this makes ready, if any."""
         e = self.e
         now = e.clock.now()
         summary_data: dict[str, Any] = unstructure(summary)
@@ -168,12 +169,27 @@ class Records:
             started_at=last.started_at,
             finished_at=now,
         )
-        execution = attrs.evolve(
-            live.execution,
-            usage=live.execution.usage + summary.usage,
-            cost=live.execution.cost + cost,
-            stages_done=live.execution.stages_done + 1,
+        last_execution = live.execution
+        # Built directly rather than with attrs.evolve (see `attempt`).
+        execution = Execution(
+            id=last_execution.id,
+            request_id=last_execution.request_id,
+            client_id=last_execution.client_id,
+            template=last_execution.template,
+            parameters=last_execution.parameters,
+            status=last_execution.status,
+            created_at=last_execution.created_at,
             updated_at=now,
+            started_at=last_execution.started_at,
+            finished_at=last_execution.finished_at,
+            error=last_execution.error,
+            usage=last_execution.usage + summary.usage,
+            cost=last_execution.cost + cost,
+            stages_total=last_execution.stages_total,
+            stages_done=last_execution.stages_done + 1,
+            context=last_execution.context,
+            resources=last_execution.resources,
+            runs=last_execution.runs,
         )
         # The checkpoint row holds what this version adds; the store folds the versions.
         checkpoint = Checkpoint(execution.id, live.version + 1, {stage.id: output_ref}, now)
@@ -187,15 +203,11 @@ class Records:
             tokens=summary.usage.tokens,
             cost_usd=str(cost.total_usd),
             progress=execution.progress,
-        )
-        costs = live.event(
-            e.clock,
-            "execution.cost",
-            None,
+            # The execution's running totals ride along: one event row per stage, not two.
             total_usd=str(execution.cost.total_usd),
-            tokens=execution.usage.tokens,
+            total_tokens=execution.usage.tokens,
         )
-        e.store.finish_stage(run, execution, checkpoint, [done, costs])
+        e.store.finish_stage(run, execution, checkpoint, [done])
         if cache_key is not None:
             expires = now + timedelta(seconds=e.cache_ttl_s)
             e.store.cache_put(cache_key, stage.worker, output_ref, summary_data, now, expires)

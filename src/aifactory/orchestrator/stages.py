@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
-import attrs
 
 from .._exceptions import (
     AIFactoryError,
@@ -136,7 +135,23 @@ class StageRunner:
             execution_id, stage.id, run.attempt, stage.worker, stage.action, input_ref, idem
         )
         endpoint, accepted = await self._handshake(stage, request, avoid)
-        live.runs[stage.id] = attrs.evolve(run, handshake_id=accepted.handshake_id)
+        # Built directly rather than with attrs.evolve, which walks every field by name.
+        live.runs[stage.id] = StageRun(
+            execution_id=run.execution_id,
+            stage_id=run.stage_id,
+            worker=run.worker,
+            status=run.status,
+            attempt=run.attempt,
+            handshake_id=accepted.handshake_id,
+            input_ref=run.input_ref,
+            output_ref=run.output_ref,
+            summary=run.summary,
+            usage=run.usage,
+            cost=run.cost,
+            error=run.error,
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+        )
         self.e.quota.reserve(live.execution, stage.id, accepted.estimate.cost_usd)
         try:
             reply = await self._process(

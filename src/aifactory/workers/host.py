@@ -257,4 +257,12 @@ class WorkerHost:
 
 
 def _with_usage(summary: StageSummary, measured: Usage) -> StageSummary:
-    return attrs.evolve(summary, usage=summary.usage + measured)
+    # Built directly rather than with attrs.evolve: this runs for every stage.
+    return StageSummary(
+        summary.method,
+        summary.usage + measured,
+        summary.cost,
+        summary.quality_score,
+        summary.continue_pipeline,
+        summary.notes,
+    )
