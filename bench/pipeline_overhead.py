@@ -58,6 +58,7 @@ from _noop import (
     plain_pipeline,
 )
 from _report import informative_ratios, profile_table, render, targets
+from _timing import time_async, time_sync
 
 from aifactory.orchestrator import Orchestrator
 
@@ -93,34 +94,6 @@ class Settings:
 
 
 # -- timing -----------------------------------------------------------------------------------
-
-
-def time_sync(run: Callable[[], object], s: Settings) -> list[float]:
-    """Seconds per run of `run`, one figure per repetition, after `s.warmup` runs."""
-    for _ in range(s.warmup):
-        run()
-    figures = []
-    for _ in range(s.repeats):
-        gc.collect()
-        start = time.perf_counter()
-        for _ in range(s.n):
-            run()
-        figures.append((time.perf_counter() - start) / s.n)
-    return figures
-
-
-async def time_async(run: Callable[[], Awaitable[object]], s: Settings) -> list[float]:
-    """`time_sync` for a coroutine function, on the running event loop."""
-    for _ in range(s.warmup):
-        await run()
-    figures = []
-    for _ in range(s.repeats):
-        gc.collect()
-        start = time.perf_counter()
-        for _ in range(s.n):
-            await run()
-        figures.append((time.perf_counter() - start) / s.n)
-    return figures
 
 
 async def throughput(run: Callable[[], Awaitable[object]], s: Settings) -> list[float]:

@@ -64,6 +64,7 @@ import anyio
 import httpx
 import uvicorn
 from _noop import STAGES, _noop_worker, _NullSink, add_payload, noop_template, plain_pipeline
+from _timing import time_async
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -238,20 +239,6 @@ def time_plain(s: Settings) -> list[float]:
     return figures
 
 
-async def time_runs(run: Callable[[], Awaitable[object]], s: Settings) -> list[float]:
-    """Seconds per run of `run` on the running loop, one figure per repetition."""
-    for _ in range(s.warmup):
-        await run()
-    figures = []
-    for _ in range(s.repeats):
-        gc.collect()
-        start = time.perf_counter()
-        for _ in range(s.n):
-            await run()
-        figures.append((time.perf_counter() - start) / s.n)
-    return figures
-
-
 async def time_roundtrips(client: httpx.AsyncClient, url: str, s: Settings) -> list[float]:
     """Seconds of each of `repeats x max(100, 3n)` echo calls of a 1 KB JSON body."""
     payload = {"data": ""}
@@ -398,7 +385,7 @@ async def measure_remote(remote: Remote, s: Settings) -> dict[str, Any]:
         run = pipeline_run(orchestrator, noop_template(), {"data": {}})
         await run()  # the registry's first health checks happen here, not in the timing
         before = [t.traffic for t in transports]
-        figures = await time_runs(run, s)
+        figures = await time_async(run, s)
         moved = [t.traffic - b for t, b in zip(transports, before, strict=True)]
         stages = STAGES * (s.warmup + s.n * s.repeats)
         if sum(m.requests for m in moved) != 3 * stages:
@@ -425,7 +412,7 @@ async def measure_embedded(s: Settings) -> list[float]:
     ]
     with orchestrator_on(s.folder / "embedded", blobs, transports) as orchestrator:
         run = pipeline_run(orchestrator, noop_template(), {"data": {}})
-        figures = await time_runs(run, s)
+        figures = await time_async(run, s)
         if output_of(orchestrator, await run(), f"s{STAGES}") != plain_pipeline({}):
             raise RuntimeError("the embedded pipeline produced the wrong output")
     return figures
