@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ..llm import LLM
 
 __all__ = [
+    "JobWorker",
     "ModelWorker",
     "ProgressCallback",
     "Worker",
@@ -159,16 +160,13 @@ class _Job(Protocol):
 J = TypeVar("J")
 
 
-class ModelWorker(Worker, Generic[J]):
-    """A worker that may use a language model (`llm=None`: its non-LLM method) and checks its
-    input by building one job value: `job_type.from_stage(inputs, params)` raises
-    `BadInputError` for anything unusable, at handshake and again before processing.
+class JobWorker(Worker, Generic[J]):
+    """A worker that checks its input by building one job value:
+    `job_type.from_stage(inputs, params)` raises `BadInputError` for anything unusable, at
+    handshake and again before processing.
     """
 
     job_type: type[_Job]
-
-    def __init__(self, llm: LLM | None = None) -> None:
-        self.llm = llm
 
     def job(self, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> J:
         """The checked job for `inputs` and `params` merged over `defaults`.
@@ -189,3 +187,10 @@ class ModelWorker(Worker, Generic[J]):
         """`check_input`, returning the job (what `process` starts with)."""
         Worker.check_input(self, action, inputs, params)
         return self.job(inputs, params)
+
+
+class ModelWorker(JobWorker[J]):
+    """A `JobWorker` that may use a language model (`llm=None`: its non-LLM method)."""
+
+    def __init__(self, llm: LLM | None = None) -> None:
+        self.llm = llm

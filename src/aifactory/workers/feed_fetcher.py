@@ -33,7 +33,7 @@ import attrs
 from .._exceptions import AIFactoryError, BadInputError, StageFailedError
 from ..models.execution import Usage
 from ..protocol.messages import ResourceEstimate, StageSummary
-from .base import Worker, WorkerContext, WorkerInfo, WorkerResult
+from .base import JobWorker, WorkerContext, WorkerInfo, WorkerResult
 from .feed_parse import Article, parse_feed
 from .fetch_policy import FetchError, FetchPolicy, UnsafeURLError, Validators
 from .netguard import SafeFetcher
@@ -155,7 +155,7 @@ def _newest_first(article: Article) -> tuple[bool, float]:
     return article.published is None, -(article.published.timestamp() if article.published else 0)
 
 
-class FeedFetcher(Worker):
+class FeedFetcher(JobWorker[FeedJob]):
     """Fetches feeds into deduplicated articles (action `fetch`), SSRF-safely.
 
     `fetcher` is a configured `SafeFetcher`, or a `FetchPolicy` to build one from; the default
@@ -163,6 +163,7 @@ class FeedFetcher(Worker):
     a time. The conditional-GET cache holds the `cache_size` most recently fetched feeds.
     """
 
+    job_type = FeedJob
     info: ClassVar[WorkerInfo] = WorkerInfo(
         name="feed_fetcher",
         description="Articles from RSS 2.0, Atom and JSON Feed sources: conditional GET, "
@@ -188,17 +189,6 @@ class FeedFetcher(Worker):
         self._concurrency = max(1, concurrency)
         self._cache_size = max(0, cache_size)
         self._cache: OrderedDict[str, _CachedFeed] = OrderedDict()
-
-    def job(self, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> FeedJob:
-        """The checked job for `inputs` and `params` over `defaults`. Raises `BadInputError`."""
-        return FeedJob.from_stage(inputs, {**self.defaults, **params})
-
-    def check_input(
-        self, action: str, inputs: Mapping[str, Any], params: Mapping[str, Any]
-    ) -> None:
-        """Refuse an unknown action or unusable inputs/params. Raises `BadInputError`."""
-        super().check_input(action, inputs, params)
-        self.job(inputs, params)
 
     def estimate(
         self, action: str, inputs: Mapping[str, Any], params: Mapping[str, Any]
@@ -260,8 +250,7 @@ class FeedFetcher(Worker):
         `UnsafeURLError` (a `BadInputError`: not retried) when every source is unsafe, and
         `StageFailedError` (retryable) when every source failed otherwise."""
         await ctx.progress(10, "checking input")
-        super().check_input(action, inputs, params)
-        job = self.job(inputs, params)
+        job = self.checked_job(action, inputs, params)
         await ctx.progress(30, f"fetching {len(job.sources)} feed(s)")
         outcomes = await self._fetch_all(job.sources)
         await ctx.progress(80, "deduplicating articles")

@@ -32,7 +32,7 @@ import attrs
 from .._exceptions import AIFactoryError, BadInputError
 from ..models.execution import Usage
 from ..protocol.messages import ResourceEstimate, StageSummary
-from .base import Worker, WorkerContext, WorkerInfo, WorkerResult
+from .base import JobWorker, WorkerContext, WorkerInfo, WorkerResult
 from .feed_parse import looks_like_feed
 from .keywords import content_words
 from .netguard import SafeFetcher
@@ -259,13 +259,14 @@ class SourceQuery:
         return cls(terms, count, language, pages, bool(params.get("probe_common_paths", True)))
 
 
-class RssSourceFinder(Worker):
+class RssSourceFinder(JobWorker[SourceQuery]):
     """Finds feeds for a topic (action `find_sources`) without an LLM.
 
     `catalogue` defaults to the curated one in the package; `fetcher` (used only for
     `discover_from` pages) defaults to a `SafeFetcher` with the safe default policy.
     """
 
+    job_type = SourceQuery
     info: ClassVar[WorkerInfo] = WorkerInfo(
         name="rss_source_finder",
         description="Feeds for a topic from a curated catalogue (keyword ranking), plus feed "
@@ -285,13 +286,6 @@ class RssSourceFinder(Worker):
         self.catalogue = tuple(load_catalogue() if catalogue is None else catalogue)
         self.fetcher = fetcher or SafeFetcher()
 
-    def check_input(
-        self, action: str, inputs: Mapping[str, Any], params: Mapping[str, Any]
-    ) -> None:
-        """Refuse an unknown action or an unusable query. Raises `BadInputError`."""
-        super().check_input(action, inputs, params)
-        SourceQuery.from_stage(inputs, params)
-
     def estimate(
         self, action: str, inputs: Mapping[str, Any], params: Mapping[str, Any]
     ) -> ResourceEstimate:
@@ -299,7 +293,7 @@ class RssSourceFinder(Worker):
 
         Raises `BadInputError` for an unusable query.
         """
-        query = SourceQuery.from_stage(inputs, params)
+        query = self.job(inputs, params)
         return ResourceEstimate(
             duration_ms=10 + 2000 * len(query.discover_from), memory_mb=self.info.memory_mb
         )
@@ -352,8 +346,7 @@ class RssSourceFinder(Worker):
         the summary says `continue_pipeline=False`. Raises `BadInputError` for an unusable
         query."""
         await ctx.progress(10, "checking input")
-        super().check_input(action, inputs, params)
-        query = SourceQuery.from_stage(inputs, params)
+        query = self.checked_job(action, inputs, params)
         await ctx.progress(30, f"discovering feeds on {len(query.discover_from)} page(s)")
         feeds, errors = await self.discover(query.discover_from, probe=query.probe_common_paths)
         await ctx.progress(80, "searching the catalogue")
