@@ -49,6 +49,9 @@ class Database:
             # crash; only an OS crash may lose the last transactions.
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
+            # Up to 64 MiB of pages (the default is 2 MiB): with many executions in flight,
+            # each group commit touches their rows on many pages, which then stay cached.
+            self._db.execute("PRAGMA cache_size=-65536")
             self._db.executescript(resources.files(__package__).joinpath("schema.sql").read_text())
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open state database {self.path}: {exc}") from exc
