@@ -3,17 +3,20 @@ cancellation, caching, retention."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from decimal import Decimal
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import anyio
 import attrs
 import pytest
 
 from aifactory import StaleAttemptError
-from aifactory.models import ExecutionStatus, StagePolicy, StageStatus
+from aifactory.models import ExecutionStatus, StagePolicy, StageStatus, Template
 from aifactory.orchestrator import RetryPolicy
+from aifactory.protocol.codec import unstructure
+from aifactory.workers import WorkerContext, WorkerResult
 from tests.orchestrator.harness import Budget, Harness, Step, stage, template
 
 pytestmark = pytest.mark.anyio
@@ -84,6 +87,71 @@ async def test_a_failed_required_stage_fails_the_execution_and_skips_the_rest() 
     assert statuses["b"] == (StageStatus.FAILED, 3)
     assert statuses["c"][0] is StageStatus.SKIPPED
     assert h.sink.reports[-1].artifacts == ()
+
+
+class Publisher(Step):
+    """A step that also stores a small artifact and lists it in its output."""
+
+    async def process(
+        self, action: str, inputs: Mapping[str, Any], params: Mapping[str, Any], ctx: WorkerContext
+    ) -> WorkerResult:
+        result = await super().process(action, inputs, params, ctx)
+        ref = ctx.store_artifact(
+            f"made by {ctx.stage_id}".encode(), name=f"{ctx.stage_id}.txt", media_type="text/plain"
+        )
+        output = {
+            **result.output,
+            "artifacts": [{"name": f"{ctx.stage_id}.txt", "ref": unstructure(ref)}],
+        }
+        return WorkerResult(output=output, summary=result.summary)
+
+
+def _two_branches(**changes: Any) -> Template:
+    """`a` and `b` are independent; `b` fails (required) and `after_b` depends on it."""
+    return template(
+        stage("a", "pub"),
+        stage("b", "bad"),
+        stage("after_b", "pub", "b"),
+        stage("late", "pub", "a"),
+        **changes,
+    )
+
+
+async def test_allow_partial_completes_with_what_the_other_branches_delivered() -> None:
+    h = Harness([Publisher("pub"), Step("bad", fail_times=99)])
+    done = await h.run(_two_branches(allow_partial=True))
+    assert done.status is ExecutionStatus.COMPLETED
+    assert done.error is not None
+    assert done.error.startswith("completed partially; b: bad failed on purpose")
+    statuses = _statuses(h, done.id)
+    assert statuses["b"][0] is StageStatus.FAILED
+    assert statuses["after_b"][0] is StageStatus.SKIPPED
+    # The failed stage did not stop the branch that does not depend on it.
+    assert statuses["late"][0] is StageStatus.SUCCEEDED
+    names = sorted(a.name for a in h.sink.reports[-1].artifacts)
+    assert names == ["late.txt"]  # the deliverables: stages nothing depends on
+    finished = [e for e in h.store.list_events(done.id) if e.kind == "execution.completed"]
+    assert finished[-1].data["partial"] is True
+
+
+async def test_without_allow_partial_a_failed_required_stage_stops_every_branch() -> None:
+    h = Harness([Publisher("pub"), Step("bad", fail_times=99)], max_workers=1)
+    done = await h.run(_two_branches())
+    assert done.status is ExecutionStatus.FAILED
+    assert h.sink.reports[-1].artifacts == ()
+    statuses = _statuses(h, done.id)
+    assert statuses["after_b"][0] is StageStatus.SKIPPED
+    assert statuses["late"][0] is StageStatus.SKIPPED  # one stage at a time: b failed first
+
+
+async def test_allow_partial_with_nothing_delivered_still_fails() -> None:
+    h = Harness([Step("ok"), Step("bad", fail_times=99)])
+    tpl = template(stage("a", "ok"), stage("b", "bad", "a"), allow_partial=True)
+    done = await h.run(tpl)
+    assert done.status is ExecutionStatus.FAILED
+    assert not (done.error or "").startswith("completed partially")
+    finished = [e for e in h.store.list_events(done.id) if e.kind == "execution.failed"]
+    assert "partial" not in finished[-1].data
 
 
 async def test_continue_pipeline_false_stops_cleanly() -> None:

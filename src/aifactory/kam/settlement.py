@@ -114,7 +114,12 @@ class Settlement:
                 charged_usd=str(charged),
                 deliverables=[d.id for d in deliverables],
             )
-        if status is RequestStatus.COMPLETED:
+        if status is RequestStatus.COMPLETED and execution.error:  # partly (allow_partial)
+            message = (
+                f"Your request “{request.title}” is partly complete: "
+                f"{len(deliverables)} deliverable(s) ready. {execution.error}"
+            )
+        elif status is RequestStatus.COMPLETED:
             message = (
                 f"Your request “{request.title}” is complete: "
                 f"{len(deliverables)} deliverable(s) ready."

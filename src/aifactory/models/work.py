@@ -104,7 +104,12 @@ class StageSpec:
 
 @attrs.frozen
 class Template:
-    """A pipeline template: who may use it, its parameters and its ordered stages."""
+    """A pipeline template: who may use it, its parameters and its ordered stages.
+
+    `allow_partial`: a failed required stage does not stop the stages that do not depend on
+    it, and if the stages that did finish delivered something, the execution completes
+    *partially* (status `completed`, its `error` naming what failed) instead of failing.
+    """
 
     name: str
     display_name: str

@@ -41,7 +41,7 @@ from .quota import QuotaGate, Unlimited
 from .registry import WorkerRegistry
 from .retry import RetryPolicy
 from .scheduler import StageScheduler
-from .sink import ExecutionReport, ExecutionSink
+from .sink import Artifact, ExecutionReport, ExecutionSink
 from .stages import StageRunner
 
 __all__ = ["Orchestrator"]
@@ -354,16 +354,24 @@ class Orchestrator:
             status = ExecutionStatus.CANCELLED
         else:
             status = ExecutionStatus.FAILED if errors else ExecutionStatus.COMPLETED
+        artifacts: tuple[Artifact, ...] = ()
+        data: dict[str, Any] = {}
+        if status is ExecutionStatus.COMPLETED:
+            artifacts = collect_artifacts(live.plan.deliverables, live.outputs, self.blobs)
+        elif status is ExecutionStatus.FAILED and template.allow_partial and live.crash is None:
+            # Partial completion: only required stages failed, and what finished has
+            # something to deliver.
+            artifacts = collect_artifacts(live.plan.deliverables, live.outputs, self.blobs)
+            if artifacts:
+                status = ExecutionStatus.COMPLETED
+                errors[0] = f"completed partially; {errors[0]}"
+                data["partial"] = True
         error = "; ".join(errors) or None
-        artifacts = (
-            collect_artifacts(live.plan.deliverables, live.outputs, self.blobs)
-            if status is ExecutionStatus.COMPLETED
-            else ()
-        )
+        data["error"] = error
         await self._save(
             live,
             f"execution.{status.value}",
-            data={"error": error},
+            data=data,
             status=status,
             error=error,
             finished_at=self.clock.now(),

@@ -364,10 +364,12 @@ class StageRunner:
         return ready
 
     async def fail(self, live: Live, stage: StageSpec, message: str, code: str) -> None:
-        """Record a stage's final failure; a required stage stops the pipeline."""
+        """Record a stage's final failure; a required stage stops the pipeline, unless the
+        template allows partial completion (then only the stages depending on it are
+        skipped)."""
         e = self.e
         execution = await e.commits.commit(lambda: self.records.failure(live, stage, message, code))
         e.quota.release(execution, stage.id)
-        if stage.required:
+        if stage.required and not execution.template.allow_partial:
             live.stop = True
         e.touch(execution.id)
