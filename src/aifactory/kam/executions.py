@@ -84,8 +84,8 @@ class ExecutionService:
                 return self.store.list_events(execution_id, after, limit)
             if self.orchestrator.is_running(execution_id):
                 await self.orchestrator.changed(execution_id, min(remaining, 1.0))
-            else:  # run by another process (an orchestrator service): look again shortly
-                await anyio.sleep(min(remaining, 0.2))
+            else:  # run elsewhere (an orchestrator service): it tells when there is news
+                await self.requests.control().changed(execution_id, after, min(remaining, 5.0))
 
     def metrics(self, principal: Principal, execution_id: str) -> dict[str, Any]:
         """Durations, attempts, tokens, cost and bytes stored, per stage and in total."""

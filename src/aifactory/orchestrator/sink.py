@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+import anyio
 import attrs
 
 from ..models.execution import Execution
@@ -56,6 +57,11 @@ class ExecutionControl(Protocol):
         """Stop an execution; return its final record."""
         ...
 
+    async def changed(self, execution_id: str, after: int, timeout_s: float) -> None:
+        """Wait (at most `timeout_s`) until the execution may have events after sequence
+        number `after`; return at once if it has them already."""
+        ...
+
 
 class LocalControl:
     """Controls an orchestrator in this process."""
@@ -71,3 +77,13 @@ class LocalControl:
         """Cancel it and wait until it has stopped."""
         result: Execution = await self.orchestrator.cancel(execution_id)
         return result
+
+    async def changed(self, execution_id: str, after: int, timeout_s: float) -> None:
+        """Wait for the orchestrator to record news of the execution, if it runs it here;
+        else (run by another process sharing the state) look again after a short while."""
+        if self.orchestrator.store.last_event_seq(execution_id) > after:
+            return
+        if self.orchestrator.is_running(execution_id):
+            await self.orchestrator.changed(execution_id, timeout_s)
+        else:
+            await anyio.sleep(min(timeout_s, 0.2))

@@ -30,7 +30,7 @@ from .._embedded import EmbeddedFactory
 from .._exceptions import AIFactoryError, BadInputError, TransportError, error_class_for_code
 from ..auth.signing import SignatureVerifier, WorkerKey, sign
 from ..models import Execution, Template
-from ..orchestrator import Artifact, ExecutionReport
+from ..orchestrator import Artifact, ExecutionReport, LocalControl
 from ..protocol.codec import dumps, structure, unstructure
 from .app import MAX_BODY_BYTES, error_response, factory_app
 
@@ -88,6 +88,13 @@ class RemoteControl:
         """Ask the orchestrator service to stop the execution."""
         data = await self.orchestrator.post(f"/api/pipelines/executions/{execution_id}/cancel", {})
         return structure(data, Execution)
+
+    async def changed(self, execution_id: str, after: int, timeout_s: float) -> None:
+        """Ask the orchestrator service to answer once the execution has news (a long poll)."""
+        await self.orchestrator.post(
+            f"/api/pipelines/executions/{execution_id}/changed",
+            {"after": after, "wait_s": timeout_s},
+        )
 
 
 class HttpSink:
@@ -194,6 +201,16 @@ def orchestrator_app(
     async def cancel(request: Request, body: dict[str, Any]) -> Any:
         return await orchestrator.cancel(request.path_params["execution_id"])
 
+    async def changed(request: Request, body: dict[str, Any]) -> Any:
+        after, wait_s = body.get("after", 0), body.get("wait_s", 0)
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise BadInputError("after is a non-negative integer")
+        if isinstance(wait_s, bool) or not isinstance(wait_s, int | float) or wait_s < 0:
+            raise BadInputError("wait_s is a non-negative number of seconds")
+        control = LocalControl(orchestrator)
+        await control.changed(request.path_params["execution_id"], after, min(wait_s, 25.0))
+        return {"success": True}
+
     async def execute(request: Request, body: dict[str, Any]) -> Any:
         template = structure(body.get("template"), Template)
         context = body.get("context") or {}
@@ -224,6 +241,11 @@ def orchestrator_app(
             Route(
                 "/api/pipelines/executions/{execution_id}/cancel",
                 _signed(verifier, cancel),
+                methods=["POST"],
+            ),
+            Route(
+                "/api/pipelines/executions/{execution_id}/changed",
+                _signed(verifier, changed),
                 methods=["POST"],
             ),
             Route("/health", health),
