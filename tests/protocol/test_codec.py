@@ -565,7 +565,19 @@ def test_extra_keys_are_ignored_for_forward_compatibility() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [b"", b"{", b"{'a': 1}", b"[1,", b"\xff\xfe\x00", "not json", b'{"a":1}}', b"NaN-ish"],
+    [
+        b"",
+        b"{",
+        b"{'a': 1}",
+        b"[1,",
+        b"\xff\xfe\x00",
+        "not json",
+        b'{"a":1}}',
+        b"NaN-ish",
+        # Nested beyond the parser's recursion limit: a BadInputError, not a RecursionError.
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
+    ],
 )
 def test_malformed_json_is_bad_input(raw: bytes | str) -> None:
     with pytest.raises(BadInputError, match="malformed JSON"):

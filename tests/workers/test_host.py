@@ -75,6 +75,16 @@ async def test_bad_input_is_rejected_at_handshake_not_processed(blobs: BlobStore
         )
 
 
+async def test_an_input_nested_beyond_the_parser_is_refused_not_crashed(
+    blobs: BlobStore,
+) -> None:
+    deep = blobs.put(b"[" * 100_000 + b"]" * 100_000, namespace="stages", key="e/a/output-1.json")
+    reply = await _host(blobs).handshake(_handshake(_input(blobs, topic=Binding(ref=deep))))
+    assert not reply.accepted
+    assert not reply.retryable  # the same input would fail again
+    assert "nested too deeply" in (reply.reason or "")
+
+
 async def test_inputs_bound_to_earlier_outputs_are_resolved_by_reference(blobs: BlobStore) -> None:
     structure = {"title": "T", "structure_type": "course", "elements": [], "topic": "Pottery"}
     earlier = blobs.put(dumps({"nested": structure}), namespace="stages", key="e/a/output-1.json")

@@ -163,11 +163,15 @@ def dumps(data: Any) -> bytes:
 
 
 def loads(raw: bytes | str) -> Any:
-    """Parse JSON. Raises `BadInputError` on malformed input."""
+    """Parse JSON. Raises `BadInputError` on malformed input, and on input nested too deeply
+    for the parser (thousands of levels: `[[[[...]]]]` would otherwise end the request with
+    a `RecursionError`)."""
     try:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadInputError(f"malformed JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise BadInputError("malformed JSON: nested too deeply") from exc
 
 
 def to_json(value: Any) -> bytes:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -34,7 +33,7 @@ from ..api.operations import OPERATIONS, Operation, authorize
 from ..config import FactoryConfig
 from ..kam.ratelimit import RateLimiter
 from ..models import Principal
-from ..protocol.codec import dumps, unstructure
+from ..protocol.codec import dumps, loads, unstructure
 from ._args import Param, check, from_query, params_of
 from .openapi import openapi_document
 
@@ -68,10 +67,7 @@ async def _body(request: Request) -> dict[str, Any]:
         )
     if not raw.strip():
         return {}
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadInputError(f"malformed JSON body: {exc}") from exc
+    data = loads(raw)
     if not isinstance(data, dict):
         raise BadInputError("the JSON body must be an object")
     return data

@@ -15,7 +15,6 @@ Service-to-service calls carry per-service HMAC signatures (`aifactory.auth.sign
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -31,7 +30,7 @@ from .._exceptions import AIFactoryError, BadInputError, TransportError, error_c
 from ..auth.signing import SignatureVerifier, WorkerKey, sign
 from ..models import Execution, Template
 from ..orchestrator import Artifact, ExecutionReport, LocalControl
-from ..protocol.codec import dumps, structure, unstructure
+from ..protocol.codec import dumps, loads, structure, unstructure
 from .app import MAX_BODY_BYTES, error_response, factory_app
 
 __all__ = ["HttpSink", "RemoteControl", "ServiceClient", "kam_app", "orchestrator_app"]
@@ -134,10 +133,7 @@ def _signed(
                 raise BadInputError("request body too large")
             path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             verifier.verify(request.method, path, request.headers, body)
-            try:
-                data = json.loads(body) if body.strip() else {}
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise BadInputError(f"malformed JSON body: {exc}") from exc
+            data = loads(body) if body.strip() else {}
             if not isinstance(data, dict):
                 raise BadInputError("the JSON body must be an object")
             result = await handler(request, data)

@@ -102,8 +102,10 @@ class WorkerHost:
     def _load_json(self, ref: StorageRef) -> Any:
         try:
             return json.loads(self._blobs.get(ref))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BadInputError(f"{ref.uri or 'inline data'} is not JSON") from exc
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise BadInputError(
+                f"{ref.uri or 'inline data'} is not JSON (or nested too deeply)"
+            ) from exc
 
     def _resolve(self, request: HandshakeRequest) -> tuple[dict[str, Any], dict[str, Any]]:
         doc = structure(self._load_json(request.input_ref), StageInput)
