@@ -17,8 +17,9 @@ ships with aifactory.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import attrs
@@ -146,6 +147,9 @@ def worker_service(
 ) -> Starlette:
     """A service hosting the built-in workers `names`, for callers holding a `trusted` key.
 
+    Its `state.hosts` are the `WorkerHost`s it serves; the language model client it builds
+    from `config.llm` is closed when the service stops (its lifespan).
+
     Raises `BadInputError` for an unknown worker name or no trusted key.
     """
     if not trusted:
@@ -167,4 +171,17 @@ def worker_service(
     blobs = BlobStore(config.storage_config(), clock)
     hosts = [WorkerHost(available[n], blobs, clock, config.ids) for n in names]
     verifier = SignatureVerifier({k.worker_id: k for k in trusted}, clock)
-    return worker_app(hosts, verifier)
+    app = worker_app(hosts, verifier)
+    app.state.hosts = hosts  # what it serves, for inspection
+    close = getattr(llm, "aclose", None)
+    if close is not None:
+
+        @contextlib.asynccontextmanager
+        async def lifespan(_: Starlette) -> AsyncIterator[None]:
+            try:
+                yield
+            finally:
+                await close()  # the model client's connections go with the service
+
+        app.router.lifespan_context = lifespan
+    return app
