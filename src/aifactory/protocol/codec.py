@@ -138,11 +138,18 @@ def _make() -> cattrs.Converter:
 
 
 converter = _make()
+# The same converter, leaving out fields equal to their defaults: what the worker protocol
+# sends, so a no-op stage's summary is `{"method": "noop"}` rather than a page of zeros.
+_omitting = converter.copy(omit_if_default=True)
 
 
-def unstructure(value: Any) -> Any:
-    """`value` as plain JSON-compatible data."""
-    return converter.unstructure(value)
+def unstructure(value: Any, *, omit_defaults: bool = False) -> Any:
+    """`value` as plain JSON-compatible data.
+
+    With `omit_defaults`, fields of attrs classes that equal their defaults are left out;
+    `structure` puts the defaults back.
+    """
+    return (_omitting if omit_defaults else converter).unstructure(value)
 
 
 def structure(data: Any, cls: type[T]) -> T:
@@ -174,9 +181,9 @@ def loads(raw: bytes | str) -> Any:
         raise BadInputError("malformed JSON: nested too deeply") from exc
 
 
-def to_json(value: Any) -> bytes:
-    """`value` (a model, message or plain data) as JSON bytes."""
-    return dumps(unstructure(value))
+def to_json(value: Any, *, omit_defaults: bool = False) -> bytes:
+    """`value` (a model, message or plain data) as JSON bytes (see `unstructure`)."""
+    return dumps(unstructure(value, omit_defaults=omit_defaults))
 
 
 def from_json(raw: bytes | str, cls: type[T]) -> T:
