@@ -4,11 +4,13 @@ One worker service (`worker_app` hosting the benchmark's five no-op workers, and
 workers of the by-reference check) runs under uvicorn (h11, or httptools when installed) in a
 background thread with its own event loop, and shares a local `BlobStore` folder with the
 orchestrator, which runs on the main thread's loop and reaches the workers through
-`HttpWorkerTransport`s sharing one keep-alive `httpx.AsyncClient`. In the same run:
+`HttpWorkerTransport`s sharing one keep-alive `httpx.AsyncHTTPTransport` pool. Both servers
+send no `Server` or `Date` header, as `aifactory serve worker` runs a worker service. In the
+same run:
 
-- `raw round trip`: the same stack doing nothing: the client POSTs a 1 KB JSON body to a
-  Starlette echo route served by a second uvicorn with the same configuration; the median
-  of `repeats x max(100, 3n)` single calls after a warm-up;
+- `raw round trip`: the same stack doing nothing: an `httpx.AsyncClient` POSTs a 1 KB JSON
+  body to a Starlette echo route served by a second uvicorn with the same configuration; the
+  median of `repeats x max(100, 3n)` single calls after a warm-up;
 - `aifactory_remote`: the five-stage no-op pipeline of `pipeline_overhead.py` (durable SQLite
   state, result cache off) over HTTP; per-stage overhead is
   `(median time per run - plain per run) / 5`, the median over `--repeats` repetitions of
@@ -133,8 +135,17 @@ class ServerThread:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        # As `aifactory serve worker` runs a worker service: no Server or Date header. The
+        # echo server gets the same settings, so the raw round trip stays comparable.
         config = uvicorn.Config(
-            app, log_level="warning", access_log=False, lifespan="off", http=HTTP, loop=LOOP
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            http=HTTP,
+            loop=LOOP,
+            server_header=False,
+            date_header=False,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
@@ -322,19 +333,20 @@ class MeteredTransport:
 
     async def handshake(self, request: HandshakeRequest) -> HandshakeReply:
         """Forward, recording the call."""
-        return await self._record("handshake", to_json(request), self.inner.handshake(request))
+        body = to_json(request, omit_defaults=True)  # as the transport sends it
+        return await self._record("handshake", body, self.inner.handshake(request))
 
     async def process(
         self, request: ProcessRequest, on_progress: ProgressCallback | None = None
     ) -> ProcessReply:
         """Forward, recording the call."""
         call = self.inner.process(request, on_progress)
-        return await self._record("process", to_json(request), call)
+        return await self._record("process", to_json(request, omit_defaults=True), call)
 
     async def acknowledge(self, request: AcknowledgeRequest) -> AcknowledgeReply:
         """Forward, recording the call."""
         call = self.inner.acknowledge(request)
-        return await self._record("acknowledge", to_json(request), call)
+        return await self._record("acknowledge", to_json(request, omit_defaults=True), call)
 
     async def health(self) -> WorkerHealth:
         """Forward (health is cached by the registry, so it is not a per-stage cost)."""
@@ -351,12 +363,12 @@ class Remote:
 
     url: str
     key: WorkerKey
-    client: httpx.AsyncClient
+    pool: httpx.AsyncHTTPTransport
     blobs: BlobStore  # the orchestrator's, on the folder the service writes to
 
     def transport(self, worker: str) -> HttpWorkerTransport:
-        """An endpoint for `worker` on the shared keep-alive client."""
-        return HttpWorkerTransport(self.url, worker, self.key, client=self.client)
+        """An endpoint for `worker` on the shared keep-alive pool."""
+        return HttpWorkerTransport(self.url, worker, self.key, http_transport=self.pool)
 
 
 @contextmanager
@@ -542,10 +554,10 @@ async def measure(s: Settings, progress: Callable[[str], None]) -> dict[str, Any
     serve = services_in_process if s.server == "process" else services
     figures: dict[str, Any] = {}
     with serve(key, s) as (service_url, echo_url):
-        async with httpx.AsyncClient(timeout=30) as client:
+        async with httpx.AsyncClient(timeout=30) as client, httpx.AsyncHTTPTransport() as pool:
             progress("raw round trip: httpx -> uvicorn/Starlette echo, 1 KB JSON")
             figures["roundtrip"] = await time_roundtrips(client, f"{echo_url}/echo", s)
-            remote = Remote(service_url, key, client, BlobStore(s.storage("blobs")))
+            remote = Remote(service_url, key, pool, BlobStore(s.storage("blobs")))
             progress("aifactory_remote: the 5 no-op stages over HTTP")
             figures["remote"] = await measure_remote(remote, s)
             progress("breakdown: each call of a remote stage, timed")

@@ -35,10 +35,13 @@ from aifactory.protocol import (
     AcknowledgeRequest,
     Binding,
     HandshakeRequest,
+    ProcessReply,
     ProcessRequest,
     StageInput,
     StageSummary,
     dumps,
+    structure,
+    to_json,
     unstructure,
 )
 from aifactory.server.worker_app import worker_app
@@ -95,6 +98,19 @@ class Flaky(Worker):
         return WorkerResult({"ok": True}, StageSummary(method="test:flaky"))
 
 
+class Quiet(Worker):
+    """Answers at once, without reporting progress."""
+
+    info: ClassVar[WorkerInfo] = WorkerInfo(
+        name="quiet", description="test", actions=("granulate",)
+    )
+
+    async def process(
+        self, action: str, inputs: Mapping[str, Any], params: Mapping[str, Any], ctx: WorkerContext
+    ) -> WorkerResult:
+        return WorkerResult({"ok": True}, StageSummary(method="test:quiet"))
+
+
 class Server:
     """A worker service under uvicorn on a free port of 127.0.0.1, in a background thread."""
 
@@ -128,13 +144,20 @@ class Server:
 class Service:
     """Hosts served one way (uvicorn or ASGI), plus what a test needs to talk to them."""
 
-    def __init__(self, base_url: str, client: httpx.AsyncClient, blobs: BlobStore) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        pool: httpx.AsyncBaseTransport,
+        client: httpx.AsyncClient,
+        blobs: BlobStore,
+    ) -> None:
         self.base_url = base_url
-        self.client = client
+        self.pool = pool  # what the worker transports send through
+        self.client = client  # the same pool, for raw requests
         self.blobs = blobs  # the orchestrator side's own view of the shared storage
 
     def transport(self, worker: str, key: WorkerKey = ORCHESTRATOR, **kw: Any) -> Any:
-        return HttpWorkerTransport(self.base_url, worker, key, client=self.client, **kw)
+        return HttpWorkerTransport(self.base_url, worker, key, http_transport=self.pool, **kw)
 
     async def post(
         self, path: str, body: bytes, *, key: WorkerKey | None = ORCHESTRATOR
@@ -160,15 +183,17 @@ def _serve(way: str, app: Starlette, root: Path) -> Any:
     class _Served:
         async def __aenter__(self) -> Service:
             self._server: Server | None = None
+            pool: httpx.AsyncBaseTransport
             if way == "uvicorn":
                 self._server = Server(app).__enter__()
-                client = httpx.AsyncClient()
+                pool = httpx.AsyncHTTPTransport()
                 base_url = self._server.base_url
             else:
-                client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app))
+                pool = httpx.ASGITransport(app=app)
                 base_url = "http://worker.test"
-            self._client = client
-            return Service(base_url, client, BlobStore(StorageConfig.local(root), SystemClock()))
+            self._client = client = httpx.AsyncClient(transport=pool)
+            blobs = BlobStore(StorageConfig.local(root), SystemClock())
+            return Service(base_url, pool, client, blobs)
 
         async def __aexit__(self, *exc: object) -> None:
             await self._client.aclose()
@@ -185,7 +210,7 @@ def way(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 async def service(way: str, tmp_path: Path) -> AsyncIterator[Service]:
-    hosts = _hosts(tmp_path, ContentGranulator(), ReportBuilder(), Flaky(fail=True))
+    hosts = _hosts(tmp_path, ContentGranulator(), ReportBuilder(), Flaky(fail=True), Quiet())
     async with _serve(way, worker_app(hosts, _verifier()), tmp_path) as served:
         yield served
 
@@ -307,6 +332,39 @@ async def test_process_answers_ndjson_lines(service: Service) -> None:
     assert lines[-1]["result"]["handshake_id"] == accepted.handshake_id
 
 
+async def test_a_stage_without_heartbeats_is_answered_plain_json(service: Service) -> None:
+    ref = _stage_input(service.blobs)
+    accepted = await service.transport("quiet").handshake(_offer(ref, worker="quiet"))
+    assert accepted.accepted, accepted.reason
+    request = ProcessRequest("exec_1", "outline", 1, accepted.handshake_id, ref)
+    raw = await service.post("/api/process?worker=quiet", dumps(unstructure(request)))
+    assert raw.status_code == 200
+    assert raw.headers["content-type"] == "application/json"
+    reply = structure(raw.json(), ProcessReply)
+    assert reply.handshake_id == accepted.handshake_id
+    assert json.loads(service.blobs.get(reply.output_ref)) == {"ok": True}
+    # The transport takes this form as readily as a stream.
+    again = await service.transport("quiet").handshake(_offer(ref, attempt=2, worker="quiet"))
+    done = await service.transport("quiet").process(
+        ProcessRequest("exec_1", "outline", 2, again.handshake_id, ref)
+    )
+    assert (done.attempt, done.summary.method) == (2, "test:quiet")
+
+
+async def test_messages_leave_default_fields_out_on_the_wire(service: Service) -> None:
+    ref = _stage_input(service.blobs)
+    offer = _offer(ref, worker="quiet")
+    assert "requirements" not in unstructure(offer, omit_defaults=True)
+    raw = await service.post("/api/handshake?worker=quiet", to_json(offer, omit_defaults=True))
+    assert raw.status_code == 200
+    reply = raw.json()
+    assert reply["accepted"] is True
+    assert not {"reason", "retryable"} & set(reply)  # None and True: the defaults
+    # Read back, the defaults are there again.
+    parsed = await service.transport("quiet").handshake(_offer(ref, attempt=2, worker="quiet"))
+    assert (parsed.reason, parsed.retryable) == (None, True)
+
+
 async def test_health_of_the_service_and_of_one_worker(service: Service) -> None:
     health = await service.transport("report_builder").health()
     assert (health.worker, health.healthy) == ("report_builder", True)
@@ -317,6 +375,7 @@ async def test_health_of_the_service_and_of_one_worker(service: Service) -> None
         "content_granulator",
         "report_builder",
         "flaky",
+        "quiet",
     ]
     with pytest.raises(NotFoundError):
         await service.transport("validator").health()
@@ -495,17 +554,19 @@ async def test_a_caller_that_gives_up_stops_the_stage_at_the_worker(
         assert (await transport.health()).healthy
 
 
-async def test_a_shared_client_outlives_its_transports(tmp_path: Path) -> None:
+async def test_a_shared_pool_outlives_its_transports(tmp_path: Path) -> None:
     app = worker_app(_hosts(tmp_path, ContentGranulator(), ReportBuilder()), _verifier())
     async with _serve("uvicorn", app, tmp_path) as service:
         one = service.transport("content_granulator")
         two = service.transport("report_builder")
         await one.aclose()
         assert (await two.health()).worker == "report_builder"
-        assert not service.client.is_closed
+        assert (await service.client.get(f"{service.base_url}/health")).status_code == 200
         own = HttpWorkerTransport(service.base_url, "report_builder", ORCHESTRATOR)
         assert (await own.health()).healthy
         await own.aclose()
+        with pytest.raises(TransportError):
+            await own.health()  # its own pool went with it
 
 
 # -- end to end --------------------------------------------------------------------------------
@@ -554,12 +615,14 @@ async def test_the_orchestrator_runs_a_pipeline_on_two_remote_services(
 ) -> None:
     granulator, builder = two_services
     blobs = BlobStore(StorageConfig.local(tmp_path), SystemClock())
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncHTTPTransport() as pool:
         endpoints = [
             HttpWorkerTransport(
-                granulator.base_url, "content_granulator", ORCHESTRATOR, client=client
+                granulator.base_url, "content_granulator", ORCHESTRATOR, http_transport=pool
             ),
-            HttpWorkerTransport(builder.base_url, "report_builder", ORCHESTRATOR, client=client),
+            HttpWorkerTransport(
+                builder.base_url, "report_builder", ORCHESTRATOR, http_transport=pool
+            ),
         ]
         sink = RecordingSink()
         orchestrator = Orchestrator(

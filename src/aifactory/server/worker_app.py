@@ -20,12 +20,15 @@ Unknown names are 404.
 anything is parsed, and failures are 401. `/health` is public: it tells only names, free
 slots, capabilities and versions, which the orchestrator's registry polls.
 
-**Process streams heartbeats.** `POST /api/process` answers `200 application/x-ndjson`, one
-JSON object per line: `{"progress": {"percent": 30.0, "message": "..."}}` for each progress
-report of the worker, then exactly one final line, `{"result": <ProcessReply>}` or
-`{"error": {"code", "message", "details"}}` (an error after the stream started can only be
-told this way). An error before the first progress line is an ordinary JSON error response
-with its status. If the caller disconnects, the stage is cancelled at the worker.
+**Process answers plain JSON, or streams heartbeats.** A stage that finishes without
+reporting progress is answered `200 application/json` with its `ProcessReply`, like the
+other routes. From the worker's first progress report on, the answer is
+`200 application/x-ndjson`, one JSON object per line:
+`{"progress": {"percent": 30.0, "message": "..."}}` for each progress report, then exactly
+one final line, `{"result": <ProcessReply>}` or `{"error": {"code", "message", "details"}}`
+(an error after the stream started can only be told this way). An error before the first
+progress line is an ordinary JSON error response with its status. If the caller
+disconnects, the stage is cancelled at the worker.
 
 **Errors** are `{"error": {"code", "message", "details"}}` with the status of the
 `AIFactoryError` class; malformed JSON or a message that does not match its type is 400, an
@@ -42,6 +45,7 @@ from typing import Any, TypeVar
 
 import anyio
 from starlette.applications import Starlette
+from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -51,12 +55,7 @@ from starlette.types import Receive, Scope, Send
 from .._exceptions import AIFactoryError, BadInputError, NotFoundError
 from ..auth.signing import SignatureVerifier
 from ..protocol.codec import dumps, from_json, unstructure
-from ..protocol.messages import (
-    AcknowledgeRequest,
-    HandshakeRequest,
-    ProcessReply,
-    ProcessRequest,
-)
+from ..protocol.messages import AcknowledgeRequest, HandshakeRequest, ProcessRequest
 from ..workers.host import WorkerHost
 
 __all__ = ["MAX_BODY_BYTES", "NDJSON", "worker_app"]
@@ -66,12 +65,17 @@ NDJSON = "application/x-ndjson"
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
+_NDJSON_HEAD = [(b"content-type", NDJSON.encode()), (b"cache-control", b"no-store")]
 
 
 class _BodyTooLarge(Exception):
     def __init__(self, limit: int) -> None:
         super().__init__(limit)
         self.limit = limit
+
+
+class _Disconnected(Exception):
+    """The caller went away before its request was read: there is nobody to answer."""
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -122,33 +126,41 @@ class _WorkerService:
         self.verifier = verifier
         self.max_body_bytes = max_body_bytes
 
-    async def read_body(self, request: Request) -> bytes:
-        length = request.headers.get("content-length")
+    async def read_body(self, headers: dict[str, str], receive: Receive) -> bytes:
+        length = headers.get("content-length")
         if length is not None:
             if not (length.isascii() and length.isdigit()):
                 raise BadInputError("malformed Content-Length header")
             if int(length) > self.max_body_bytes:
                 raise _BodyTooLarge(self.max_body_bytes)
-        body = bytearray()
-        async for chunk in request.stream():
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            chunk: bytes = message.get("body", b"")
             body += chunk
             if len(body) > self.max_body_bytes:
                 raise _BodyTooLarge(self.max_body_bytes)
-        return bytes(body)
+            if not message.get("more_body", False):
+                return body
 
-    async def signed_message(self, request: Request, cls: type[T]) -> T:
+    async def signed_message(self, scope: Scope, receive: Receive, cls: type[T]) -> T:
         """Read, authenticate, then parse; nothing unauthenticated reaches the parser."""
-        body = await self.read_body(request)
-        self.verifier.verify(request.method, _path_with_query(request.scope), request.headers, body)
+        # ASGI servers give header names in lower case.
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        body = await self.read_body(headers, receive)
+        self.verifier.verify(scope["method"], _path_with_query(scope), headers, body)
         return from_json(body, cls)
 
-    def host(self, request: Request, named: str | None = None) -> WorkerHost:
+    def host(self, scope: Scope, named: str | None = None) -> WorkerHost:
         """The host a request is for (see the module docstring).
 
         Raises `BadInputError` for an ambiguous or contradictory choice, `NotFoundError`
         for a worker not hosted here.
         """
-        asked = request.query_params.get("worker")
+        query = scope.get("query_string", b"")
+        asked = QueryParams(query).get("worker") if query else None
         if asked is not None and named is not None and asked != named:
             raise BadInputError(
                 "?worker= and the message name different workers",
@@ -169,21 +181,36 @@ class _WorkerService:
             )
         return host
 
-    async def handshake(self, request: Request) -> Response:
-        message = await self.signed_message(request, HandshakeRequest)
-        reply = await self.host(request, message.worker).handshake(message)
-        return _json(unstructure(reply))
+    async def handshake(self, scope: Scope, receive: Receive) -> Any:
+        message = await self.signed_message(scope, receive, HandshakeRequest)
+        return await self.host(scope, message.worker).handshake(message)
 
-    async def acknowledge(self, request: Request) -> Response:
-        message = await self.signed_message(request, AcknowledgeRequest)
-        reply = await self.host(request).acknowledge(message)
-        return _json(unstructure(reply))
+    async def acknowledge(self, scope: Scope, receive: Receive) -> Any:
+        message = await self.signed_message(scope, receive, AcknowledgeRequest)
+        return await self.host(scope).acknowledge(message)
 
     async def health(self, request: Request) -> Response:
         if "worker" in request.query_params:
-            return _json(unstructure(self.host(request).health()))
+            return _json(unstructure(self.host(request.scope).health()))
         reports = [host.health() for host in self.hosts.values()]
         return _json({"healthy": all(r.healthy for r in reports), "workers": unstructure(reports)})
+
+
+class _Exchange:
+    """A protocol route that answers one JSON reply, as a raw ASGI app (no request and
+    response objects to build on the hot path); every error is its JSON error response."""
+
+    def __init__(self, call: Callable[[Scope, Receive], Awaitable[Any]]) -> None:
+        self.call = call
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            response = _json(unstructure(await self.call(scope, receive), omit_defaults=True))
+        except _Disconnected:
+            return
+        except Exception as exc:
+            response = _error_response(exc)
+        await response(scope, receive, send)
 
 
 def _guarded(
@@ -200,59 +227,60 @@ def _guarded(
 
 
 class _ProcessEndpoint:
-    """`POST /api/process` as a raw ASGI app: the answer is started lazily, so an error
-    before the first heartbeat keeps its own status, and later ones end the stream."""
+    """`POST /api/process` as a raw ASGI app: the answer is started lazily, so a stage that
+    reports no progress is answered plain JSON, an error before the first heartbeat keeps
+    its own status, and later ones end the stream."""
 
     def __init__(self, service: _WorkerService) -> None:
         self.service = service
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
         try:
-            message = await self.service.signed_message(request, ProcessRequest)
-            host = self.service.host(request)
+            message = await self.service.signed_message(scope, receive, ProcessRequest)
+            host = self.service.host(scope)
+        except _Disconnected:
+            return
         except Exception as exc:
             await _error_response(exc)(scope, receive, send)
             return
-        started = False
-
-        async def start() -> None:
-            nonlocal started
-            if not started:
-                started = True
-                headers = [(b"content-type", NDJSON.encode()), (b"cache-control", b"no-store")]
-                await send({"type": "http.response.start", "status": 200, "headers": headers})
+        streaming = answered = False
 
         async def line(data: Any, *, last: bool = False) -> None:
-            await start()
+            nonlocal streaming
+            if not streaming:
+                streaming = True
+                await send({"type": "http.response.start", "status": 200, "headers": _NDJSON_HEAD})
             body = dumps(data) + b"\n"
             await send({"type": "http.response.body", "body": body, "more_body": not last})
 
         async def progress(percent: float, text: str) -> None:
             await line({"progress": {"percent": percent, "message": text}})
 
-        outcome: ProcessReply | Exception | None = None
         async with anyio.create_task_group() as tg:
 
             async def stop_when_disconnected() -> None:
+                # Once the answer is complete, ASGI reports a disconnect too: that one ends
+                # this watcher without cancelling anything.
                 while (await receive())["type"] != "http.disconnect":
                     pass
-                tg.cancel_scope.cancel()
+                if not answered:
+                    tg.cancel_scope.cancel()  # the caller gave up: stop the stage
 
             tg.start_soon(stop_when_disconnected)
             try:
-                outcome = await host.process(message, progress)
+                reply = await host.process(message, progress)
             except Exception as exc:
-                outcome = exc
-            tg.cancel_scope.cancel()
-        if outcome is None:
-            return  # the caller went away and the stage was cancelled: nobody to answer
-        if isinstance(outcome, ProcessReply):
-            await line({"result": unstructure(outcome)}, last=True)
-        elif not started:
-            await _error_response(outcome)(scope, receive, send)
-        else:
-            await line(_error_payload(outcome)[1], last=True)
+                answered = True
+                if streaming:
+                    await line(_error_payload(exc)[1], last=True)
+                else:
+                    await _error_response(exc)(scope, receive, send)
+            else:
+                answered = True
+                if streaming:
+                    await line({"result": unstructure(reply, omit_defaults=True)}, last=True)
+                else:
+                    await _json(unstructure(reply, omit_defaults=True))(scope, receive, send)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -279,9 +307,9 @@ def worker_app(
     """
     service = _WorkerService(hosts, verifier, max_body_bytes)
     routes = [
-        Route("/api/handshake", _guarded(service.handshake), methods=["POST"]),
+        Route("/api/handshake", _Exchange(service.handshake), methods=["POST"]),
         Route("/api/process", _ProcessEndpoint(service), methods=["POST"]),
-        Route("/api/acknowledge", _guarded(service.acknowledge), methods=["POST"]),
+        Route("/api/acknowledge", _Exchange(service.acknowledge), methods=["POST"]),
         Route("/health", _guarded(service.health), methods=["GET"]),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
