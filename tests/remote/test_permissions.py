@@ -107,9 +107,7 @@ async def world() -> AsyncIterator[World]:
                 "api_key": {"X-API-Key": ids["Acme"]["api_key"]},
                 "worker": {
                     "X-Worker-ID": "orchestrator",
-                    "X-Timestamp": str(int(time.time())),
-                    "X-Nonce": "n" * 22,
-                    "X-Signature": "0" * 64,
+                    "X-Signature": f"{int(time.time())}.{'n' * 22}.{'A' * 43}",
                 },
                 "none": {},
             }

@@ -4,12 +4,17 @@ The original system shipped one bearer token, hard-coded in every service: whoev
 service's code could call them all, forever. Here every worker (and the orchestrator) holds
 its own `WorkerKey`, configured outside the code, and signs each request:
 
-| header        | value                                                          |
-|---------------|----------------------------------------------------------------|
-| `X-Worker-ID` | the caller's id (the key's `worker_id`)                        |
-| `X-Timestamp` | unix seconds, as a decimal integer                             |
-| `X-Nonce`     | at least 128 random bits, base64url without padding            |
-| `X-Signature` | hex HMAC-SHA256 with the caller's secret over the canonical string |
+| header        | value                                                              |
+|---------------|--------------------------------------------------------------------|
+| `X-Worker-ID` | the caller's id (the key's `worker_id`)                            |
+| `X-Signature` | `TIMESTAMP.NONCE.SIGNATURE`, three fields joined by dots:          |
+|               | unix seconds as a decimal integer; a nonce of at least 128 random  |
+|               | bits, base64url without padding; the HMAC-SHA256 of the canonical  |
+|               | string with the caller's secret, base64url without padding (43     |
+|               | characters)                                                        |
+
+Two headers rather than one per field, and base64url rather than hex: every protocol call
+carries them, and the orchestrator's three calls per stage are small otherwise.
 
 The canonical string joins six lines with `\\n`:
 
@@ -22,10 +27,11 @@ NONCE
 WORKER_ID
 ```
 
-`SignatureVerifier` refuses (`AuthenticationError`, 401) a missing header, an unknown worker
-id, a timestamp more than `max_skew_s` (300 s) off in either direction, a nonce seen before
-within its validity window, and any change to the method, path, query, body, timestamp, nonce
-or worker id. Digests are compared in constant time. Errors say what failed, never a value.
+`SignatureVerifier` refuses (`AuthenticationError`, 401) a missing or malformed header, an
+unknown worker id, a timestamp more than `max_skew_s` (300 s) off in either direction, a
+nonce seen before within its validity window, and any change to the method, path, query,
+body, timestamp, nonce or worker id. Signatures are compared in constant time. Errors say
+what failed, never a value.
 
 ```python
 key = generate_worker_key("orchestrator")
@@ -54,9 +60,7 @@ from .._exceptions import AuthenticationError, BadInputError, QuotaExceededError
 
 __all__ = [
     "BEARER_ID",
-    "NONCE_HEADER",
     "SIGNATURE_HEADER",
-    "TIMESTAMP_HEADER",
     "WORKER_ID_HEADER",
     "SignatureVerifier",
     "WorkerKey",
@@ -67,8 +71,6 @@ __all__ = [
 ]
 
 WORKER_ID_HEADER = "X-Worker-ID"
-TIMESTAMP_HEADER = "X-Timestamp"
-NONCE_HEADER = "X-Nonce"
 SIGNATURE_HEADER = "X-Signature"
 #: The id `SignatureVerifier.verify` returns for a request carrying the static bearer token.
 BEARER_ID = "bearer"
@@ -76,7 +78,7 @@ BEARER_ID = "bearer"
 _WORKER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _NONCE = re.compile(r"[A-Za-z0-9_-]{22,128}")  # 22 base64url characters carry 128 bits
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
-_SIGNATURE = re.compile(r"[0-9a-f]{64}")
+_SIGNATURE = re.compile(r"[A-Za-z0-9_-]{43}")  # 256 bits in base64url
 _MIN_SECRET_BYTES = 16
 _MIN_BEARER_CHARS = 16
 
@@ -153,7 +155,8 @@ def canonical_string(
 
 
 def _signature(key: WorkerKey, message: bytes) -> str:
-    return hmac.new(key.secret, message, hashlib.sha256).hexdigest()
+    digest = hmac.new(key.secret, message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 def sign(
@@ -165,7 +168,7 @@ def sign(
     now: float,
     nonce: str | None = None,
 ) -> dict[str, str]:
-    """The four signature headers for one request sent at unix time `now`.
+    """The two signature headers for one request sent at unix time `now`.
 
     `path_with_query` is the path exactly as sent (percent-encoded), followed by `?query`
     when the URL has one. A fresh random nonce is drawn unless `nonce` is given (tests).
@@ -173,12 +176,8 @@ def sign(
     timestamp = str(int(now))
     nonce = nonce if nonce is not None else new_nonce()
     message = canonical_string(method, path_with_query, body, timestamp, nonce, key.worker_id)
-    return {
-        WORKER_ID_HEADER: key.worker_id,
-        TIMESTAMP_HEADER: timestamp,
-        NONCE_HEADER: nonce,
-        SIGNATURE_HEADER: _signature(key, message),
-    }
+    signature = _signature(key, message)
+    return {WORKER_ID_HEADER: key.worker_id, SIGNATURE_HEADER: f"{timestamp}.{nonce}.{signature}"}
 
 
 class SignatureVerifier:
@@ -238,23 +237,34 @@ class SignatureVerifier:
         or a signature that does not match; `QuotaExceededError` when the nonce cache is full.
         """
         found = {name.lower(): value for name, value in headers.items()}
-        if WORKER_ID_HEADER.lower() not in found and SIGNATURE_HEADER.lower() not in found:
+        worker_id = found.get(WORKER_ID_HEADER.lower())
+        signed = found.get(SIGNATURE_HEADER.lower())
+        if worker_id is None and signed is None:
             authorization = found.get("authorization")
             if authorization is not None:
                 return self._verify_bearer(authorization)
-        fields = []
-        for name in (WORKER_ID_HEADER, TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER):
-            value = found.get(name.lower())
-            if not value:
-                raise AuthenticationError(f"missing {name} header", details={"header": name})
-            fields.append(value)
-        worker_id, timestamp, nonce, signature = fields
+        if not worker_id:
+            raise AuthenticationError(
+                f"missing {WORKER_ID_HEADER} header", details={"header": WORKER_ID_HEADER}
+            )
+        if not signed:
+            raise AuthenticationError(
+                f"missing {SIGNATURE_HEADER} header", details={"header": SIGNATURE_HEADER}
+            )
+        fields = signed.split(".")
+        if len(fields) != 3:
+            raise AuthenticationError("malformed X-Signature header (TIMESTAMP.NONCE.SIGNATURE)")
+        timestamp, nonce, signature = fields
         if not _TIMESTAMP.fullmatch(timestamp):
-            raise AuthenticationError("malformed X-Timestamp header")
+            raise AuthenticationError("malformed timestamp in the X-Signature header")
         if not _NONCE.fullmatch(nonce):
-            raise AuthenticationError("malformed X-Nonce header (22-128 base64url characters)")
+            raise AuthenticationError(
+                "malformed nonce in the X-Signature header (22-128 base64url characters)"
+            )
         if not _SIGNATURE.fullmatch(signature):
-            raise AuthenticationError("malformed X-Signature header (64 lower-case hex digits)")
+            raise AuthenticationError(
+                "malformed signature in the X-Signature header (43 base64url characters)"
+            )
         key = self._keys.get(worker_id)
         if key is None:
             raise AuthenticationError("unknown worker id")
@@ -262,7 +272,8 @@ class SignatureVerifier:
         sent = int(timestamp)
         if abs(now - sent) > self.max_skew_s:
             raise AuthenticationError(
-                f"X-Timestamp is more than {self.max_skew_s:g} s away from the server's clock",
+                f"the signature's timestamp is more than {self.max_skew_s:g} s away from the "
+                "server's clock",
                 details={"max_skew_s": self.max_skew_s},
             )
         message = canonical_string(method, path_with_query, body, timestamp, nonce, worker_id)

@@ -16,8 +16,8 @@ to the only worker hosted (a service with several answers 400 and asks for `?wor
 Unknown names are 404.
 
 **Authentication.** Every `/api/*` request must be signed (`auth.signing`: `X-Worker-ID`,
-`X-Timestamp`, `X-Nonce`, `X-Signature`); the signature is checked over the raw bytes before
-anything is parsed, and failures are 401. `/health` is public: it tells only names, free
+`X-Signature`); the signature is checked over the raw bytes before anything is parsed, and
+failures are 401. `/health` is public: it tells only names, free
 slots, capabilities and versions, which the orchestrator's registry polls.
 
 **Process answers plain JSON, or streams heartbeats.** A stage that finishes without
