@@ -115,8 +115,8 @@ def _default_sequence_hook(conv: cattrs.Converter, target: Any) -> Any:
     return list_structure_factory(target, conv)
 
 
-def _make() -> cattrs.Converter:
-    conv = make_converter(forbid_extra_keys=False)
+def _make(*, forbid_extra_keys: bool = False) -> cattrs.Converter:
+    conv = make_converter(forbid_extra_keys=forbid_extra_keys)
     for kind, also in ((str, ()), (int, ()), (float, (int,)), (bool, ())):
         conv.register_structure_hook(kind, _strict(kind, *also))
     # Lists and objects must arrive as lists and objects: a string is not a list of letters.
@@ -141,6 +141,8 @@ converter = _make()
 # The same converter, leaving out fields equal to their defaults: what the worker protocol
 # sends, so a no-op stage's summary is `{"method": "noop"}` rather than a page of zeros.
 _omitting = converter.copy(omit_if_default=True)
+# And one refusing fields a class does not have (its hooks are built from its own setting).
+_forbidding = _make(forbid_extra_keys=True)
 
 
 def unstructure(value: Any, *, omit_defaults: bool = False) -> Any:
@@ -152,10 +154,13 @@ def unstructure(value: Any, *, omit_defaults: bool = False) -> Any:
     return (_omitting if omit_defaults else converter).unstructure(value)
 
 
-def structure(data: Any, cls: type[T]) -> T:
-    """Build a `cls` from plain data. Raises `BadInputError` naming what is wrong."""
+def structure(data: Any, cls: type[T], *, forbid_extra_keys: bool = False) -> T:
+    """Build a `cls` from plain data. Raises `BadInputError` naming what is wrong.
+
+    Keys an attrs class does not have are ignored, or with `forbid_extra_keys` refused.
+    """
     try:
-        return converter.structure(data, cls)
+        return (_forbidding if forbid_extra_keys else converter).structure(data, cls)
     except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
         notes = cattrs.transform_error(exc) if isinstance(exc, cattrs.BaseValidationError) else []
         raise BadInputError(
@@ -186,6 +191,6 @@ def to_json(value: Any, *, omit_defaults: bool = False) -> bytes:
     return dumps(unstructure(value, omit_defaults=omit_defaults))
 
 
-def from_json(raw: bytes | str, cls: type[T]) -> T:
-    """Parse JSON bytes into a `cls`. Raises `BadInputError`."""
-    return structure(loads(raw), cls)
+def from_json(raw: bytes | str, cls: type[T], *, forbid_extra_keys: bool = False) -> T:
+    """Parse JSON bytes into a `cls` (see `structure`). Raises `BadInputError`."""
+    return structure(loads(raw), cls, forbid_extra_keys=forbid_extra_keys)
