@@ -78,6 +78,7 @@ from aifactory.models import StageSpec, Template, Tier
 from aifactory.orchestrator import Orchestrator, WorkerRegistry
 from aifactory.protocol import StageSummary, dumps, to_json
 from aifactory.protocol.messages import (
+    AcknowledgeByDigest,
     AcknowledgeReply,
     AcknowledgeRequest,
     HandshakeReply,
@@ -346,7 +347,8 @@ class MeteredTransport:
     async def acknowledge(self, request: AcknowledgeRequest) -> AcknowledgeReply:
         """Forward, recording the call."""
         call = self.inner.acknowledge(request)
-        return await self._record("acknowledge", to_json(request, omit_defaults=True), call)
+        body = to_json(AcknowledgeByDigest.of(request), omit_defaults=True)
+        return await self._record("acknowledge", body, call)
 
     async def health(self) -> WorkerHealth:
         """Forward (health is cached by the registry, so it is not a per-stage cost)."""

@@ -53,6 +53,7 @@ from aifactory.models import (
 )
 from aifactory.protocol.codec import dumps, from_json, loads, structure, to_json, unstructure
 from aifactory.protocol.messages import (
+    AcknowledgeByDigest,
     AcknowledgeReply,
     AcknowledgeRequest,
     Binding,
@@ -262,6 +263,15 @@ MESSAGES: dict[type[Any], st.SearchStrategy[Any]] = {
         handshake_id=ids,
         status=st.sampled_from(["completed", "failed"]),
         output_ref=maybe_refs,
+    ),
+    AcknowledgeByDigest: st.builds(
+        AcknowledgeByDigest,
+        execution_id=ids,
+        stage_id=ids,
+        attempt=attempts,
+        handshake_id=ids,
+        status=st.sampled_from(["completed", "failed"]),
+        output_sha256=st.none() | st.text(alphabet="0123456789abcdef", min_size=64, max_size=64),
     ),
     AcknowledgeReply: st.builds(
         AcknowledgeReply, handshake_id=ids, committed=st.booleans(), duplicate=st.booleans()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import anyio
+import attrs
 import httpx
 import pytest
 import uvicorn
@@ -44,6 +45,7 @@ from aifactory.protocol import (
     to_json,
     unstructure,
 )
+from aifactory.protocol.messages import AcknowledgeByDigest
 from aifactory.server.worker_app import worker_app
 from aifactory.state.sqlite import SQLiteStore
 from aifactory.storage import BlobStore, StorageConfig
@@ -108,7 +110,7 @@ class Quiet(Worker):
     async def process(
         self, action: str, inputs: Mapping[str, Any], params: Mapping[str, Any], ctx: WorkerContext
     ) -> WorkerResult:
-        return WorkerResult({"ok": True}, StageSummary(method="test:quiet"))
+        return WorkerResult({"ok": True, "pad": "x" * 600}, StageSummary(method="test:quiet"))
 
 
 class Server:
@@ -342,7 +344,7 @@ async def test_a_stage_without_heartbeats_is_answered_plain_json(service: Servic
     assert raw.headers["content-type"] == "application/json"
     reply = structure(raw.json(), ProcessReply)
     assert reply.handshake_id == accepted.handshake_id
-    assert json.loads(service.blobs.get(reply.output_ref)) == {"ok": True}
+    assert json.loads(service.blobs.get(reply.output_ref))["ok"] is True
     # The transport takes this form as readily as a stream.
     again = await service.transport("quiet").handshake(_offer(ref, attempt=2, worker="quiet"))
     done = await service.transport("quiet").process(
@@ -363,6 +365,33 @@ async def test_messages_leave_default_fields_out_on_the_wire(service: Service) -
     # Read back, the defaults are there again.
     parsed = await service.transport("quiet").handshake(_offer(ref, attempt=2, worker="quiet"))
     assert (parsed.reason, parsed.retryable) == (None, True)
+
+
+async def test_an_acknowledge_names_the_output_by_its_digest(service: Service) -> None:
+    transport = service.transport("quiet")
+    ref = _stage_input(service.blobs)
+    accepted = await transport.handshake(_offer(ref, worker="quiet"))
+    done = await transport.process(ProcessRequest("exec_1", "outline", 1, accepted.handshake_id))
+    assert done.output_ref.data is not None  # 600 B inline: not sent back in the acknowledge
+    before = transport.traffic.bytes_sent
+    ack = AcknowledgeRequest(
+        "exec_1", "outline", 1, accepted.handshake_id, "completed", done.output_ref
+    )
+    assert (await transport.acknowledge(ack)).committed
+    assert transport.traffic.bytes_sent - before < len(done.output_ref.data)
+    wire = AcknowledgeByDigest.of(ack)
+    assert wire.output_sha256 == done.output_ref.sha256
+    path = "/api/acknowledge?worker=quiet"
+    # Another digest is another output: refused, as the host refuses a different output.
+    other = attrs.evolve(wire, output_sha256="0" * 64)
+    _assert_error(await service.post(path, to_json(other)), 409, "conflict")
+    # A handshake this service reported nothing for.
+    unknown = attrs.evolve(wire, handshake_id="hs_unknown")
+    _assert_error(await service.post(path, to_json(unknown)), 404, "not_found")
+    # The whole reference is not the wire form: an unknown field is refused, not ignored.
+    _assert_error(await service.post(path, to_json(ack)), 400, "bad_input")
+    again = await transport.acknowledge(ack)
+    assert (again.committed, again.duplicate) == (True, True)
 
 
 async def test_health_of_the_service_and_of_one_worker(service: Service) -> None:
@@ -408,7 +437,7 @@ async def test_unsigned_or_badly_signed_calls_are_401(service: Service, path: st
 
 async def test_a_replayed_request_is_401(service: Service) -> None:
     path = "/api/acknowledge?worker=content_granulator"
-    body = dumps(unstructure(AcknowledgeRequest("exec_9", "s", 1, "hs_1", "failed")))
+    body = to_json(AcknowledgeByDigest("exec_9", "s", 1, "hs_1", "failed"))
     headers = sign("POST", path, body, ORCHESTRATOR, now=time.time())
     first = await service.client.post(f"{service.base_url}{path}", content=body, headers=headers)
     _assert_error(first, 404, "not_found")  # authenticated, but no such stage

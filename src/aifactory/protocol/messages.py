@@ -11,6 +11,7 @@ from ..models.execution import Cost, Usage
 from ..models.storage_ref import StorageRef
 
 __all__ = [
+    "AcknowledgeByDigest",
     "AcknowledgeReply",
     "AcknowledgeRequest",
     "Binding",
@@ -122,6 +123,47 @@ class AcknowledgeRequest:
     handshake_id: str
     status: str
     output_ref: StorageRef | None = None
+
+
+@attrs.frozen
+class AcknowledgeByDigest:
+    """An `AcknowledgeRequest` as it crosses HTTP: the output named by its sha256 alone.
+
+    The worker service remembers the output it reported for each handshake and checks the
+    digest against it, so neither a stored output's reference nor an inline output's bytes
+    travel back to the worker that produced them.
+    """
+
+    execution_id: str
+    stage_id: str
+    attempt: int
+    handshake_id: str
+    status: str
+    output_sha256: str | None = None
+
+    @classmethod
+    def of(cls, request: AcknowledgeRequest) -> AcknowledgeByDigest:
+        """The digest form of `request`."""
+        output = request.output_ref
+        return cls(
+            request.execution_id,
+            request.stage_id,
+            request.attempt,
+            request.handshake_id,
+            request.status,
+            None if output is None else output.sha256,
+        )
+
+    def with_output(self, output_ref: StorageRef | None) -> AcknowledgeRequest:
+        """The `AcknowledgeRequest` this stands for, given the output it names."""
+        return AcknowledgeRequest(
+            self.execution_id,
+            self.stage_id,
+            self.attempt,
+            self.handshake_id,
+            self.status,
+            output_ref,
+        )
 
 
 @attrs.frozen

@@ -6,7 +6,7 @@ Routes (the documented AI Factory wire format):
 |------------------------|-----------------------------|-----------------------------------------|
 | `POST /api/handshake`  | `HandshakeRequest` (JSON)   | `HandshakeReply` (JSON)                 |
 | `POST /api/process`    | `ProcessRequest` (JSON)     | NDJSON stream, see below                |
-| `POST /api/acknowledge`| `AcknowledgeRequest` (JSON) | `AcknowledgeReply` (JSON)               |
+| `POST /api/acknowledge`| `AcknowledgeByDigest` (JSON)| `AcknowledgeReply` (JSON)               |
 | `GET /health`          |                             | `{"healthy", "workers": [WorkerHealth]}`|
 | `GET /health?worker=N` |                             | `WorkerHealth` of worker `N`            |
 
@@ -30,6 +30,14 @@ one final line, `{"result": <ProcessReply>}` or `{"error": {"code", "message", "
 progress line is an ordinary JSON error response with its status. If the caller
 disconnects, the stage is cancelled at the worker.
 
+**Acknowledge names the output by its sha256** (`AcknowledgeByDigest`): the service remembers
+the output it reported for each handshake (the newest 10,000, within 64 MiB of inline
+outputs) and hands the host the `AcknowledgeRequest` with that output; a digest that differs
+is 409, a handshake whose output is not remembered 404.
+
+**Messages** leave out fields equal to their defaults; fields a message does not have are
+400.
+
 **Errors** are `{"error": {"code", "message", "details"}}` with the status of the
 `AIFactoryError` class; malformed JSON or a message that does not match its type is 400, an
 unknown route 404, a wrong method 405, a body over `max_body_bytes` (1 MiB: data moves by
@@ -40,6 +48,7 @@ the traceback goes to the `aifactory.server.worker_app` logger, never to the cal
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -52,10 +61,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from .._exceptions import AIFactoryError, BadInputError, NotFoundError
+from .._exceptions import AIFactoryError, BadInputError, ConflictError, NotFoundError
 from ..auth.signing import SignatureVerifier
+from ..models.storage_ref import StorageRef
 from ..protocol.codec import dumps, from_json, unstructure
-from ..protocol.messages import AcknowledgeRequest, HandshakeRequest, ProcessRequest
+from ..protocol.messages import (
+    AcknowledgeByDigest,
+    AcknowledgeReply,
+    HandshakeRequest,
+    ProcessReply,
+    ProcessRequest,
+)
 from ..workers.host import WorkerHost
 
 __all__ = ["MAX_BODY_BYTES", "NDJSON", "worker_app"]
@@ -66,6 +82,10 @@ NDJSON = "application/x-ndjson"
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
 _NDJSON_HEAD = [(b"content-type", NDJSON.encode()), (b"cache-control", b"no-store")]
+# Outputs remembered for acknowledges by digest: as many as a `WorkerHost` remembers stages,
+# and no more than this many bytes of inline outputs.
+_REPORTED = 10_000
+_REPORTED_INLINE_BYTES = 64 * 1024 * 1024
 
 
 class _BodyTooLarge(Exception):
@@ -112,6 +132,28 @@ def _path_with_query(scope: Scope) -> str:
     return f"{text}?{query.decode('latin-1')}" if query else text
 
 
+class _Reported:
+    """The outputs this service reported, by handshake id, newest last (see `_REPORTED`)."""
+
+    def __init__(self, max_outputs: int, max_inline_bytes: int) -> None:
+        self._outputs: OrderedDict[str, StorageRef] = OrderedDict()
+        self._inline_bytes = 0
+        self._max_outputs = max_outputs
+        self._max_inline_bytes = max_inline_bytes
+
+    def add(self, reply: ProcessReply) -> None:
+        self._outputs[reply.handshake_id] = reply.output_ref
+        self._inline_bytes += len(reply.output_ref.data or b"")
+        while self._outputs and (
+            len(self._outputs) > self._max_outputs or self._inline_bytes > self._max_inline_bytes
+        ):
+            _, old = self._outputs.popitem(last=False)
+            self._inline_bytes -= len(old.data or b"")
+
+    def get(self, handshake_id: str) -> StorageRef | None:
+        return self._outputs.get(handshake_id)
+
+
 class _WorkerService:
     def __init__(
         self, hosts: Sequence[WorkerHost], verifier: SignatureVerifier, max_body_bytes: int
@@ -125,6 +167,7 @@ class _WorkerService:
             self.hosts[host.name] = host
         self.verifier = verifier
         self.max_body_bytes = max_body_bytes
+        self.reported = _Reported(_REPORTED, _REPORTED_INLINE_BYTES)
 
     async def read_body(self, headers: dict[str, str], receive: Receive) -> bytes:
         length = headers.get("content-length")
@@ -151,7 +194,8 @@ class _WorkerService:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         body = await self.read_body(headers, receive)
         self.verifier.verify(scope["method"], _path_with_query(scope), headers, body)
-        return from_json(body, cls)
+        # Strict about keys: a misspelt field would otherwise pass as its default.
+        return from_json(body, cls, forbid_extra_keys=True)
 
     def host(self, scope: Scope, named: str | None = None) -> WorkerHost:
         """The host a request is for (see the module docstring).
@@ -185,9 +229,23 @@ class _WorkerService:
         message = await self.signed_message(scope, receive, HandshakeRequest)
         return await self.host(scope, message.worker).handshake(message)
 
-    async def acknowledge(self, scope: Scope, receive: Receive) -> Any:
-        message = await self.signed_message(scope, receive, AcknowledgeRequest)
-        return await self.host(scope).acknowledge(message)
+    async def acknowledge(self, scope: Scope, receive: Receive) -> AcknowledgeReply:
+        message = await self.signed_message(scope, receive, AcknowledgeByDigest)
+        host = self.host(scope)
+        output = None
+        if message.output_sha256 is not None:
+            output = self.reported.get(message.handshake_id)
+            if output is None:
+                raise NotFoundError(
+                    f"no output reported for handshake {message.handshake_id!r}",
+                    details={"handshake_id": message.handshake_id},
+                )
+            if output.sha256 != message.output_sha256:
+                raise ConflictError(
+                    "acknowledged output differs from the processed output",
+                    details={"attempt": message.attempt},
+                )
+        return await host.acknowledge(message.with_output(output))
 
     async def health(self, request: Request) -> Response:
         if "worker" in request.query_params:
@@ -277,6 +335,7 @@ class _ProcessEndpoint:
                     await _error_response(exc)(scope, receive, send)
             else:
                 answered = True
+                self.service.reported.add(reply)
                 if streaming:
                     await line({"result": unstructure(reply, omit_defaults=True)}, last=True)
                 else:

@@ -60,6 +60,7 @@ from .._exceptions import (
 from ..auth.signing import WorkerKey, sign
 from ..protocol.codec import structure, to_json
 from ..protocol.messages import (
+    AcknowledgeByDigest,
     AcknowledgeReply,
     AcknowledgeRequest,
     HandshakeReply,
@@ -210,10 +211,13 @@ class HttpWorkerTransport:
         )
 
     async def acknowledge(self, request: AcknowledgeRequest) -> AcknowledgeReply:
-        """Commit (or give up) an attempt. Raises what the worker raised, or `TransportError`."""
-        return await self._call(
-            "POST", "/api/acknowledge", to_json(request, omit_defaults=True), AcknowledgeReply
-        )
+        """Commit (or give up) an attempt. Raises what the worker raised, or `TransportError`.
+
+        The output goes by its sha256 (`AcknowledgeByDigest`): the service knows which
+        output it reported for the handshake.
+        """
+        body = to_json(AcknowledgeByDigest.of(request), omit_defaults=True)
+        return await self._call("POST", "/api/acknowledge", body, AcknowledgeReply)
 
     async def health(self) -> WorkerHealth:
         """The worker's health. Raises `NotFoundError` if the service does not host the
