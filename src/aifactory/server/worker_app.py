@@ -51,10 +51,10 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
+from urllib.parse import unquote_plus
 
 import anyio
 from starlette.applications import Starlette
-from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -132,6 +132,15 @@ def _path_with_query(scope: Scope) -> str:
     return f"{text}?{query.decode('latin-1')}" if query else text
 
 
+def _worker_asked(query: bytes) -> str | None:
+    # `?worker=NAME`, read without building a whole QueryParams on every call.
+    for pair in query.split(b"&"):
+        name, _, value = pair.partition(b"=")
+        if name == b"worker":
+            return unquote_plus(value.decode("latin-1"))
+    return None
+
+
 class _Reported:
     """The outputs this service reported, by handshake id, newest last (see `_REPORTED`)."""
 
@@ -203,8 +212,7 @@ class _WorkerService:
         Raises `BadInputError` for an ambiguous or contradictory choice, `NotFoundError`
         for a worker not hosted here.
         """
-        query = scope.get("query_string", b"")
-        asked = QueryParams(query).get("worker") if query else None
+        asked = _worker_asked(scope.get("query_string", b""))
         if asked is not None and named is not None and asked != named:
             raise BadInputError(
                 "?worker= and the message name different workers",
