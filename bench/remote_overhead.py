@@ -10,7 +10,9 @@ same run:
 
 - `raw round trip`: the same stack doing nothing: an `httpx.AsyncClient` POSTs a 1 KB JSON
   body to a Starlette echo route served by a second uvicorn with the same configuration; the
-  median of `repeats x max(100, 3n)` single calls after a warm-up;
+  median of `repeats x max(100, 3n)` single calls after a warm-up, one block of them before
+  each repetition of the remote pipeline (so both are measured over the same stretch of
+  time: a machine's speed drifts by 10-20% over a run);
 - `aifactory_remote`: the five-stage no-op pipeline of `pipeline_overhead.py` (durable SQLite
   state, result cache off) over HTTP; per-stage overhead is
   `(median time per run - plain per run) / 5`, the median over `--repeats` repetitions of
@@ -28,13 +30,16 @@ Targets (issue 5): per-stage overhead at most 4x the raw round trip (three calls
 so 3x is this design's floor), and under 2 KB over HTTP for the stage that outputs 10 MB.
 
     python bench/remote_overhead.py [--json] [--n N] [--repeats R] [--check]
-                                    [--server thread|process] [--stage-inline BYTES]
+                                    [--server thread|process] [--stage-inline BYTES | --wire]
 
-`--server process` runs the two servers in a child process instead (no GIL shared with the
-orchestrator, as in a real deployment); `--stage-inline` keeps stage payloads under BYTES
-inline on both sides (the embedded factory's default is 65536) instead of the wire placement
-(inline under 1 KiB, fsync'd KV files above). Prints a table (with `--json`, one JSON object on
-stdout; progress goes to stderr) and exits 0; `--check` exits 1 when a target is missed.
+Storage places stage payloads as a served deployment does (`aifactory serve` builds it from
+`FactoryConfig`, as the embedded factory and `pipeline_overhead.py` do): inline up to 64 KiB,
+travelling in the protocol's messages; `--stage-inline BYTES` moves that threshold, and
+`--wire` uses the seed's wire placement instead (inline under 1 KiB, larger payloads as
+fsync'd KV files that both sides read and write). `--server process` runs the two servers in
+a child process (no GIL shared with the orchestrator, as in a real deployment). Prints a
+table (with `--json`, one JSON object on stdout; progress goes to stderr) and exits 0;
+`--check` exits 1 when a target is missed.
 """
 
 from __future__ import annotations
@@ -74,6 +79,7 @@ from starlette.routing import Route
 
 from aifactory import RandomIds, SystemClock
 from aifactory.auth.signing import SignatureVerifier, WorkerKey, generate_worker_key
+from aifactory.config import EMBEDDED_STAGE_INLINE_BYTES
 from aifactory.models import StageSpec, Template, Tier
 from aifactory.orchestrator import Orchestrator, WorkerRegistry
 from aifactory.protocol import StageSummary, dumps, to_json
@@ -251,27 +257,37 @@ def time_plain(s: Settings) -> list[float]:
     return figures
 
 
-async def time_roundtrips(client: httpx.AsyncClient, url: str, s: Settings) -> list[float]:
-    """Seconds of each of `repeats x max(100, 3n)` echo calls of a 1 KB JSON body."""
-    payload = {"data": ""}
-    payload["data"] = "x" * (ROUNDTRIP_BODY_BYTES - len(json.dumps(payload)))
-    calls = max(100, 3 * s.n)
+class RoundTrips:
+    """The raw round trip: 1 KB JSON echo calls, timed one by one.
 
-    async def call() -> None:
-        response = await client.post(url, json=payload)
-        if response.status_code != 200 or response.json() != payload:
+    The pipeline's repetitions call `block` before each of theirs, so the baseline is
+    measured across the same stretch of time as what it is compared with (a machine's speed
+    drifts by 10-20% over a run).
+    """
+
+    def __init__(self, client: httpx.AsyncClient, url: str, s: Settings) -> None:
+        self.client, self.url, self.s = client, url, s
+        payload = {"data": ""}
+        payload["data"] = "x" * (ROUNDTRIP_BODY_BYTES - len(json.dumps(payload)))
+        self.payload = payload
+        self.timings: list[float] = []
+
+    async def call(self) -> None:
+        response = await self.client.post(self.url, json=self.payload)
+        if response.status_code != 200 or response.json() != self.payload:
             raise RuntimeError(f"the echo route answered {response.status_code}")
 
-    for _ in range(max(20, s.warmup)):
-        await call()
-    timings = []
-    for _ in range(s.repeats):
+    async def warm_up(self) -> None:
+        for _ in range(max(20, self.s.warmup)):
+            await self.call()
+
+    async def block(self) -> None:
+        """`max(100, 3n)` timed calls (garbage collected first)."""
         gc.collect()
-        for _ in range(calls):
+        for _ in range(max(100, 3 * self.s.n)):
             start = time.perf_counter()
-            await call()
-            timings.append(time.perf_counter() - start)
-    return timings
+            await self.call()
+            self.timings.append(time.perf_counter() - start)
 
 
 def pipeline_run(
@@ -392,14 +408,25 @@ def orchestrator_on(
 # -- the measurements -------------------------------------------------------------------------
 
 
-async def measure_remote(remote: Remote, s: Settings) -> dict[str, Any]:
-    """Time the no-op pipeline over HTTP; check its output and that every stage went remote."""
+async def measure_remote(remote: Remote, s: Settings, raw: RoundTrips) -> dict[str, Any]:
+    """Time the no-op pipeline over HTTP, each repetition after a block of raw round trips;
+    check its output and that every stage went remote."""
     transports = [remote.transport(f"noop_{i}") for i in range(1, STAGES + 1)]
     with orchestrator_on(s.folder / "remote", remote.blobs, transports) as orchestrator:
         run = pipeline_run(orchestrator, noop_template(), {"data": {}})
         await run()  # the registry's first health checks happen here, not in the timing
+        await raw.warm_up()
         before = [t.traffic for t in transports]
-        figures = await time_async(run, s)
+        for _ in range(s.warmup):
+            await run()
+        figures = []
+        for _ in range(s.repeats):
+            await raw.block()
+            gc.collect()
+            start = time.perf_counter()
+            for _ in range(s.n):
+                await run()
+            figures.append((time.perf_counter() - start) / s.n)
         moved = [t.traffic - b for t, b in zip(transports, before, strict=True)]
         stages = STAGES * (s.warmup + s.n * s.repeats)
         if sum(m.requests for m in moved) != 3 * stages:
@@ -557,11 +584,14 @@ async def measure(s: Settings, progress: Callable[[str], None]) -> dict[str, Any
     figures: dict[str, Any] = {}
     with serve(key, s) as (service_url, echo_url):
         async with httpx.AsyncClient(timeout=30) as client, httpx.AsyncHTTPTransport() as pool:
-            progress("raw round trip: httpx -> uvicorn/Starlette echo, 1 KB JSON")
-            figures["roundtrip"] = await time_roundtrips(client, f"{echo_url}/echo", s)
+            raw = RoundTrips(client, f"{echo_url}/echo", s)
             remote = Remote(service_url, key, pool, BlobStore(s.storage("blobs")))
-            progress("aifactory_remote: the 5 no-op stages over HTTP")
-            figures["remote"] = await measure_remote(remote, s)
+            progress(
+                "aifactory_remote: the 5 no-op stages over HTTP, each repetition after raw "
+                "round trips (httpx -> uvicorn/Starlette echo, 1 KB JSON)"
+            )
+            figures["remote"] = await measure_remote(remote, s, raw)
+            figures["roundtrip"] = raw.timings
             progress("breakdown: each call of a remote stage, timed")
             figures["breakdown"] = await measure_breakdown(remote, s)
             progress("by reference: a stage outputting 10 MB, then one reading it")
@@ -739,12 +769,22 @@ def main(argv: list[str] | None = None) -> int:
         help="run uvicorn in a thread of this process (default; it shares the GIL with the "
         "orchestrator) or in a child process",
     )
-    parser.add_argument(
+    placement = parser.add_mutually_exclusive_group()
+    placement.add_argument(
         "--stage-inline",
         type=int,
         metavar="BYTES",
-        help="keep stage payloads under BYTES inline, both sides (default: the wire placement, "
-        "inline under 1 KiB; the embedded factory uses 65536)",
+        default=EMBEDDED_STAGE_INLINE_BYTES,
+        help="keep stage payloads under BYTES inline, both sides (default: "
+        f"{EMBEDDED_STAGE_INLINE_BYTES}, what `aifactory serve` and the embedded factory do)",
+    )
+    placement.add_argument(
+        "--wire",
+        dest="stage_inline",
+        action="store_const",
+        const=None,
+        help="the seed's wire placement instead: stage payloads inline under 1 KiB, larger "
+        "ones as fsync'd KV files",
     )
     args = parser.parse_args(argv)
     if min(args.n, args.repeats) < 1:
