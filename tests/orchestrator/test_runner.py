@@ -235,6 +235,26 @@ async def test_an_attempt_past_start_to_close_times_out() -> None:
     assert slow.calls == [1, 2]
 
 
+async def test_heartbeats_keep_a_long_stage_alive_past_the_heartbeat_timeout() -> None:
+    steady = Step("steady", delay_s=0.6, beat_s=0.05)  # three heartbeat timeouts long
+    timeouts = StagePolicy(schedule_to_start_s=1.0, start_to_close_s=10.0, heartbeat_s=0.2)
+    h = Harness([steady], timeouts=timeouts)
+    with anyio.fail_after(5):
+        done = await h.run(template(stage("s", "steady")))
+    assert done.status is ExecutionStatus.COMPLETED
+    assert steady.calls == [1]
+
+
+async def test_a_beating_stage_still_ends_at_start_to_close() -> None:
+    endless = Step("endless", delay_s=5.0, beat_s=0.02)
+    timeouts = StagePolicy(schedule_to_start_s=1.0, start_to_close_s=0.3, heartbeat_s=0.2)
+    h = Harness([endless], timeouts=timeouts, retry=RetryPolicy(maximum_attempts=1))
+    with anyio.fail_after(5):
+        done = await h.run(template(stage("s", "endless")))
+    assert done.status is ExecutionStatus.FAILED
+    assert "did not finish within 0.3 s" in (done.error or "")
+
+
 async def test_busy_workers_are_waited_for_until_schedule_to_start() -> None:
     busy = Step("busy", slots=1, delay_s=0.3)
     timeouts = StagePolicy(schedule_to_start_s=0.05, start_to_close_s=5.0)

@@ -220,57 +220,38 @@ class StageRunner:
         e = self.e
         heartbeat = stage.policy.heartbeat_s or e.timeouts.heartbeat_s
         limit = stage.policy.start_to_close_s or e.timeouts.start_to_close_s
-        last_beat = anyio.current_time()
-        silent = False
-        result: ProcessReply | None = None
-        error: Exception | None = None
+        # One cancel scope watches both timeouts: its deadline is the earlier of start-to-close
+        # and the next heartbeat due, moved on by each heartbeat. No watcher task to start,
+        # wake up periodically and cancel for every stage.
+        close_at = anyio.current_time() + limit if limit is not None else float("inf")
+        with anyio.CancelScope() as scope:
 
-        async def beat(percent: float, message: str) -> None:
-            nonlocal last_beat
-            last_beat = anyio.current_time()
-            await self._emit(
-                live,
-                "stage.progress",
-                stage.id,
-                percent=percent,
-                message=message,
-                attempt=request.attempt,
-            )
+            def due(now: float) -> float:
+                return min(close_at, now + heartbeat) if heartbeat else close_at
 
-        async def watch(scope: anyio.CancelScope) -> None:
-            nonlocal silent
-            assert heartbeat is not None
-            while True:
-                await anyio.sleep(max(heartbeat / 4, 0.001))
-                if anyio.current_time() - last_beat > heartbeat:
-                    silent = True
-                    scope.cancel()
-                    return
+            scope.deadline = due(anyio.current_time())
 
-        with anyio.move_on_after(limit) as deadline:
-            if not heartbeat:  # nothing to watch: no task group to pay for
-                result = await endpoint.process(request, beat)
-            else:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(watch, tg.cancel_scope)
-                    try:
-                        result = await endpoint.process(request, beat)
-                    except Exception as exc:
-                        error = exc
-                    tg.cancel_scope.cancel()
-        if error is not None:
-            raise error
-        if silent:
+            async def beat(percent: float, message: str) -> None:
+                scope.deadline = due(anyio.current_time())
+                await self._emit(
+                    live,
+                    "stage.progress",
+                    stage.id,
+                    percent=percent,
+                    message=message,
+                    attempt=request.attempt,
+                )
+
+            return await endpoint.process(request, beat)
+        if heartbeat and anyio.current_time() < close_at:
             raise StageTimeoutError(
                 f"stage {stage.id} sent no heartbeat for {heartbeat:g} s",
                 details={"timeout": "heartbeat", "stage_id": stage.id},
             )
-        if deadline.cancelled_caught or result is None:
-            raise StageTimeoutError(
-                f"stage {stage.id} did not finish within {limit:g} s",
-                details={"timeout": "start_to_close", "stage_id": stage.id},
-            )
-        return result
+        raise StageTimeoutError(
+            f"stage {stage.id} did not finish within {limit:g} s",
+            details={"timeout": "start_to_close", "stage_id": stage.id},
+        )
 
     async def _commit(
         self,
