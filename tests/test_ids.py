@@ -7,14 +7,24 @@ import time
 
 from aifactory import RandomIds, SequentialIds
 
+BASE32 = "0123456789abcdefghijklmnopqrstuv"  # RFC 4648 extended hex, lower case
 
-def test_random_ids_have_a_time_prefix_and_eighty_random_bits() -> None:
+
+def _number(text: str) -> int:
+    """The 128 bits the 26 characters carry (the last two of 130 bits are padding)."""
+    value = 0
+    for char in text:
+        value = value * 32 + BASE32.index(char)
+    return value >> 2
+
+
+def test_random_ids_are_ulids_a_time_prefix_and_eighty_random_bits() -> None:
     before = time.time_ns() // 1_000_000
     ident = RandomIds().new("exec")
     after = time.time_ns() // 1_000_000
-    match = re.fullmatch(r"exec_([0-9a-f]{12})([0-9a-f]{20})", ident)
+    match = re.fullmatch(r"exec_([0-9a-v]{26})", ident)
     assert match is not None, ident
-    assert before <= int(match.group(1), 16) <= after
+    assert before <= _number(match.group(1)) >> 80 <= after
 
 
 def test_random_ids_sort_in_creation_order_across_milliseconds() -> None:
@@ -30,8 +40,8 @@ def test_random_ids_do_not_repeat_within_a_millisecond() -> None:
     ids = RandomIds()
     made = [ids.new("hs") for _ in range(10_000)]
     assert len(set(made)) == len(made)
-    # The random part differs even between ids made in the same millisecond.
-    assert len({m[15:] for m in made}) == len(made)
+    # The random part (from the 11th character on) differs even within one millisecond.
+    assert len({m.split("_")[1][10:] for m in made}) == len(made)
 
 
 def test_sequential_ids_count_per_prefix() -> None:

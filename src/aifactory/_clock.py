@@ -6,6 +6,7 @@ id factory it was given, so expiry, backoff and resume are testable without slee
 
 from __future__ import annotations
 
+import base64
 import secrets
 import threading
 import time
@@ -58,7 +59,9 @@ class IdFactory(Protocol):
 
 class RandomIds:
     """Ids ordered by creation time, with 80 random bits: unguessable and collision-free in
-    practice (`exec_` + 12 hex digits of Unix milliseconds + 20 random hex digits).
+    practice. `exec_` + 26 characters encoding 48 bits of Unix milliseconds, then the random
+    bits, in base 32 with RFC 4648's "extended hex" alphabet in lower case (digits, then
+    `a`-`v`: text order is number order): the layout of a ULID.
 
     The time prefix keeps rows keyed by these ids in creation order in the state database's
     B-trees: executions running at the same time write to the same few pages at the end of
@@ -67,7 +70,9 @@ class RandomIds:
 
     def new(self, prefix: str) -> str:
         """A fresh id; ids made in a later millisecond sort after it."""
-        return f"{prefix}_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
+        millis = time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF
+        raw = millis.to_bytes(6, "big") + secrets.token_bytes(10)
+        return f"{prefix}_{base64.b32hexencode(raw)[:26].decode('ascii').lower()}"
 
 
 class SequentialIds:
