@@ -721,3 +721,18 @@ def test_a_bad_field_is_named_in_the_error() -> None:
 def test_a_bad_storage_ref_alone_is_bad_input(raw: bytes) -> None:
     with pytest.raises(BadInputError):
         from_json(raw, StorageRef)
+
+
+# -- dumps ---------------------------------------------------------------------------------------
+
+
+@given(json_values)
+def test_dumps_writes_what_json_dumps_would(value: object) -> None:
+    expected = json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    assert dumps(value) == expected.encode()
+
+
+@pytest.mark.parametrize("value", [{1, 2}, b"bytes", object(), {"nested": [complex(1, 2)]}])
+def test_dumps_refuses_what_json_cannot_hold(value: object) -> None:
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        dumps(value)

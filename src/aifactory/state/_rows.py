@@ -8,13 +8,11 @@ them back unchanged.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 from ..models import Cost, Execution, ExecutionEvent, StageRun, StorageRef, Usage
-from ..protocol.codec import converter
+from ..protocol.codec import compact_encoder, converter
 
 __all__ = [
     "RefColumn",
@@ -32,23 +30,6 @@ __all__ = [
 ]
 
 
-def _encoder() -> Callable[[Any], str]:
-    """Compact, key-sorted JSON text, values JSON cannot hold through the converter.
-
-    The C encoder is built once: `json.dumps` with options builds a new encoder per call,
-    which is most of the cost of encoding a small row value. No circular-reference check:
-    rows are built from the models, which hold no cycles.
-    """
-    if c_make_encoder is None:  # not CPython's accelerated json
-        return json.JSONEncoder(
-            separators=(",", ":"), sort_keys=True, ensure_ascii=False, default=_unstructure
-        ).encode
-    encode = c_make_encoder(
-        None, _unstructure, encode_basestring, None, ":", ",", True, False, True
-    )
-    return lambda value: "".join(encode(value, 0))
-
-
 def _unstructure(value: Any) -> Any:
     data = converter.unstructure(value)
     if data is value:  # the converter knows no better: not JSON, as json.dumps would say
@@ -56,7 +37,8 @@ def _unstructure(value: Any) -> Any:
     return data
 
 
-_ENCODE = _encoder()
+# Rows are built from the models, which hold no cycles.
+_ENCODE = compact_encoder(_unstructure)
 
 #: Turns a storage reference into its column text (the store may move inline bytes aside).
 RefColumn = Callable[[StorageRef | None], str | None]
