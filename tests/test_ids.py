@@ -51,3 +51,11 @@ def test_sequential_ids_count_per_prefix() -> None:
         "req_000002",
         "exec_000001",
     ]
+
+
+def test_random_ids_encode_as_base32_extended_hex_would() -> None:
+    import base64
+
+    ident = RandomIds().new("x").split("_")[1]
+    raw = (_number(ident)).to_bytes(16, "big")
+    assert base64.b32hexencode(raw)[:26].decode().lower() == ident
