@@ -55,6 +55,22 @@ class StageHandshake:
     output: StorageRef | None = None
     reason: str | None = None
 
+    def _to(
+        self,
+        state: HandshakeState,
+        *,
+        output: StorageRef | None = None,
+        reason: str | None = None,
+    ) -> StageHandshake:
+        # Built directly rather than with attrs.evolve, which walks every field by name:
+        # each stage makes four transitions on the worker's side.
+        return StageHandshake(
+            state,
+            self.attempt,
+            output or self.output,
+            reason if reason is not None else self.reason,
+        )
+
     def _require(self, attempt: int, *states: HandshakeState, doing: str) -> None:
         if attempt < self.attempt:
             raise StaleAttemptError(
@@ -81,27 +97,27 @@ class StageHandshake:
     def accept(self, attempt: int) -> StageHandshake:
         """The worker takes the offered attempt."""
         self._require(attempt, HandshakeState.OFFERED, doing="accept")
-        return attrs.evolve(self, state=HandshakeState.ACCEPTED)
+        return self._to(HandshakeState.ACCEPTED)
 
     def reject(self, attempt: int, reason: str) -> StageHandshake:
         """The worker declines the offered attempt."""
         self._require(attempt, HandshakeState.OFFERED, doing="reject")
-        return attrs.evolve(self, state=HandshakeState.REJECTED, reason=reason)
+        return self._to(HandshakeState.REJECTED, reason=reason)
 
     def start(self, attempt: int) -> StageHandshake:
         """Processing begins; only after acceptance."""
         self._require(attempt, HandshakeState.ACCEPTED, doing="process")
-        return attrs.evolve(self, state=HandshakeState.PROCESSING)
+        return self._to(HandshakeState.PROCESSING)
 
     def finish(self, attempt: int, output: StorageRef) -> StageHandshake:
         """Processing produced `output`."""
         self._require(attempt, HandshakeState.PROCESSING, doing="finish")
-        return attrs.evolve(self, state=HandshakeState.PROCESSED, output=output)
+        return self._to(HandshakeState.PROCESSED, output=output)
 
     def fail(self, attempt: int, reason: str) -> StageHandshake:
         """The attempt failed after acceptance."""
         self._require(attempt, HandshakeState.ACCEPTED, HandshakeState.PROCESSING, doing="fail")
-        return attrs.evolve(self, state=HandshakeState.FAILED, reason=reason)
+        return self._to(HandshakeState.FAILED, reason=reason)
 
     def acknowledge(self, attempt: int, output: StorageRef) -> tuple[StageHandshake, bool]:
         """Commit the stage with `output`; returns the new state and whether it was a duplicate.
@@ -123,7 +139,7 @@ class StageHandshake:
                 "acknowledged output differs from the processed output",
                 details={"attempt": attempt},
             )
-        return attrs.evolve(self, state=HandshakeState.COMMITTED), False
+        return self._to(HandshakeState.COMMITTED), False
 
 
 def _same_blob(a: StorageRef | None, b: StorageRef | None) -> bool:
