@@ -82,7 +82,8 @@ from aifactory.auth.signing import SignatureVerifier, WorkerKey, generate_worker
 from aifactory.config import EMBEDDED_STAGE_INLINE_BYTES
 from aifactory.models import StageSpec, Template, Tier
 from aifactory.orchestrator import Orchestrator, WorkerRegistry
-from aifactory.protocol import StageSummary, dumps, to_json
+from aifactory.protocol import StageSummary, dumps
+from aifactory.protocol.codec import to_signed_json
 from aifactory.protocol.messages import (
     AcknowledgeByDigest,
     AcknowledgeReply,
@@ -350,7 +351,7 @@ class MeteredTransport:
 
     async def handshake(self, request: HandshakeRequest) -> HandshakeReply:
         """Forward, recording the call."""
-        body = to_json(request, omit_defaults=True)  # as the transport sends it
+        body = to_signed_json(request)  # as the transport sends it
         return await self._record("handshake", body, self.inner.handshake(request))
 
     async def process(
@@ -358,12 +359,12 @@ class MeteredTransport:
     ) -> ProcessReply:
         """Forward, recording the call."""
         call = self.inner.process(request, on_progress)
-        return await self._record("process", to_json(request, omit_defaults=True), call)
+        return await self._record("process", to_signed_json(request), call)
 
     async def acknowledge(self, request: AcknowledgeRequest) -> AcknowledgeReply:
         """Forward, recording the call."""
         call = self.inner.acknowledge(request)
-        body = to_json(AcknowledgeByDigest.of(request), omit_defaults=True)
+        body = to_signed_json(AcknowledgeByDigest.of(request))
         return await self._record("acknowledge", body, call)
 
     async def health(self) -> WorkerHealth:

@@ -7,6 +7,7 @@ JSON documents.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import string
@@ -736,3 +737,26 @@ def test_dumps_writes_what_json_dumps_would(value: object) -> None:
 def test_dumps_refuses_what_json_cannot_hold(value: object) -> None:
     with pytest.raises(TypeError, match="not JSON serializable"):
         dumps(value)
+
+
+# -- signed request bodies ------------------------------------------------------------------------
+
+
+def test_signed_bodies_leave_inline_digests_out_and_the_receiver_works_them_out() -> None:
+    from aifactory.protocol.codec import to_signed_json
+
+    inline = StorageRef.inline(b'{"a": 1}', "application/json")
+    stored = StorageRef.parse("kv://stages/e/s/output-1.json", size=9, sha256="ab" * 32)
+    request = HandshakeRequest("e", "s", 1, "w", "act", inline, "idem")
+    wire = json.loads(to_signed_json(request))
+    assert set(wire["input_ref"]) == {"inline", "media_type"}
+    back = from_json(to_signed_json(request), HandshakeRequest)
+    assert back.input_ref == inline  # size and sha256 worked out from the bytes
+    kept = json.loads(to_signed_json(ProcessRequest("e", "s", 1, "h", stored)))
+    assert kept["data_ref"]["sha256"] == "ab" * 32  # by reference: the digest travels
+
+
+def test_an_inline_digest_that_is_sent_is_kept_and_checked_on_read() -> None:
+    wrong = {"inline": base64.b64encode(b"abc").decode(), "sha256": "00" * 32, "size": 3}
+    ref = structure(wrong, StorageRef)
+    assert ref.sha256 == "00" * 32  # not silently re-hashed: BlobStore.get will refuse it

@@ -331,7 +331,10 @@ async def test_process_answers_ndjson_lines(service: Service) -> None:
     lines = [json.loads(line) for line in raw.text.splitlines()]
     assert [set(line) for line in lines] == [{"progress"}] * 4 + [{"result"}]
     assert lines[0]["progress"] == {"percent": 10.0, "message": "checking input"}
-    assert lines[-1]["result"]["handshake_id"] == accepted.handshake_id
+    # The result leaves out what the request said; the output is there.
+    assert "handshake_id" not in lines[-1]["result"]
+    assert "attempt" not in lines[-1]["result"]
+    assert lines[-1]["result"]["output_ref"]["ref"].startswith("kv://stages/exec_1/outline/")
 
 
 async def test_a_stage_without_heartbeats_is_answered_plain_json(service: Service) -> None:
@@ -342,8 +345,9 @@ async def test_a_stage_without_heartbeats_is_answered_plain_json(service: Servic
     raw = await service.post("/api/process?worker=quiet", dumps(unstructure(request)))
     assert raw.status_code == 200
     assert raw.headers["content-type"] == "application/json"
-    reply = structure(raw.json(), ProcessReply)
-    assert reply.handshake_id == accepted.handshake_id
+    answer = raw.json()
+    assert "handshake_id" not in answer  # what the request said is not repeated
+    reply = structure({**answer, "handshake_id": accepted.handshake_id, "attempt": 1}, ProcessReply)
     assert json.loads(service.blobs.get(reply.output_ref))["ok"] is True
     # The transport takes this form as readily as a stream.
     again = await service.transport("quiet").handshake(_offer(ref, attempt=2, worker="quiet"))
@@ -480,10 +484,17 @@ async def test_unknown_routes_and_methods_are_json_errors(service: Service) -> N
     assert "POST" in wrong.headers["allow"]
 
 
-async def test_process_needs_a_worker_name_when_several_are_hosted(service: Service) -> None:
-    ref = _stage_input(service.blobs)
+async def test_process_finds_its_worker_by_the_handshake_it_continues(service: Service) -> None:
+    ref = _stage_input(service.blobs, topic=Binding(value="Tin"))
+    # Several workers here: the handshake names its worker, process follows the handshake.
+    accepted = (await service.post("/api/handshake", dumps(unstructure(_offer(ref))))).json()
+    request = ProcessRequest("exec_1", "outline", 1, accepted["handshake_id"], ref)
+    done = await service.post("/api/process", dumps(unstructure(request)))
+    assert done.status_code == 200
+    assert "output_ref" in json.loads(done.text.splitlines()[-1])["result"]
+    # A handshake no worker here accepted, or a worker not hosted: 404.
     body = dumps(unstructure(ProcessRequest("exec_1", "outline", 1, "hs_1", ref)))
-    _assert_error(await service.post("/api/process", body), 400, "bad_input")
+    _assert_error(await service.post("/api/process", body), 404, "not_found")
     _assert_error(await service.post("/api/process?worker=nobody", body), 404, "not_found")
     offer = dumps(unstructure(_offer(ref)))
     mismatch = await service.post("/api/handshake?worker=report_builder", offer)
@@ -497,7 +508,7 @@ async def test_one_worker_service_needs_no_worker_name(way: str, tmp_path: Path)
         accepted = (await service.post("/api/handshake", dumps(unstructure(_offer(ref))))).json()
         request = ProcessRequest("exec_1", "outline", 1, accepted["handshake_id"], ref)
         done = await service.post("/api/process", dumps(unstructure(request)))
-        assert json.loads(done.text.splitlines()[-1])["result"]["attempt"] == 1
+        assert "output_ref" in json.loads(done.text.splitlines()[-1])["result"]
 
 
 def test_a_worker_hosted_twice_is_refused(tmp_path: Path) -> None:
@@ -677,3 +688,34 @@ async def test_the_orchestrator_runs_a_pipeline_on_two_remote_services(
     for endpoint in endpoints:
         # health, handshake, process, acknowledge: a few kilobytes, the data stayed in storage
         assert endpoint.traffic.bytes_sent + endpoint.traffic.bytes_received < 16_000
+
+
+async def test_an_answer_for_another_attempt_is_a_transport_error(tmp_path: Path) -> None:
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    blobs = BlobStore(StorageConfig.local(tmp_path), SystemClock())
+    output = blobs.put(b'{"ok": true}', namespace="stages", key="e/s/output-1.json")
+
+    async def process(request: Request) -> JSONResponse:
+        # A confused service: answers attempt 9 for a request about attempt 1.
+        return JSONResponse({"attempt": 9, "output_ref": unstructure(output), "summary": {}})
+
+    async def acknowledge(request: Request) -> JSONResponse:
+        return JSONResponse({"handshake_id": "hs_someone_else", "committed": True})
+
+    app = Starlette(
+        routes=[
+            Route("/api/process", process, methods=["POST"]),
+            Route("/api/acknowledge", acknowledge, methods=["POST"]),
+        ]
+    )
+    transport = HttpWorkerTransport(
+        "http://worker.test", "w", ORCHESTRATOR, http_transport=httpx.ASGITransport(app=app)
+    )
+    with pytest.raises(TransportError, match="attempt 9"):
+        await transport.process(ProcessRequest("exec_1", "s", 1, "hs_1", None))
+    ack = AcknowledgeRequest("exec_1", "s", 1, "hs_1", "completed", output)
+    with pytest.raises(TransportError, match="hs_someone_else"):
+        await transport.acknowledge(ack)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -39,6 +40,7 @@ __all__ = [
     "loads",
     "structure",
     "to_json",
+    "to_signed_json",
     "unstructure",
 ]
 
@@ -77,11 +79,13 @@ def _structure_ref(value: Any, _: type) -> StorageRef:
         except (binascii.Error, TypeError) as exc:
             raise ValueError("inline data is not valid base64") from exc
         # Keep the sender's size and digest: BlobStore.get verifies them, so inline bytes
-        # altered in transit are caught instead of silently re-hashed.
+        # altered in transit are caught instead of silently re-hashed. A signed request may
+        # leave them out (its signature covers the bytes): they are worked out here.
+        sha256 = value.get("sha256")
         return StorageRef(
             StorageScheme.INLINE,
             size=int(value.get("size", len(data))),
-            sha256=str(value.get("sha256", "")),
+            sha256=str(sha256) if sha256 is not None else hashlib.sha256(data).hexdigest(),
             data=data,
             media_type=media_type,
         )
@@ -152,6 +156,17 @@ converter = _make()
 # The same converter, leaving out fields equal to their defaults: what the worker protocol
 # sends, so a no-op stage's summary is `{"method": "noop"}` rather than a page of zeros.
 _omitting = converter.copy(omit_if_default=True)
+# And for signed requests, inline references without their size and digest: the signature
+# covers the bytes, and the receiver works both out (`_structure_ref`).
+_signed = converter.copy(omit_if_default=True)
+_signed.register_unstructure_hook(
+    StorageRef,
+    lambda ref: (
+        {k: v for k, v in _unstructure_ref(ref).items() if k not in ("sha256", "size")}
+        if ref.scheme is StorageScheme.INLINE
+        else _unstructure_ref(ref)
+    ),
+)
 # And one refusing fields a class does not have (its hooks are built from its own setting).
 _forbidding = _make(forbid_extra_keys=True)
 
@@ -222,6 +237,13 @@ def loads(raw: bytes | str) -> Any:
 def to_json(value: Any, *, omit_defaults: bool = False) -> bytes:
     """`value` (a model, message or plain data) as JSON bytes (see `unstructure`)."""
     return dumps(unstructure(value, omit_defaults=omit_defaults))
+
+
+def to_signed_json(value: Any) -> bytes:
+    """`to_json(value, omit_defaults=True)` for the body of a signed request: inline storage
+    references leave out their size and sha256, which the receiver works out from the bytes
+    (the signature, not the digest, protects them in transit)."""
+    return dumps(_signed.unstructure(value))
 
 
 def from_json(raw: bytes | str, cls: type[T], *, forbid_extra_keys: bool = False) -> T:

@@ -10,10 +10,11 @@ Routes (the documented AI Factory wire format):
 | `GET /health`          |                             | `{"healthy", "workers": [WorkerHealth]}`|
 | `GET /health?worker=N` |                             | `WorkerHealth` of worker `N`            |
 
-**Which worker.** A service may host several workers. `?worker=NAME` on any route names one;
-without it a handshake goes to the worker its message names, and process and acknowledge go
-to the only worker hosted (a service with several answers 400 and asks for `?worker=`).
-Unknown names are 404.
+**Which worker.** A service may host several workers. A handshake goes to the worker its
+message names; process and acknowledge go to the worker that accepted their handshake (the
+service remembers the newest 10,000), or to the only worker hosted. `?worker=NAME` on any
+route names one explicitly (and must agree with the message). Unknown names and handshakes
+are 404.
 
 **Authentication.** Every `/api/*` request must be signed (`auth.signing`: `X-Worker-ID`,
 `X-Signature`); the signature is checked over the raw bytes before anything is parsed, and
@@ -36,7 +37,8 @@ outputs) and hands the host the `AcknowledgeRequest` with that output; a digest 
 is 409, a handshake whose output is not remembered 404.
 
 **Messages** leave out fields equal to their defaults; fields a message does not have are
-400.
+400. Process and acknowledge answers leave out what their request said (`handshake_id`,
+`attempt`): the caller puts them back.
 
 **Errors** are `{"error": {"code", "message", "details"}}` with the status of the
 `AIFactoryError` class; malformed JSON or a message that does not match its type is 400, an
@@ -177,6 +179,9 @@ class _WorkerService:
         self.verifier = verifier
         self.max_body_bytes = max_body_bytes
         self.reported = _Reported(_REPORTED, _REPORTED_INLINE_BYTES)
+        # Which worker accepted each handshake (the newest `_REPORTED`): process and
+        # acknowledge find their worker by the handshake they continue.
+        self.accepted_by: OrderedDict[str, str] = OrderedDict()
 
     async def read_body(self, headers: dict[str, str], receive: Receive) -> bytes:
         length = headers.get("content-length")
@@ -206,11 +211,14 @@ class _WorkerService:
         # Strict about keys: a misspelt field would otherwise pass as its default.
         return from_json(body, cls, forbid_extra_keys=True)
 
-    def host(self, scope: Scope, named: str | None = None) -> WorkerHost:
-        """The host a request is for (see the module docstring).
+    def host(
+        self, scope: Scope, named: str | None = None, handshake_id: str | None = None
+    ) -> WorkerHost:
+        """The host a request is for (see the module docstring): the one `?worker=` or the
+        message names, or the one that accepted handshake `handshake_id`.
 
         Raises `BadInputError` for an ambiguous or contradictory choice, `NotFoundError`
-        for a worker not hosted here.
+        for a worker not hosted here or a handshake no worker here accepted.
         """
         asked = _worker_asked(scope.get("query_string", b""))
         if asked is not None and named is not None and asked != named:
@@ -219,9 +227,16 @@ class _WorkerService:
                 details={"query": asked, "message": named},
             )
         name = asked or named
+        if name is None and handshake_id is not None:
+            name = self.accepted_by.get(handshake_id)
         if name is None:
             if len(self.hosts) == 1:
                 return next(iter(self.hosts.values()))
+            if handshake_id is not None:
+                raise NotFoundError(
+                    f"no accepted handshake {handshake_id!r}",
+                    details={"handshake_id": handshake_id},
+                )
             raise BadInputError(
                 "this service hosts several workers: name one with ?worker=NAME",
                 details={"workers": sorted(self.hosts)},
@@ -235,11 +250,17 @@ class _WorkerService:
 
     async def handshake(self, scope: Scope, receive: Receive) -> Any:
         message = await self.signed_message(scope, receive, HandshakeRequest)
-        return await self.host(scope, message.worker).handshake(message)
+        host = self.host(scope, message.worker)
+        reply = await host.handshake(message)
+        if reply.accepted:
+            self.accepted_by[reply.handshake_id] = host.name
+            while len(self.accepted_by) > _REPORTED:
+                self.accepted_by.popitem(last=False)
+        return reply
 
-    async def acknowledge(self, scope: Scope, receive: Receive) -> AcknowledgeReply:
+    async def acknowledge(self, scope: Scope, receive: Receive) -> Any:
         message = await self.signed_message(scope, receive, AcknowledgeByDigest)
-        host = self.host(scope)
+        host = self.host(scope, handshake_id=message.handshake_id)
         output = None
         if message.output_sha256 is not None:
             output = self.reported.get(message.handshake_id)
@@ -253,7 +274,8 @@ class _WorkerService:
                     "acknowledged output differs from the processed output",
                     details={"attempt": message.attempt},
                 )
-        return await host.acknowledge(message.with_output(output))
+        reply = await host.acknowledge(message.with_output(output))
+        return _without_echo(reply)
 
     async def health(self, request: Request) -> Response:
         if "worker" in request.query_params:
@@ -292,6 +314,15 @@ def _guarded(
     return endpoint
 
 
+def _without_echo(reply: ProcessReply | AcknowledgeReply) -> dict[str, Any]:
+    """A process or acknowledge answer without what its request said (the handshake id and
+    attempt): the caller knows them (`HttpWorkerTransport` puts them back)."""
+    body: dict[str, Any] = unstructure(reply, omit_defaults=True)
+    body.pop("handshake_id", None)
+    body.pop("attempt", None)
+    return body
+
+
 class _ProcessEndpoint:
     """`POST /api/process` as a raw ASGI app: the answer is started lazily, so a stage that
     reports no progress is answered plain JSON, an error before the first heartbeat keeps
@@ -303,7 +334,7 @@ class _ProcessEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             message = await self.service.signed_message(scope, receive, ProcessRequest)
-            host = self.service.host(scope)
+            host = self.service.host(scope, handshake_id=message.handshake_id)
         except _Disconnected:
             return
         except Exception as exc:
@@ -345,9 +376,9 @@ class _ProcessEndpoint:
                 answered = True
                 self.service.reported.add(reply)
                 if streaming:
-                    await line({"result": unstructure(reply, omit_defaults=True)}, last=True)
+                    await line({"result": _without_echo(reply)}, last=True)
                 else:
-                    await _json(unstructure(reply, omit_defaults=True))(scope, receive, send)
+                    await _json(_without_echo(reply))(scope, receive, send)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any, TypeVar
 
 import anyio
@@ -58,7 +58,7 @@ from .._exceptions import (
     error_class_for_code,
 )
 from ..auth.signing import WorkerKey, sign
-from ..protocol.codec import structure, to_json
+from ..protocol.codec import structure, to_signed_json
 from ..protocol.messages import (
     AcknowledgeByDigest,
     AcknowledgeReply,
@@ -163,10 +163,13 @@ class HttpWorkerTransport:
         self._key = key
         # Parsed once, with their exact request targets (what the signature covers).
         try:
+            # The protocol calls need no `?worker=`: a handshake names its worker, process
+            # and acknowledge continue a handshake. Health asks about this worker.
             self._urls = {
-                path: httpx.URL(self._base_url + path, params={"worker": worker})
-                for path in ("/api/handshake", "/api/process", "/api/acknowledge", "/health")
+                path: httpx.URL(self._base_url + path)
+                for path in ("/api/handshake", "/api/process", "/api/acknowledge")
             }
+            self._urls["/health"] = httpx.URL(self._base_url + "/health", params={"worker": worker})
         except httpx.InvalidURL as exc:
             raise BadInputError(f"not a URL: {base_url!r}") from exc
         if any(url.scheme not in ("http", "https") for url in self._urls.values()):
@@ -206,9 +209,7 @@ class HttpWorkerTransport:
 
     async def handshake(self, request: HandshakeRequest) -> HandshakeReply:
         """Offer a stage attempt. Raises what the worker raised, or `TransportError`."""
-        return await self._call(
-            "POST", "/api/handshake", to_json(request, omit_defaults=True), HandshakeReply
-        )
+        return await self._call("POST", "/api/handshake", to_signed_json(request), HandshakeReply)
 
     async def acknowledge(self, request: AcknowledgeRequest) -> AcknowledgeReply:
         """Commit (or give up) an attempt. Raises what the worker raised, or `TransportError`.
@@ -216,8 +217,9 @@ class HttpWorkerTransport:
         The output goes by its sha256 (`AcknowledgeByDigest`): the service knows which
         output it reported for the handshake.
         """
-        body = to_json(AcknowledgeByDigest.of(request), omit_defaults=True)
-        return await self._call("POST", "/api/acknowledge", body, AcknowledgeReply)
+        body = to_signed_json(AcknowledgeByDigest.of(request))
+        echo = {"handshake_id": request.handshake_id}
+        return await self._call("POST", "/api/acknowledge", body, AcknowledgeReply, echo)
 
     async def health(self) -> WorkerHealth:
         """The worker's health. Raises `NotFoundError` if the service does not host the
@@ -233,7 +235,8 @@ class HttpWorkerTransport:
         `StageFailedError`, ...), or `TransportError` if the connection failed or the
         stream ended without a result. Never retried here.
         """
-        outgoing = self._request("POST", "/api/process", to_json(request, omit_defaults=True))
+        outgoing = self._request("POST", "/api/process", to_signed_json(request))
+        echo = {"handshake_id": request.handshake_id, "attempt": request.attempt}
         try:
             response = await self._http.handle_async_request(outgoing)
         except httpx.HTTPError as exc:
@@ -246,7 +249,7 @@ class HttpWorkerTransport:
             if not response.headers.get("content-type", "").startswith(NDJSON):
                 # Finished before any heartbeat: the answer is the result, as plain JSON.
                 body = await self._read(response)
-                return _parse(_json_or_none(body), ProcessReply, "/api/process")
+                return _parse(_json_or_none(body), ProcessReply, "/api/process", echo)
             final: tuple[str, Any] | None = None
             async with contextlib.aclosing(self._lines(response)) as lines:
                 async for line in lines:
@@ -273,7 +276,7 @@ class HttpWorkerTransport:
         kind, value = final
         if kind == "error":
             raise _error_from_body(200, {"error": value})
-        return _parse(value, ProcessReply, "/api/process")
+        return _parse(value, ProcessReply, "/api/process", echo)
 
     async def aclose(self) -> None:
         """Close the endpoint (later calls raise `TransportError`), and its connection pool
@@ -332,7 +335,14 @@ class HttpWorkerTransport:
         if pending.strip():
             yield pending
 
-    async def _call(self, method: str, path: str, body: bytes, cls: type[T]) -> T:
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        body: bytes,
+        cls: type[T],
+        echo: Mapping[str, Any] | None = None,
+    ) -> T:
         for attempt in range(self._retries + 1):
             # Signed afresh each time: a repeated nonce would be refused as a replay.
             outgoing = self._request(method, path, body)
@@ -355,7 +365,7 @@ class HttpWorkerTransport:
             data = _json_or_none(raw)
             if response.status_code != 200:
                 raise _error_from_body(response.status_code, data)
-            return _parse(data, cls, path)
+            return _parse(data, cls, path, echo)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _transport_error(self, exc: httpx.HTTPError) -> TransportError:
@@ -366,7 +376,17 @@ class HttpWorkerTransport:
         )
 
 
-def _parse(data: Any, cls: type[T], path: str) -> T:
+def _parse(data: Any, cls: type[T], path: str, echo: Mapping[str, Any] | None = None) -> T:
+    """`data` as a `cls`, with the fields of `echo` (what the request said, which the
+    answer leaves out) put back; an answer that says otherwise is a `TransportError`."""
+    if echo and isinstance(data, dict):
+        for field, value in echo.items():
+            said = data.setdefault(field, value)
+            if said != value:
+                raise TransportError(
+                    f"{path} answered for {field} {said!r}, not {value!r}",
+                    details={"field": field},
+                )
     try:
         return structure(data, cls)
     except BadInputError as exc:
