@@ -31,8 +31,8 @@ from ..models import (
     Usage,
 )
 from ..models.enums import StorageScheme
-from ..protocol.codec import dumps, unstructure
-from ..protocol.messages import Binding, StageInput, StageSummary
+from ..protocol.codec import compact_encoder, unstructure
+from ..protocol.messages import Binding, StageSummary
 from ..workers.host import STAGE_NAMESPACE
 from . import planning
 from .live import Engine, Live
@@ -76,9 +76,7 @@ class Records:
     ) -> StorageRef:
         """Store the stage's input document; its reference."""
         return self.e.blobs.put(
-            dumps(unstructure(StageInput(stage.action, params, bindings)))
-            if body is None
-            else body,
+            input_document(stage.action, params, bindings) if body is None else body,
             namespace=STAGE_NAMESPACE,
             key=f"{live.execution.id}/{stage.id}/input.json",
             media_type="application/json",
@@ -98,7 +96,7 @@ class Records:
                 cache_key = planning.result_cache_key(
                     stage.worker, version, stage.action, params, bindings
                 )
-        body = dumps(unstructure(StageInput(stage.action, params, bindings)))
+        body = input_document(stage.action, params, bindings)
         placement = self.e.blobs.config.placement_for(STAGE_NAMESPACE)
         if placement.scheme_for(len(body)) is not StorageScheme.INLINE:
             return None  # no file writes inside a transaction
@@ -307,6 +305,30 @@ class Records:
         event = live.event(e.clock, kind, stage_id, **(data or {}))
         e.store.update_execution(live.execution)
         e.store.add_events([event])
+
+
+def _unstructure_leaf(value: Any) -> Any:
+    data = unstructure(value)
+    if data is value:  # the converter knows no better: not JSON
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+    return data
+
+
+_ENCODE_DOCUMENT = compact_encoder(_unstructure_leaf)
+
+
+def input_document(action: str, params: dict[str, Any], bindings: dict[str, Binding]) -> bytes:
+    """The stage input document's bytes: `dumps(unstructure(StageInput(...)))`, without
+    walking the plain JSON values through the converter (only what JSON cannot hold, such
+    as the bindings' storage references, goes through it)."""
+    document = {
+        "action": action,
+        "bindings": {
+            name: {"path": b.path, "ref": b.ref, "value": b.value} for name, b in bindings.items()
+        },
+        "parameters": params,
+    }
+    return _ENCODE_DOCUMENT(document).encode()
 
 
 def cached_summary(original: StageSummary) -> StageSummary:
