@@ -2,8 +2,8 @@
 
 One worker service (`worker_app` hosting the benchmark's five no-op workers, and the two
 workers of the by-reference check) runs under uvicorn (h11, or httptools when installed) in a
-background thread with its own event loop, and shares a local `BlobStore` folder with the
-orchestrator, which runs on the main thread's loop and reaches the workers through
+process of its own, as a deployment runs it (`aifactory serve worker`), and shares a local
+`BlobStore` folder with the orchestrator, which runs here and reaches the workers through
 `HttpWorkerTransport`s sharing one keep-alive `httpx.AsyncHTTPTransport` pool. Both servers
 send no `Server` or `Date` header, as `aifactory serve worker` runs a worker service. In the
 same run:
@@ -36,8 +36,9 @@ Storage places stage payloads as a served deployment does (`aifactory serve` bui
 `FactoryConfig`, as the embedded factory and `pipeline_overhead.py` do): inline up to 64 KiB,
 travelling in the protocol's messages; `--stage-inline BYTES` moves that threshold, and
 `--wire` uses the seed's wire placement instead (inline under 1 KiB, larger payloads as
-fsync'd KV files that both sides read and write). `--server process` runs the two servers in
-a child process (no GIL shared with the orchestrator, as in a real deployment). Prints a
+fsync'd KV files that both sides read and write). `--server thread` runs the two servers in
+a thread of this process instead: client and server then take turns on one GIL, which no
+deployment does (the raw round trip is measured the same way either way). Prints a
 table (with `--json`, one JSON object on stdout; progress goes to stderr) and exits 0;
 `--check` exits 1 when a target is missed.
 """
@@ -340,6 +341,11 @@ class MeteredTransport:
     def worker(self) -> str:
         """The worker behind the wrapped endpoint."""
         return self.inner.worker
+
+    @property
+    def local(self) -> bool:
+        """As the wrapped endpoint: not."""
+        return self.inner.local
 
     async def _record(self, kind: str, body: bytes, call: Awaitable[T]) -> T:
         before, start = self.inner.traffic, time.perf_counter()
@@ -766,9 +772,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--server",
         choices=("thread", "process"),
-        default="thread",
-        help="run uvicorn in a thread of this process (default; it shares the GIL with the "
-        "orchestrator) or in a child process",
+        default="process",
+        help="run uvicorn in a child process (default, as a deployment runs a worker service) "
+        "or in a thread of this process (sharing the GIL with the orchestrator)",
     )
     placement = parser.add_mutually_exclusive_group()
     placement.add_argument(

@@ -106,6 +106,10 @@ class Crashing:
     def worker(self) -> str:
         return self.host.name
 
+    @property
+    def local(self) -> bool:
+        return True
+
     async def handshake(self, request: HandshakeRequest) -> HandshakeReply:
         return await self.host.handshake(request)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import anyio
@@ -86,7 +86,8 @@ class Live:
     `plan` is its template's plan (dependencies, deliverable stages); `started` the stages
     the scheduler has started (or whose first attempt a commit recorded); `next_stage`, set
     by the scheduler, names the one stage that may start right away when nothing else is in
-    flight (see `records.Records.prestart`).
+    flight (see `records.Records.prestart`); `alongside`, set by the scheduler too, runs a
+    coroutine function in the execution's task group (the run ends when it has finished).
     """
 
     execution: Execution
@@ -98,6 +99,7 @@ class Live:
     plan: TemplatePlan
     started: set[str] = attrs.field(factory=set)
     next_stage: Callable[[], StageSpec | None] | None = None
+    alongside: Callable[[Callable[[], Coroutine[Any, Any, None]]], None] | None = None
     scope: anyio.CancelScope = attrs.field(factory=anyio.CancelScope)
     stop: bool = False
     cancelled: bool = False

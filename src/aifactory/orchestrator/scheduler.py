@@ -9,6 +9,9 @@ instead of handing it to a new task.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
+from typing import Any
+
 import anyio
 import anyio.abc
 
@@ -53,9 +56,14 @@ class _Run:
         self.live.next_stage = self.next_stage
         try:
             async with anyio.create_task_group() as self.tg:
+                self.live.alongside = self._alongside
                 self.schedule()
         finally:
-            self.live.next_stage = None
+            self.live.next_stage = self.live.alongside = None
+
+    def _alongside(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        assert self.tg is not None
+        self.tg.start_soon(work)
 
     def _spawn(self, stage: StageSpec, work: StageWork | None = None) -> None:
         assert self.tg is not None

@@ -111,7 +111,13 @@ class StageRunner:
                         raise error
                     reply, endpoint = await self._attempt(live, stage, input_ref, idem, avoid)
         ready = await self._commit(live, stage, reply.output_ref, reply.summary, work.cache_key)
-        await self._acknowledge(live, stage, endpoint, reply)
+        if endpoint.local or live.alongside is None:
+            await self._acknowledge(live, stage, endpoint, reply)
+        else:
+            # A round trip nothing waits for: it travels while the next stages start (the
+            # stage is committed already; the run still ends only once it is answered).
+            number = live.runs[stage.id].attempt
+            live.alongside(lambda: self._acknowledge(live, stage, endpoint, reply, number))
         return ready
 
     async def _start(self, live: Live, stage: StageSpec, input_ref: StorageRef) -> StageRun:
@@ -278,15 +284,19 @@ class StageRunner:
         return ready
 
     async def _acknowledge(
-        self, live: Live, stage: StageSpec, endpoint: WorkerTransport, reply: ProcessReply
+        self,
+        live: Live,
+        stage: StageSpec,
+        endpoint: WorkerTransport,
+        reply: ProcessReply,
+        attempt: int | None = None,
     ) -> None:
-        run = live.runs[stage.id]
         try:
             await endpoint.acknowledge(
                 AcknowledgeRequest(
                     live.execution.id,
                     stage.id,
-                    run.attempt,
+                    attempt if attempt is not None else live.runs[stage.id].attempt,
                     reply.handshake_id,
                     "completed",
                     reply.output_ref,

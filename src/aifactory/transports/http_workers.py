@@ -193,6 +193,11 @@ class HttpWorkerTransport:
         return self._worker
 
     @property
+    def local(self) -> bool:
+        """Never: every call is a round trip to the service."""
+        return False
+
+    @property
     def base_url(self) -> str:
         """The service's root URL."""
         return self._base_url

@@ -27,6 +27,12 @@ class WorkerTransport(Protocol):
         """The canonical name of the worker behind this endpoint."""
         ...
 
+    @property
+    def local(self) -> bool:
+        """Whether calls stay in this process (cheap: the orchestrator awaits an acknowledge
+        in line rather than sending it alongside the next stage's calls)."""
+        ...
+
     async def handshake(self, request: HandshakeRequest) -> HandshakeReply:
         """May I give you this work?"""
         ...
@@ -60,6 +66,11 @@ class InProcessWorkerTransport:
     def worker(self) -> str:
         """The hosted worker's name."""
         return self._host.name
+
+    @property
+    def local(self) -> bool:
+        """Always: the host is in this process."""
+        return True
 
     async def handshake(self, request: HandshakeRequest) -> HandshakeReply:
         """Forward to the host."""
