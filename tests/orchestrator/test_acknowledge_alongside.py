@@ -7,6 +7,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
+from aifactory import TransportError
 from aifactory.models import ExecutionStatus
 from aifactory.protocol.messages import (
     AcknowledgeReply,
@@ -66,3 +67,26 @@ async def test_remote_acknowledges_do_not_hold_up_the_next_stage() -> None:
         f"acknowledged {sid}" for sid in ORDER
     ]
     assert [e for e in h.kinds(done.id) if e[0] == "stage.acknowledge_failed"] == []
+
+
+class Unreachable(InProcessWorkerTransport):
+    """A remote-looking endpoint whose acknowledges never arrive."""
+
+    @property
+    def local(self) -> bool:
+        return False
+
+    async def acknowledge(self, request: AcknowledgeRequest) -> AcknowledgeReply:
+        raise TransportError(f"the worker went away before acknowledging {request.stage_id}")
+
+
+async def test_a_lost_acknowledge_is_recorded_and_the_execution_completes() -> None:
+    h = Harness([])
+    h.registry.add(Unreachable(WorkerHost(Step("w"), h.blobs, h.clock, h.ids)))
+    with anyio.fail_after(10):
+        done = await h.run(template(stage("a", "w"), stage("b", "w", "a")))
+    # The stages were committed before their acknowledges: losing those changes nothing.
+    assert done.status is ExecutionStatus.COMPLETED
+    lost = [e for e in h.store.list_events(done.id) if e.kind == "stage.acknowledge_failed"]
+    assert sorted(e.stage_id or "" for e in lost) == ["a", "b"]
+    assert all("went away" in e.data["error"] for e in lost)
