@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from aifactory import TransportError
-from aifactory.models import ExecutionStatus
+from aifactory.models import ExecutionStatus, StageStatus
 from aifactory.protocol.messages import (
     AcknowledgeReply,
     AcknowledgeRequest,
@@ -90,3 +90,31 @@ async def test_a_lost_acknowledge_is_recorded_and_the_execution_completes() -> N
     lost = [e for e in h.store.list_events(done.id) if e.kind == "stage.acknowledge_failed"]
     assert sorted(e.stage_id or "" for e in lost) == ["a", "b"]
     assert all("went away" in e.data["error"] for e in lost)
+
+
+class Broken(InProcessWorkerTransport):
+    """An endpoint whose acknowledge fails with a plain bug, in line or alongside."""
+
+    def __init__(self, host: WorkerHost, remote: bool) -> None:
+        super().__init__(host)
+        self.remote = remote
+
+    @property
+    def local(self) -> bool:
+        return not self.remote
+
+    async def acknowledge(self, request: AcknowledgeRequest) -> AcknowledgeReply:
+        raise RuntimeError("a bug in the transport")
+
+
+@pytest.mark.parametrize("remote", [False, True])
+async def test_an_acknowledge_that_breaks_does_not_undo_a_committed_stage(remote: bool) -> None:
+    h = Harness([])
+    h.registry.add(Broken(WorkerHost(Step("w"), h.blobs, h.clock, h.ids), remote))
+    with anyio.fail_after(10):
+        done = await h.run(template(stage("a", "w"), stage("b", "w", "a")))
+    assert done.status is ExecutionStatus.COMPLETED
+    runs = {r.stage_id: r.status for r in h.store.get_stage_runs(done.id)}
+    assert set(runs.values()) == {StageStatus.SUCCEEDED}
+    lost = [e for e in h.store.list_events(done.id) if e.kind == "stage.acknowledge_failed"]
+    assert [e.data["error"] for e in lost] == ["RuntimeError('a bug in the transport')"] * 2

@@ -302,10 +302,12 @@ class StageRunner:
                     reply.output_ref,
                 )
             )
-        except AIFactoryError as exc:
+        except Exception as exc:
             # The stage is durably committed; a lost acknowledge only leaves the worker
-            # holding state it ages out. Record it and carry on.
-            await self._emit(live, "stage.acknowledge_failed", stage.id, error=exc.message)
+            # holding state it ages out, whatever went wrong (a transport that broke in an
+            # unexpected way included). Record it and carry on.
+            message = exc.message if isinstance(exc, AIFactoryError) else repr(exc)
+            await self._emit(live, "stage.acknowledge_failed", stage.id, error=message)
 
     async def _cache_key(
         self, live: Live, stage: StageSpec, params: dict[str, Any], bindings: dict[str, Any]
