@@ -31,7 +31,7 @@ from ..models import (
     Usage,
 )
 from ..models.enums import StorageScheme
-from ..protocol.codec import compact_encoder, unstructure
+from ..protocol.codec import json_text, unstructure
 from ..protocol.messages import Binding, StageSummary
 from ..workers.host import STAGE_NAMESPACE
 from . import planning
@@ -307,16 +307,6 @@ class Records:
         e.store.add_events([event])
 
 
-def _unstructure_leaf(value: Any) -> Any:
-    data = unstructure(value)
-    if data is value:  # the converter knows no better: not JSON
-        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-    return data
-
-
-_ENCODE_DOCUMENT = compact_encoder(_unstructure_leaf)
-
-
 def input_document(action: str, params: dict[str, Any], bindings: dict[str, Binding]) -> bytes:
     """The stage input document's bytes: `dumps(unstructure(StageInput(...)))`, without
     walking the plain JSON values through the converter (only what JSON cannot hold, such
@@ -328,7 +318,7 @@ def input_document(action: str, params: dict[str, Any], bindings: dict[str, Bind
         },
         "parameters": params,
     }
-    return _ENCODE_DOCUMENT(document).encode()
+    return json_text(document).encode()
 
 
 def cached_summary(original: StageSummary) -> StageSummary:

@@ -33,10 +33,10 @@ from ..models.enums import StorageScheme
 from ..models.storage_ref import StorageRef
 
 __all__ = [
-    "compact_encoder",
     "converter",
     "dumps",
     "from_json",
+    "json_text",
     "loads",
     "structure",
     "to_json",
@@ -199,7 +199,7 @@ def _refuse(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-def compact_encoder(default: Callable[[Any], Any] = _refuse) -> Callable[[Any], str]:
+def _compact_encoder(default: Callable[[Any], Any] = _refuse) -> Callable[[Any], str]:
     """`json.dumps(separators=(",", ":"), sort_keys=True, ensure_ascii=False, default=...)`
     with the C encoder built once: json.dumps with options builds a new encoder on every
     call, which is most of the cost of encoding a small message or row value. Without a
@@ -212,7 +212,25 @@ def compact_encoder(default: Callable[[Any], Any] = _refuse) -> Callable[[Any], 
     return lambda value: "".join(encode(value, 0))
 
 
-_COMPACT = compact_encoder()
+_COMPACT = _compact_encoder()
+
+
+def _converted(value: Any) -> Any:
+    data = converter.unstructure(value)
+    if data is value:  # the converter knows no better: not JSON, as json.dumps would say
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+    return data
+
+
+_CONVERTING = _compact_encoder(_converted)
+
+
+def json_text(value: Any) -> str:
+    """`value` as compact, key-sorted JSON text, plain JSON values encoded as they are and
+    anything else (models, storage references, decimals, datetimes) through the converter:
+    the text `dumps(unstructure(value))` gives, without walking the plain values first.
+    Raises `TypeError` for what neither JSON nor the converter can hold."""
+    return _CONVERTING(value)
 
 
 def dumps(data: Any) -> bytes:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..models import Cost, Execution, ExecutionEvent, StageRun, StorageRef, Usage
-from ..protocol.codec import compact_encoder, converter
+from ..protocol.codec import converter, json_text
 
 __all__ = [
     "RefColumn",
@@ -30,23 +30,10 @@ __all__ = [
 ]
 
 
-def _unstructure(value: Any) -> Any:
-    data = converter.unstructure(value)
-    if data is value:  # the converter knows no better: not JSON, as json.dumps would say
-        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-    return data
-
-
-# Rows are built from the models, which hold no cycles.
-_ENCODE = compact_encoder(_unstructure)
+_ENCODE = json_text  # rows are built from the models, which hold no cycles
 
 #: Turns a storage reference into its column text (the store may move inline bytes aside).
 RefColumn = Callable[[StorageRef | None], str | None]
-
-
-def json_text(value: Any) -> str:
-    """`value` as the codec's JSON text (values it cannot encode go through the converter)."""
-    return _ENCODE(value)
 
 
 def ref_json(ref: StorageRef | None) -> str | None:
