@@ -82,10 +82,9 @@ class ExecutionService:
                 return found
             if self.store.get_execution(execution_id).status.is_final:
                 return self.store.list_events(execution_id, after, limit)
-            if self.orchestrator.is_running(execution_id):
-                await self.orchestrator.changed(execution_id, min(remaining, 1.0))
-            else:  # run elsewhere (an orchestrator service): it tells when there is news
-                await self.requests.control().changed(execution_id, after, min(remaining, 5.0))
+            # Whoever runs it (this process, or an orchestrator service) says when there is
+            # news; the execution's end is news too.
+            await self.requests.control().changed(execution_id, after, min(remaining, 5.0))
 
     def metrics(self, principal: Principal, execution_id: str) -> dict[str, Any]:
         """Durations, attempts, tokens, cost and bytes stored, per stage and in total."""
