@@ -116,8 +116,7 @@ class StageRunner:
         else:
             # A round trip nothing waits for: it travels while the next stages start (the
             # stage is committed already; the run still ends only once it is answered).
-            number = live.runs[stage.id].attempt
-            live.alongside(lambda: self._acknowledge(live, stage, endpoint, reply, number))
+            live.alongside(lambda: self._acknowledge(live, stage, endpoint, reply))
         return ready
 
     async def _start(self, live: Live, stage: StageSpec, input_ref: StorageRef) -> StageRun:
@@ -289,14 +288,13 @@ class StageRunner:
         stage: StageSpec,
         endpoint: WorkerTransport,
         reply: ProcessReply,
-        attempt: int | None = None,
     ) -> None:
         try:
             await endpoint.acknowledge(
                 AcknowledgeRequest(
                     live.execution.id,
                     stage.id,
-                    attempt if attempt is not None else live.runs[stage.id].attempt,
+                    reply.attempt,
                     reply.handshake_id,
                     "completed",
                     reply.output_ref,
