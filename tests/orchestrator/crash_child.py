@@ -24,14 +24,12 @@ from aifactory.orchestrator import ExecutionReport, Orchestrator, WorkerRegistry
 from aifactory.protocol import (
     AcknowledgeReply,
     AcknowledgeRequest,
-    HandshakeReply,
-    HandshakeRequest,
     ProcessReply,
     ProcessRequest,
-    WorkerHealth,
 )
 from aifactory.state.sqlite import SQLiteStore
 from aifactory.storage import BlobStore, StorageConfig
+from aifactory.transports import InProcessWorkerTransport
 from aifactory.workers import ContentGranulator, ReportBuilder, Worker, WorkerContext, WorkerHost
 from aifactory.workers.base import ProgressCallback
 
@@ -96,44 +94,28 @@ class Counting(Worker):
         return await self.inner.process(action, inputs, params, ctx)
 
 
-class Crashing:
+class Crashing(InProcessWorkerTransport):
     """An in-process worker transport that kills the process at the chosen point."""
 
     def __init__(self, host: WorkerHost, stage: str, point: str) -> None:
-        self.host, self.stage, self.point = host, stage, point
-
-    @property
-    def worker(self) -> str:
-        return self.host.name
-
-    @property
-    def local(self) -> bool:
-        return True
-
-    async def handshake(self, request: HandshakeRequest) -> HandshakeReply:
-        return await self.host.handshake(request)
+        super().__init__(host)
+        self.stage, self.point = stage, point
 
     async def process(
         self, request: ProcessRequest, on_progress: ProgressCallback | None = None
     ) -> ProcessReply:
         if request.stage_id == self.stage and self.point == "before_process":
             die()
-        reply = await self.host.process(request, on_progress)
+        reply = await super().process(request, on_progress)
         if request.stage_id == self.stage and self.point == "after_process":
             die()
         return reply
 
     async def acknowledge(self, request: AcknowledgeRequest) -> AcknowledgeReply:
-        reply = await self.host.acknowledge(request)
+        reply = await super().acknowledge(request)
         if request.stage_id == self.stage and self.point == "after_ack":
             die()
         return reply
-
-    async def health(self) -> WorkerHealth:
-        return self.host.health()
-
-    async def aclose(self) -> None:
-        pass
 
 
 class CrashingStore(SQLiteStore):
