@@ -65,8 +65,25 @@ def targets(
 def informative_ratios(
     overhead_us: dict[str, float], executions_per_s: dict[str, float]
 ) -> dict[str, float | None]:
-    """Ratios that are not targets: LangGraph at aifactory's durability, the wire placement."""
+    """Ratios that are not targets: the floor of aifactory's writes, LangGraph at aifactory's
+    durability, the wire placement."""
     pairs = {
+        "log_floor / langgraph_sqlite per-stage overhead": (
+            overhead_us.get("log_floor"),
+            overhead_us.get("langgraph_sqlite"),
+        ),
+        "durable_floor / langgraph_sqlite per-stage overhead": (
+            overhead_us.get("durable_floor"),
+            overhead_us.get("langgraph_sqlite"),
+        ),
+        "durable_floor / sqlite_commit per-stage overhead": (
+            overhead_us.get("durable_floor"),
+            overhead_us.get("sqlite_commit"),
+        ),
+        "aifactory_embedded / durable_floor per-stage overhead": (
+            overhead_us.get("aifactory_embedded"),
+            overhead_us.get("durable_floor"),
+        ),
         "aifactory_embedded / langgraph_sqlite_normal per-stage overhead": (
             overhead_us.get("aifactory_embedded"),
             overhead_us.get("langgraph_sqlite_normal"),

@@ -7,6 +7,11 @@ is reported, and the per-stage overhead is `(per run - plain per run) / 5`:
 - `plain`: the five stages as plain function calls (the baseline);
 - `sqlite_commit`: plus one 1 KB row committed per stage in a WAL-mode SQLite file
   (synchronous=NORMAL): the durable floor;
+- `durable_floor`: the rows aifactory's store writes for the pipeline (same schema, statements
+  and transactions) and the encoding its worker protocol needs, by hand with `sqlite3` and
+  nothing else: what the design costs before any orchestration (see `_floor.py`);
+- `log_floor`: the least writing the issue's requirements allow, by hand: one append-only
+  event log, one row per event, the output in its stage's row, one transaction per stage;
 - `aifactory_embedded`: the orchestrator with durable checkpoints (SQLite state store, local
   blob store, the embedded factory's placement: stage payloads inline up to 64 KiB) and
   in-process worker transports, result cache off;
@@ -49,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from _floor import durable_floor_run, log_floor_run
 from _noop import (
     STAGES,
     add_payload,
@@ -64,7 +70,7 @@ from aifactory.orchestrator import Orchestrator
 
 AIFACTORY = ("aifactory_embedded", "aifactory_embedded_wire", "aifactory_embedded_cached")
 LANGGRAPH = ("langgraph_sqlite", "langgraph_sqlite_normal", "langgraph_memory")
-SEQUENTIAL = ("plain", "sqlite_commit", *AIFACTORY, *LANGGRAPH)
+SEQUENTIAL = ("plain", "sqlite_commit", "log_floor", "durable_floor", *AIFACTORY, *LANGGRAPH)
 CONCURRENT = (
     "aifactory_embedded",
     "aifactory_embedded_wire",
@@ -72,6 +78,8 @@ CONCURRENT = (
     "langgraph_memory_async",
 )
 NOTES = {
+    "log_floor": "the least writing the issue allows: an event log, by hand (bench/_floor.py)",
+    "durable_floor": "aifactory's rows and encoding by hand, no orchestrator (bench/_floor.py)",
     "aifactory_embedded_wire": "wire placement: inline < 1 KiB, stage outputs as KV files",
     "aifactory_embedded_cached": "result cache ON, identical input: every stage is a cache hit",
     "langgraph_sqlite": "SqliteSaver defaults (WAL, synchronous=FULL)",
@@ -232,6 +240,10 @@ def measure_sequential(system: str, s: Settings) -> list[float]:
         return time_sync(plain_run, s)
     if system == "sqlite_commit":
         with sqlite_commit_run(folder) as run:
+            return time_sync(run, s)
+    if system in ("durable_floor", "log_floor"):
+        floor = durable_floor_run if system == "durable_floor" else log_floor_run
+        with floor(folder) as run:
             return time_sync(run, s)
     if system in AIFACTORY:
 
