@@ -142,7 +142,7 @@ def _work(document: bytes, stage: int) -> bytes:
 
 
 @contextlib.contextmanager
-def durable_floor_run(folder: Path) -> Iterator[Callable[[], None]]:
+def durable_floor_run(folder: Path) -> Iterator[Callable[[], dict[str, Any]]]:
     """One execution of the benchmark pipeline, as its durable writes and encoding alone."""
     db = sqlite3.connect(folder / "floor.sqlite3", isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
@@ -151,7 +151,7 @@ def durable_floor_run(folder: Path) -> Iterator[Callable[[], None]]:
     template = dumps(unstructure(noop_template()))
     stage_ids = [f"s{i}" for i in range(1, STAGES + 1)]
 
-    def run() -> None:
+    def run() -> dict[str, Any]:
         execution = f"exec_{uuid.uuid4().hex}"
         params = {"data": {"run": execution}}
         created = _now()
@@ -237,6 +237,16 @@ def durable_floor_run(folder: Path) -> Iterator[Callable[[], None]]:
         db.execute(_UPDATE_STATUS, ("completed", finished, started, finished, execution))
         event("execution.completed", None, {"error": None})
         db.execute("COMMIT")
+        # What the last stage committed, read back (a benchmark of the wrong thing is
+        # worse than none): its output's payload, as its stage run points at it.
+        [(column,)] = db.execute(
+            "SELECT output_ref FROM stage_runs WHERE execution_id = ? AND stage_id = ?",
+            (execution, stage_ids[-1]),
+        ).fetchall()
+        [(body,)] = db.execute(
+            "SELECT data FROM payloads WHERE id = ?", (json.loads(column)["payload"],)
+        ).fetchall()
+        return dict(json.loads(body))
 
     try:
         yield run
@@ -245,7 +255,7 @@ def durable_floor_run(folder: Path) -> Iterator[Callable[[], None]]:
 
 
 @contextlib.contextmanager
-def log_floor_run(folder: Path) -> Iterator[Callable[[], None]]:
+def log_floor_run(folder: Path) -> Iterator[Callable[[], dict[str, Any]]]:
     """One execution of the benchmark pipeline as appends to one event log."""
     db = sqlite3.connect(folder / "log.sqlite3", isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
@@ -256,7 +266,7 @@ def log_floor_run(folder: Path) -> Iterator[Callable[[], None]]:
         "PRIMARY KEY (execution_id, seq)) WITHOUT ROWID"
     )
 
-    def run() -> None:
+    def run() -> dict[str, Any]:
         execution = f"exec_{uuid.uuid4().hex}"
         params = {"data": {"run": execution}}
         seq = 0
@@ -295,6 +305,12 @@ def log_floor_run(folder: Path) -> Iterator[Callable[[], None]]:
         db.execute("BEGIN IMMEDIATE")
         append("execution.completed", None, {})
         db.execute("COMMIT")
+        [(body,)] = db.execute(
+            "SELECT body FROM log WHERE execution_id = ? AND kind = 'stage.succeeded' "
+            "ORDER BY seq DESC LIMIT 1",
+            (execution,),
+        ).fetchall()
+        return dict(json.loads(body))
 
     try:
         yield run

@@ -11,9 +11,12 @@ from typing import Protocol
 class Runs(Protocol):
     """How many runs to time (`n` per repetition), how often, and how many to warm up with."""
 
-    n: int
-    repeats: int
-    warmup: int
+    @property
+    def n(self) -> int: ...
+    @property
+    def repeats(self) -> int: ...
+    @property
+    def warmup(self) -> int: ...
 
 
 def time_sync(run: Callable[[], object], s: Runs) -> list[float]:

@@ -243,8 +243,12 @@ def measure_sequential(system: str, s: Settings) -> list[float]:
             return time_sync(run, s)
     if system in ("durable_floor", "log_floor"):
         floor = durable_floor_run if system == "durable_floor" else log_floor_run
-        with floor(folder) as run:
-            return time_sync(run, s)
+        with floor(folder) as floor_run:
+            figures = time_sync(floor_run, s)
+            output = floor_run()  # the last stage's output, as the floor stored it
+            if {k: v for k, v in output.items() if k != "run"} != plain_pipeline({}):
+                raise RuntimeError(f"{system} stored {output!r:.200}")
+            return figures
     if system in AIFACTORY:
 
         async def main() -> list[float]:
@@ -323,7 +327,7 @@ def run_benchmark(
         progress(f"sequential: {system}")
         sequential[system] = measure_sequential(system, s)
     plain = statistics.median(sequential["plain"])
-    systems = {
+    systems: dict[str, dict[str, Any]] = {
         name: {
             "per_run_ms": round(statistics.median(figures) * 1e3, 6),
             "per_stage_overhead_us": round((statistics.median(figures) - plain) / STAGES * 1e6, 2),
