@@ -3,13 +3,17 @@ isolated, and callers learn their own outcome only once it is committed."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+from functools import partial
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from aifactory import ConflictError
+from aifactory.state import commits as commits_module
 from aifactory.state.commits import GroupCommit
 from aifactory.state.sqlite import SQLiteStore
 
@@ -111,3 +115,45 @@ async def test_a_cancelled_caller_still_gets_its_write_committed(
         tg.start_soon(leader)
         tg.start_soon(follower, anyio.CancelScope())
     assert _keys(tmp_path / "s.sqlite3") == {"leader", "follower"}
+
+
+def _loop_turned() -> list[bool]:
+    """A flag that becomes true at the event loop's next turn (and not before)."""
+    turned = [False]
+    asyncio.get_running_loop().call_soon(turned.__setitem__, 0, True)
+    return turned
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_lone_commit_on_asyncio_skips_the_turn_nobody_needs(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(commits_module, "_MAX_SKIPPED_S", 60.0)  # no slow machine turns
+    commits = GroupCommit(store)
+    await commits.commit(lambda: _insert(store, "first"))  # the first always turns
+    # A callback that is ready is someone who might queue a write: the leader turns.
+    turned = _loop_turned()
+    await commits.commit(lambda: _insert(store, "with company"))
+    assert turned == [True]
+    # Nothing ready (a timer not yet due is not ready): committed without a turn.
+    later = [False]
+    asyncio.get_running_loop().call_later(0, later.__setitem__, 0, True)
+    await commits.commit(lambda: _insert(store, "alone"))
+    assert later == [False]
+    await anyio.sleep(0.01)  # the timer's turn
+    assert later == [True]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_lone_commits_still_turn_the_loop_now_and_then(store: SQLiteStore) -> None:
+    commits = GroupCommit(store)
+    seen = [False]
+    asyncio.get_running_loop().call_later(0, seen.__setitem__, 0, True)
+    start = anyio.current_time()
+    count = 0
+    # Back-to-back commits, never yielding otherwise: within milliseconds one of them gives
+    # the loop a turn, which runs the timer.
+    while not seen[0]:
+        await commits.commit(partial(_insert, store, f"k{count}"))
+        count += 1
+        assert anyio.current_time() - start < 1.0, "the loop never got a turn"
