@@ -256,7 +256,8 @@ class Executions(_Group):
         return await self._call("executions.retry", execution_id=execution_id)
 
     async def prune(self, older_than_days: float = 30) -> dict[str, int]:
-        """Forget checkpoints and events of executions finished long ago (admins)."""
+        """Forget checkpoints and events of executions finished long ago, and the stage data
+        of those that completed (admins). Returns what went, by kind."""
         return await self._call("executions.prune", older_than_days=older_than_days)
 
     async def resume(self, execution_id: str) -> Execution:

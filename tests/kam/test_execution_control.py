@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
 
 import anyio
 import pytest
 
-from aifactory import AsyncFactory, NotFoundError, QuotaExceededError
+from aifactory import AsyncFactory, NotFoundError, PermissionDeniedError, QuotaExceededError
 from aifactory.models import ExecutionStatus, RequestStatus, StageStatus
 from aifactory.orchestrator import RetryPolicy
 from aifactory.protocol import ResourceEstimate
 from aifactory.workers import ContentGranulator, ReportBuilder, WorkerContext, WorkerResult
-from tests.helpers import BOB, BOB_PASSWORD, People, fast_config, setup_people
+from tests.helpers import (
+    ADMIN,
+    ANA,
+    ANA_PASSWORD,
+    BOB,
+    BOB_PASSWORD,
+    People,
+    fast_config,
+    setup_people,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -161,3 +171,31 @@ async def test_bad_resources_are_refused() -> None:
         for resources in ({"max_workers": 0}, {"timeout_ms": "soon"}, {"gpus": 1}, {"cache": 1}):
             with pytest.raises(BadInputError):
                 await people.admin.requests.execute(request_id, resources=resources)
+
+
+async def test_retention_keeps_deliverables_and_metrics_of_what_it_prunes() -> None:
+    config = _config()
+    async with AsyncFactory.embedded(config=config) as factory:
+        people = await setup_people(factory)
+        request_id = await _request(people)
+        execution = await people.admin.requests.execute(request_id)
+        done = await people.admin.executions.wait(execution.id)
+        assert done.status is ExecutionStatus.COMPLETED
+        (deliverable,) = await people.ana.deliverables.list(request_id)
+        report = await people.ana.deliverables.download(deliverable.id)
+        metrics = await people.ana.executions.metrics(execution.id)
+        config.clock.advance(timedelta(days=40))
+        admin = await factory.login(ADMIN, people.admin_password, login_type="admin")
+        ana = await factory.login(ANA, ANA_PASSWORD)
+
+        with pytest.raises(PermissionDeniedError):
+            await ana.executions.prune(older_than_days=30)
+        counts = await admin.executions.prune(older_than_days=30)
+
+        assert counts["stage_data"] == 2
+        assert counts["events"] > 0
+        stages = await ana.executions.stages(execution.id)
+        assert [(s.input_ref, s.output_ref) for s in stages] == [(None, None)] * 2
+        assert await ana.deliverables.download(deliverable.id) == report
+        assert await ana.executions.metrics(execution.id) == metrics
+        assert (await ana.requests.get(request_id)).status is RequestStatus.COMPLETED

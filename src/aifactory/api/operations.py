@@ -200,7 +200,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "/api/pipelines/prune",
         _ADMIN,
         dict[str, int],
-        "Forget checkpoints and events of long-finished executions",
+        "Forget checkpoints, events and (if completed) stage data of long-finished executions",
     ),
     _op(
         "deliverables.list",

@@ -171,7 +171,8 @@ class ExecutionService:
 
     def prune(self, principal: Principal, older_than_days: float = 30) -> dict[str, int]:
         """Forget checkpoints and events of executions finished more than `older_than_days`
-        ago (admins). Raises `BadInputError` for a negative age."""
+        ago, and the stage data of those that completed (admins; see `Orchestrator.prune`).
+        Raises `BadInputError` for a negative age."""
         if not 0 <= older_than_days <= 36_500:
             raise BadInputError(
                 "older_than_days must be between 0 and 36500", details={"field": "older_than_days"}

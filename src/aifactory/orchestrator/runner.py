@@ -259,8 +259,24 @@ class Orchestrator:
 
     def prune(self, finished_before: datetime) -> dict[str, int]:
         """Forget checkpoints and events of executions that finished before `finished_before`
-        (never of running or pending ones), and expired cache entries."""
-        return self.store.prune(finished_before, self.clock.now())
+        (never of running or pending ones), the stage inputs and outputs of those that
+        completed (deliverables stay; failed and cancelled ones keep theirs for a retry), and
+        expired cache entries. Returns how many of each went: rows by table, `stage_data`
+        (stage runs cleared), `payloads`, `blobs` (files or objects deleted) and, if some
+        could not be deleted, `blobs_not_deleted`."""
+        pruned = self.store.prune(finished_before, self.clock.now())
+        counts = dict(pruned.counts)
+        counts["blobs"] = 0
+        for ref in pruned.blobs:
+            try:
+                self.blobs.delete(ref)
+            except AIFactoryError:
+                # The references are gone from the store already: what is left is an
+                # orphan file or object, which the count reports to whoever pruned.
+                counts["blobs_not_deleted"] = counts.get("blobs_not_deleted", 0) + 1
+            else:
+                counts["blobs"] += 1
+        return counts
 
     # -- driving -------------------------------------------------------------------------------
 

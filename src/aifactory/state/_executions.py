@@ -9,10 +9,11 @@ full map each time made checkpoints grow with the square of the pipeline's lengt
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+import attrs
 import cattrs
 
 from .._exceptions import StaleAttemptError, StorageError
@@ -31,9 +32,11 @@ from . import _rows
 from . import _tables as t
 from ._payloads import PayloadColumns
 
-__all__ = ["ExecutionRecords"]
+__all__ = ["ExecutionRecords", "Pruned"]
 
 _TEMPLATES_KEPT = 8
+# Ids per DELETE ... IN (...): well under SQLite's limit on bound parameters.
+_CHUNK = 500
 
 _INSERT_EVENT = (
     "INSERT INTO events (execution_id, seq, at, kind, stage_id, data) VALUES (?, ?, ?, ?, ?, ?)"
@@ -289,16 +292,30 @@ class ExecutionRecords(PayloadColumns):
             ),
         )
 
-    def prune(self, finished_before: datetime, now: datetime) -> dict[str, int]:
-        """Delete checkpoints and events of executions that finished before `finished_before`,
-        and expired cache entries. Running, pending and recently finished executions keep
-        everything. Returns how many rows of each kind went."""
+    def prune(self, finished_before: datetime, now: datetime) -> Pruned:
+        """Forget what long-finished executions no longer need, in one transaction.
+
+        Of executions that finished before `finished_before`: their checkpoints and events;
+        and, of those that *completed*, their stages' inputs and outputs (the stage runs keep
+        their status, times, usage and cost; the references go, and the payload rows behind
+        them unless a live result-cache entry still points there). Failed and cancelled
+        executions keep their stage data, since a retry reuses it. Also expired cache entries.
+        Running, pending and recently finished executions keep everything.
+
+        Inputs and outputs held outside the database (KV files, R2 objects) are returned in
+        `Pruned.blobs` for the caller to delete once this has committed.
+        """
         final = tuple(s.value for s in ExecutionStatus if s.is_final)
         old = (
             "SELECT id FROM executions WHERE status IN (?, ?, ?) AND finished_at IS NOT NULL "
             "AND finished_at < ?"
         )
         params = (*final, finished_before.isoformat())
+        completed = (
+            "SELECT id FROM executions WHERE status = ? AND finished_at IS NOT NULL "
+            "AND finished_at < ?"
+        )
+        completed_params = (ExecutionStatus.COMPLETED.value, finished_before.isoformat())
         counts: dict[str, int] = {}
         with self.transaction():
             for table in ("checkpoints", "events"):  # fixed names, not input
@@ -307,4 +324,61 @@ class ExecutionRecords(PayloadColumns):
             counts["cache_entries"] = self._execute(
                 "DELETE FROM result_cache WHERE expires_at <= ?", (now.isoformat(),)
             ).rowcount
-        return counts
+            holding = (
+                f"execution_id IN ({completed}) "
+                "AND (input_ref IS NOT NULL OR output_ref IS NOT NULL)"
+            )
+            columns = self._execute(
+                f"SELECT input_ref, output_ref FROM stage_runs WHERE {holding}",  # noqa: S608
+                completed_params,
+            ).fetchall()
+            payloads, blobs = self._held(text for row in columns for text in row)
+            payloads -= self._cached_payloads()
+            counts["stage_data"] = self._execute(
+                f"UPDATE stage_runs SET input_ref = NULL, output_ref = NULL WHERE {holding}",  # noqa: S608
+                completed_params,
+            ).rowcount
+            counts["payloads"] = self._delete_payloads(sorted(payloads))
+        return Pruned(counts, blobs)
+
+    def _held(self, columns: Iterable[str | None]) -> tuple[set[int], list[StorageRef]]:
+        """The payload ids and the outside references in reference columns."""
+        payloads: set[int] = set()
+        blobs: list[StorageRef] = []
+        for text in columns:
+            if text is None:
+                continue
+            doc = json.loads(text)
+            if "payload" in doc:
+                payloads.add(int(doc["payload"]))
+            elif "inline" not in doc:
+                try:
+                    blobs.append(converter.structure(doc, StorageRef))
+                except (cattrs.BaseValidationError, ValueError, TypeError, KeyError):
+                    continue  # not a reference this store wrote: nothing of ours to delete
+        return payloads, blobs
+
+    def _cached_payloads(self) -> set[int]:
+        rows = self._execute(
+            "SELECT output_ref FROM result_cache WHERE output_ref LIKE '%\"payload\"%'"
+        ).fetchall()
+        return self._held(row[0] for row in rows)[0]
+
+    def _delete_payloads(self, ids: Sequence[int]) -> int:
+        deleted = 0
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            deleted += self._execute(
+                f"DELETE FROM payloads WHERE id IN ({marks})",  # noqa: S608 - only marks
+                chunk,
+            ).rowcount
+        return deleted
+
+
+@attrs.frozen
+class Pruned:
+    """What `prune` forgot: rows by kind, and the outside blobs left for the caller."""
+
+    counts: dict[str, int]
+    blobs: list[StorageRef]
