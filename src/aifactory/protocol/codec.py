@@ -31,6 +31,7 @@ from cattrs.preconf.json import make_converter
 from .._exceptions import BadInputError
 from ..models.enums import StorageScheme
 from ..models.storage_ref import StorageRef
+from .messages import Binding, StageInput
 
 __all__ = [
     "converter",
@@ -193,6 +194,38 @@ def structure(data: Any, cls: type[T], *, forbid_extra_keys: bool = False) -> T:
             f"invalid {getattr(cls, '__name__', 'value')}: {notes[0] if notes else exc}",
             details={"errors": notes or [str(exc)]},
         ) from exc
+
+
+_BINDING_KEYS = frozenset({"path", "ref", "value"})
+
+
+def stage_input(data: Any) -> StageInput:
+    """`structure(data, StageInput)`, built directly when `data` has the document's shape.
+
+    Every handshake reads a stage input document, and the converter's generic walk cost
+    about as much as parsing its JSON. A document shaped as the orchestrator writes it
+    (`action`, `parameters`, `bindings` of `path`/`ref`/`value`) is built here, its
+    references through the converter's own hook; anything else goes through `structure`,
+    which builds the same or raises the same `BadInputError`.
+    """
+    if type(data) is dict and data.keys() == StageInput.KEYS:
+        action, parameters, bindings = data["action"], data["parameters"], data["bindings"]
+        if type(action) is str and type(parameters) is dict and type(bindings) is dict:
+            built: dict[str, Binding] = {}
+            try:
+                for name, binding in bindings.items():
+                    if type(binding) is not dict or not binding.keys() <= _BINDING_KEYS:
+                        break
+                    path, ref = binding.get("path", ""), binding.get("ref")
+                    if type(path) is not str:
+                        break
+                    structured = None if ref is None else _structure_ref(ref, StorageRef)
+                    built[name] = Binding(structured, path, binding.get("value"))
+                else:
+                    return StageInput(action, parameters, built)
+            except (BadInputError, ValueError, TypeError, KeyError):
+                pass  # `structure` says what is wrong
+    return structure(data, StageInput)
 
 
 def _refuse(value: Any) -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
@@ -200,6 +200,9 @@ class Binding:
 @attrs.frozen
 class StageInput:
     """The document a stage's `input_ref` points at: action, parameters and input bindings."""
+
+    #: The document's keys, as the orchestrator writes them.
+    KEYS: ClassVar[frozenset[str]] = frozenset({"action", "bindings", "parameters"})
 
     action: str
     parameters: dict[str, Any]

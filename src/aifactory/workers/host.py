@@ -22,7 +22,7 @@ from .._exceptions import AIFactoryError, BadInputError, NotFoundError, StageFai
 from ..models.enums import StorageScheme
 from ..models.execution import Usage
 from ..models.storage_ref import StorageRef
-from ..protocol.codec import dumps, structure
+from ..protocol.codec import dumps, stage_input
 from ..protocol.handshake import HandshakeState, StageHandshake
 from ..protocol.messages import (
     AcknowledgeReply,
@@ -31,7 +31,6 @@ from ..protocol.messages import (
     HandshakeRequest,
     ProcessReply,
     ProcessRequest,
-    StageInput,
     StageSummary,
     WorkerHealth,
 )
@@ -108,7 +107,7 @@ class WorkerHost:
             ) from exc
 
     def _resolve(self, request: HandshakeRequest) -> tuple[dict[str, Any], dict[str, Any]]:
-        doc = structure(self._load_json(request.input_ref), StageInput)
+        doc = stage_input(self._load_json(request.input_ref))
         loaded: dict[str, Any] = {}
         inputs: dict[str, Any] = {}
         for name, binding in doc.bindings.items():
