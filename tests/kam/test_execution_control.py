@@ -10,9 +10,16 @@ from typing import Any, ClassVar
 import anyio
 import pytest
 
-from aifactory import AsyncFactory, NotFoundError, PermissionDeniedError, QuotaExceededError
+from aifactory import (
+    AsyncFactory,
+    ConflictError,
+    NotFoundError,
+    PermissionDeniedError,
+    QuotaExceededError,
+    StorageError,
+)
 from aifactory.models import ExecutionStatus, RequestStatus, StageStatus
-from aifactory.orchestrator import RetryPolicy
+from aifactory.orchestrator import ExecutionReport, RetryPolicy
 from aifactory.protocol import ResourceEstimate
 from aifactory.workers import ContentGranulator, ReportBuilder, WorkerContext, WorkerResult
 from tests.helpers import (
@@ -199,3 +206,40 @@ async def test_retention_keeps_deliverables_and_metrics_of_what_it_prunes() -> N
         assert await ana.deliverables.download(deliverable.id) == report
         assert await ana.executions.metrics(execution.id) == metrics
         assert (await ana.requests.get(request_id)).status is RequestStatus.COMPLETED
+
+
+async def test_resume_settles_an_execution_whose_settling_failed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with AsyncFactory.embedded(config=_config()) as factory:
+        people = await setup_people(factory)
+        runtime = factory._runtime
+        assert runtime is not None
+        settle = runtime.settlement.execution_finished
+        failures = [StorageError("database is locked")]
+
+        async def flaky(report: ExecutionReport) -> None:
+            if failures:
+                raise failures.pop()
+            await settle(report)
+
+        monkeypatch.setattr(runtime.settlement, "execution_finished", flaky)
+        request_id = await _request(people)
+        execution = await people.admin.requests.execute(request_id)
+        done = await people.admin.executions.wait(execution.id)
+        # Committed as completed, but the request was never settled: no deliverable yet.
+        assert done.status is ExecutionStatus.COMPLETED
+        assert (await people.ana.requests.get(request_id)).status is RequestStatus.EXECUTING
+        assert await people.ana.deliverables.list(request_id) == []
+        kinds = [e.kind for e in runtime.store.list_events(execution.id)]
+        assert kinds[-1] == "execution.finish_failed"
+
+        resumed = await people.admin.executions.resume(execution.id)
+
+        assert resumed.status is ExecutionStatus.COMPLETED
+        assert (await people.ana.requests.get(request_id)).status is RequestStatus.COMPLETED
+        assert len(await people.ana.deliverables.list(request_id)) == 1
+        client = await people.admin.clients.get(people.client_id)
+        assert client.used_this_month_usd == done.cost.total_usd
+        with pytest.raises(ConflictError, match="already completed"):
+            await people.admin.executions.resume(execution.id)  # settled: nothing to resume

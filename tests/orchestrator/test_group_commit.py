@@ -8,7 +8,9 @@ from decimal import Decimal
 import anyio
 import pytest
 
+from aifactory import StorageError
 from aifactory.models import ExecutionStatus, StageStatus
+from aifactory.orchestrator.live import Live
 from aifactory.orchestrator.records import Records
 from tests.orchestrator.harness import Harness, Step, stage, template
 
@@ -105,3 +107,24 @@ def test_values_json_cannot_hold_are_refused_as_json_would() -> None:
     h = Harness([Step("w")])
     with pytest.raises(TypeError, match="not JSON serializable"):
         h.orchestrator.create(template(stage("a", "w", parameters={"bad": object()})), {})
+
+
+async def test_a_failed_execution_write_leaves_the_live_execution_as_it_was(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    h = Harness([Step("w")])
+    tpl = template(stage("a", "w"))
+    created = h.orchestrator.create(tpl, {})
+    live = Live.fresh(created, h.store.get_stage_runs(created.id), h.orchestrator.engine.plan(tpl))
+    records = Records(h.orchestrator.engine)
+
+    def refuse(events: object) -> None:
+        raise StorageError("disk full")
+
+    monkeypatch.setattr(h.store, "add_events", refuse)
+    with pytest.raises(StorageError):
+        await h.orchestrator.engine.commits.commit(
+            lambda: records.execution(live, "execution.started", status=ExecutionStatus.RUNNING)
+        )
+    assert live.execution == created  # as the store still has it
+    assert h.store.get_execution(created.id) == created

@@ -12,7 +12,7 @@ import anyio
 import attrs
 import pytest
 
-from aifactory import StaleAttemptError
+from aifactory import ConflictError, StaleAttemptError
 from aifactory.models import ExecutionStatus, StagePolicy, StageStatus, Template
 from aifactory.orchestrator import RetryPolicy
 from aifactory.protocol.codec import unstructure
@@ -388,3 +388,29 @@ async def test_retention_prunes_only_long_finished_executions() -> None:
         assert h.store.list_events(recent.id) != []
         assert h.store.list_events(running.id) != []
         await h.orchestrator.cancel(running.id)
+
+
+class _Reporting(Step):
+    """A step whose output lists one artifact, as report workers do."""
+
+    async def process(
+        self, action: str, inputs: Mapping[str, Any], params: Mapping[str, Any], ctx: WorkerContext
+    ) -> WorkerResult:
+        result = await super().process(action, inputs, params, ctx)
+        ref = ctx.write_artifact(b"# report\n", "report.md", "text/markdown")
+        output = {**result.output, "artifacts": [{"name": "report.md", "ref": unstructure(ref)}]}
+        return WorkerResult(output=output, summary=result.summary)
+
+
+async def test_a_finished_execution_can_be_reported_again_with_its_artifacts() -> None:
+    h = Harness([_Reporting("r")])
+    done = await h.run(template(stage("s", "r")))
+    [first] = h.sink.reports
+    again = await h.orchestrator.report(done.id)
+    assert again == done
+    assert h.sink.reports[1] == first  # the same execution and artifacts, for an idempotent sink
+    assert [a.name for a in first.artifacts] == ["report.md"]
+
+    pending = h.orchestrator.create(template(stage("s", "r")), {})
+    with pytest.raises(ConflictError, match="has not finished"):
+        await h.orchestrator.report(pending.id)

@@ -133,10 +133,26 @@ class ExecutionService:
         return result
 
     async def resume(self, principal: Principal, execution_id: str) -> Execution:
-        """Continue an interrupted execution from its last checkpoint (staff)."""
+        """Continue an interrupted execution from its last checkpoint (staff).
+
+        An execution that finished but whose request was never settled (the process stopped,
+        or settling failed, after its final commit) is settled now instead. Raises
+        `ConflictError` for one that finished and was settled.
+        """
+        execution = self.store.get_execution(execution_id)
+        if execution.status.is_final and self._unsettled(execution):
+            await self.orchestrator.report(execution_id)
+            self.audit.record(principal.actor, "execution.report", f"execution:{execution_id}")
+            return self.store.get_execution(execution_id)
         await self.requests.control().launch(execution_id)
         self.audit.record(principal.actor, "execution.resume", f"execution:{execution_id}")
         return self.store.get_execution(execution_id)
+
+    def _unsettled(self, execution: Execution) -> bool:
+        if execution.request_id is None:
+            return False
+        request = self.store.get_request(execution.request_id)
+        return request.status is RequestStatus.EXECUTING and request.execution_id == execution.id
 
     async def retry(self, principal: Principal, execution_id: str) -> Execution:
         """Run a failed or cancelled execution again, reusing its committed stages (staff).

@@ -296,15 +296,16 @@ class Records:
         """Record the execution with `changes` (and `finished_stages` more stages done) and
         one event of `kind`."""
         e = self.e
-        live.execution = attrs.evolve(
+        execution = attrs.evolve(
             live.execution,
             updated_at=e.clock.now(),
             stages_done=live.execution.stages_done + finished_stages,
             **changes,
         )
         event = live.event(e.clock, kind, stage_id, **(data or {}))
-        e.store.update_execution(live.execution)
+        e.store.update_execution(execution)
         e.store.add_events([event])
+        live.execution = execution  # once written (see the module's docstring)
 
 
 def input_document(action: str, params: dict[str, Any], bindings: dict[str, Binding]) -> bytes:

@@ -238,6 +238,32 @@ class Orchestrator:
             self.store.update_execution(reopened)
         return reopened
 
+    async def report(self, execution_id: str) -> Execution:
+        """Report a finished execution to the sink again, with the artifacts it delivered.
+
+        For an execution whose report was lost: the process stopped, or the sink failed,
+        between its final commit and the end of its report. Sinks are idempotent, so a
+        report that did arrive changes nothing. Raises `NotFoundError`, and `ConflictError`
+        if the execution has not finished.
+        """
+        execution = self.store.get_execution(execution_id)
+        if not execution.status.is_final:
+            raise ConflictError(
+                f"execution {execution_id} has not finished; it is {execution.status.value}",
+                details={"status": execution.status.value},
+            )
+        artifacts: tuple[Artifact, ...] = ()
+        if execution.status is ExecutionStatus.COMPLETED:
+            outputs = {
+                r.stage_id: r.output_ref
+                for r in self.store.get_stage_runs(execution_id)
+                if r.status is StageStatus.SUCCEEDED and r.output_ref is not None
+            }
+            plan = self.engine.plan(execution.template)
+            artifacts = collect_artifacts(plan.deliverables, outputs, self.blobs)
+        await self.sink.execution_finished(ExecutionReport(execution, artifacts))
+        return execution
+
     # -- following -----------------------------------------------------------------------------
 
     def is_running(self, execution_id: str) -> bool:
