@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 import anyio
@@ -30,7 +30,7 @@ from .quota import QuotaGate
 from .registry import WorkerRegistry
 from .retry import RetryPolicy
 
-__all__ = ["DEFAULT_TIMEOUTS", "Engine", "Live"]
+__all__ = ["DEFAULT_TIMEOUTS", "Engine", "Live", "committed_outputs"]
 
 #: Used where neither the stage nor the orchestrator's configuration says otherwise.
 DEFAULT_TIMEOUTS = StagePolicy(schedule_to_start_s=60.0, start_to_close_s=600.0, heartbeat_s=None)
@@ -152,14 +152,19 @@ class Live:
             runs=runs,
             # Committed stage runs and the checkpoint are written in one transaction; the
             # runs also survive retention pruning of old checkpoints.
-            outputs={
-                sid: r.output_ref
-                for sid, r in runs.items()
-                if r.status is StageStatus.SUCCEEDED and r.output_ref is not None
-            },
+            outputs=committed_outputs(runs.values()),
             version=checkpoint.version if checkpoint else 0,
             seq=store.last_event_seq(execution_id),
             done=anyio.Event(),
             # Validated when it was created; a template stored then stays runnable.
             plan=TemplatePlan.of(execution.template, validate=False),
         )
+
+
+def committed_outputs(runs: Iterable[StageRun]) -> dict[str, StorageRef]:
+    """The outputs of the stages that succeeded, by stage id, as their runs record them."""
+    return {
+        r.stage_id: r.output_ref
+        for r in runs
+        if r.status is StageStatus.SUCCEEDED and r.output_ref is not None
+    }

@@ -36,7 +36,7 @@ from ..state.sqlite import SQLiteStore
 from ..storage import BlobStore
 from .artifacts import collect_artifacts
 from .costing import StoragePrices
-from .live import DEFAULT_TIMEOUTS, Engine, Live
+from .live import DEFAULT_TIMEOUTS, Engine, Live, committed_outputs
 from .quota import QuotaGate, Unlimited
 from .registry import WorkerRegistry
 from .retry import RetryPolicy
@@ -254,11 +254,7 @@ class Orchestrator:
             )
         artifacts: tuple[Artifact, ...] = ()
         if execution.status is ExecutionStatus.COMPLETED:
-            outputs = {
-                r.stage_id: r.output_ref
-                for r in self.store.get_stage_runs(execution_id)
-                if r.status is StageStatus.SUCCEEDED and r.output_ref is not None
-            }
+            outputs = committed_outputs(self.store.get_stage_runs(execution_id))
             plan = self.engine.plan(execution.template)
             artifacts = collect_artifacts(plan.deliverables, outputs, self.blobs)
         await self.sink.execution_finished(ExecutionReport(execution, artifacts))
