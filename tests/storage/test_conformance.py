@@ -1,4 +1,4 @@
-"""What every storage backend must do: run on `memory://` and on a local folder."""
+"""What every storage backend must do: run on `memory://`, on a local folder and on S3."""
 
 from __future__ import annotations
 
@@ -22,8 +22,9 @@ from aifactory._exceptions import (
 from aifactory.models.enums import StorageScheme
 from aifactory.models.storage_ref import StorageRef
 from aifactory.storage import BlobStore, StorageConfig
+from aifactory.storage._values import decode_kv
 
-from .conftest import all_files, overwrite, raw_fs, stored_bytes
+from .conftest import all_files, foreign_store, overwrite, raw_fs, stored_bytes
 
 GZIP_MIN = 10 * 1024
 
@@ -39,7 +40,7 @@ class TestPlacement:
         assert ref.size == 1023
         assert ref.sha256 == hashlib.sha256(data).hexdigest()
         assert store.get(ref) == data
-        assert all_files(config.root) == []
+        assert all_files(config) == []
 
     def test_inline_limit_goes_to_kv(self, store: BlobStore, config: StorageConfig) -> None:
         data = secrets.token_bytes(1024)
@@ -49,7 +50,7 @@ class TestPlacement:
         assert ref.media_type == "text/plain"
         assert ref.data is None
         assert store.get(ref) == data
-        assert all_files(config.root) == ["kv/ns/a/b"]
+        assert all_files(config) == ["kv/ns/a/b"]
 
     def test_kv_limit_is_inclusive_and_above_goes_to_r2(
         self, small_store: BlobStore, config: StorageConfig
@@ -60,7 +61,7 @@ class TestPlacement:
         assert above.scheme is StorageScheme.R2
         assert small_store.get(at_limit) == b"k" * 64
         assert small_store.get(above) == b"r" * 65
-        assert all_files(config.root) == ["kv/ns/at", "r2/ns/above"]
+        assert all_files(config) == ["kv/ns/at", "r2/ns/above"]
 
     def test_r2_objects_are_stored_verbatim(self, small_store: BlobStore) -> None:
         data = secrets.token_bytes(100)
@@ -79,9 +80,9 @@ class TestPlacement:
     ) -> None:
         kv = StorageRef.parse("kv://ns/a/b")
         r2 = StorageRef.parse("r2://bkt/c")
-        _, base = raw_fs(config.root)
-        assert raw_fs(store.resolve_url(kv))[1] == f"{base}/kv/ns/a/b"
-        assert raw_fs(store.resolve_url(r2))[1] == f"{base}/r2/bkt/c"
+        _, base = raw_fs(config.root, config.storage_options)
+        assert raw_fs(store.resolve_url(kv), config.storage_options)[1] == f"{base}/kv/ns/a/b"
+        assert raw_fs(store.resolve_url(r2), config.storage_options)[1] == f"{base}/r2/bkt/c"
         with pytest.raises(BadInputError):
             store.resolve_url(StorageRef.inline(b"x"))
 
@@ -218,11 +219,11 @@ class TestExpiry:
         self, store: BlobStore, clock: ManualClock, config: StorageConfig
     ) -> None:
         store.put(b"1" * 2000, namespace="cache", key="k", ttl_s=10)
-        assert "kv/cache/.meta/k.json" in all_files(config.root)
+        assert "kv/cache/.meta/k.json" in all_files(config)
         ref = store.put(b"2" * 2000, namespace="cache", key="k")
         clock.advance(3600)
         assert store.get(ref) == b"2" * 2000
-        assert all_files(config.root) == ["kv/cache/k"]
+        assert all_files(config) == ["kv/cache/k"]
 
     def test_purge_removes_only_expired_entries(
         self, store: BlobStore, clock: ManualClock, config: StorageConfig
@@ -237,8 +238,8 @@ class TestExpiry:
         assert not any(store.exists(ref) for ref in short)
         assert store.get(long) == b"l" * 2000
         assert store.get(forever) == b"f" * 2000
-        assert "kv/other/x" in all_files(config.root)
-        assert [f for f in all_files(config.root) if "/c/" in f] == [
+        assert "kv/other/x" in all_files(config)
+        assert [f for f in all_files(config) if "/c/" in f] == [
             "kv/c/.meta/long.json",
             "kv/c/forever",
             "kv/c/long",
@@ -252,7 +253,7 @@ class TestExpiry:
         self, store: BlobStore, clock: ManualClock, config: StorageConfig
     ) -> None:
         ref = store.put(b"m" * 2000, namespace="c", key="m", ttl_s=1)
-        fs, base = raw_fs(config.root)
+        fs, base = raw_fs(config.root, config.storage_options)
         fs.pipe_file(f"{base}/kv/c/.meta/m.json", b"{not json")
         clock.advance(2)
         assert store.purge_expired("c") == 0
@@ -269,7 +270,7 @@ class TestExpiry:
             small_store.put(b"r" * 100, namespace="c", key="k", ttl_s=10)
         with pytest.raises(BadInputError, match="TTL"):
             small_store.put(b"r", namespace="c", key="k", ttl_s=10, scheme=StorageScheme.R2)
-        assert all_files(config.root) == []
+        assert all_files(config) == []
 
     def test_inline_data_ignores_ttl(self, store: BlobStore, clock: ManualClock) -> None:
         ref = store.put(b"tiny", namespace="c", key="k", ttl_s=1)
@@ -286,7 +287,7 @@ class TestValidation:
         for size in (1, 2000):
             with pytest.raises(UnsafeKeyError):
                 store.put(b"u" * size, namespace="ns", key=key)
-        assert all_files(config.root) == []
+        assert all_files(config) == []
 
     @pytest.mark.parametrize("namespace", ["", "UP", "a/b", "..", "s3:"])
     def test_bad_namespace_is_refused(self, store: BlobStore, namespace: str) -> None:
@@ -307,7 +308,7 @@ class TestAtomicWrites:
         small_store.put(b"k" * 10, namespace="ns", key="a/kv")
         small_store.put(b"k" * 40, namespace="ns", key="a/kv", ttl_s=5)
         small_store.put(b"r" * 100, namespace="ns", key="a/r2")
-        assert all_files(config.root) == ["kv/ns/.meta/a/kv.json", "kv/ns/a/kv", "r2/ns/a/r2"]
+        assert all_files(config) == ["kv/ns/.meta/a/kv.json", "kv/ns/a/kv", "r2/ns/a/r2"]
 
     def test_interrupted_write_keeps_the_old_value(
         self,
@@ -318,29 +319,53 @@ class TestAtomicWrites:
     ) -> None:
         old = store.put(b"old" * 1000, namespace="ns", key="k")
         seen_mid_write: list[bytes] = []
+        fs, path = raw_fs(store.resolve_url(old), config.storage_options)
 
         def crash(*args: Any, **kwargs: Any) -> None:
             seen_mid_write.append(BlobStore(config).get(old))
             raise KeyboardInterrupt
 
-        if backend == "local":
-            monkeypatch.setattr(os, "replace", crash)
+        if backend == "s3":
+            # Nothing can be interrupted inside s3fs's event loop without killing it; what
+            # happens there is a connection lost while the value is being uploaded.
+            real_call = type(fs)._call_s3
+            expected: type[BaseException] = StorageError
+
+            async def lost(self: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+                if method == "put_object" and kwargs.get("Key", "").endswith("/k"):
+                    seen_mid_write.append(decode_kv(await fs._cat_file(path), old))
+                    raise ConnectionResetError("connection lost during the upload")
+                return await real_call(self, method, *args, **kwargs)
+
+            monkeypatch.setattr(type(fs), "_call_s3", lost)
         else:
-            fs, _ = raw_fs(config.root)
-            monkeypatch.setattr(type(fs), "mv", crash)
-        with pytest.raises(KeyboardInterrupt):
+            expected = KeyboardInterrupt
+            if backend == "local":
+                monkeypatch.setattr(os, "replace", crash)
+            else:
+                monkeypatch.setattr(type(fs), "mv", crash)
+        with pytest.raises(expected):
             store.put(b"new" * 1000, namespace="ns", key="k")
         monkeypatch.undo()
         assert seen_mid_write == [b"old" * 1000]
         assert store.get(old) == b"old" * 1000
-        assert all_files(config.root) == ["kv/ns/k"]
+        assert all_files(config) == ["kv/ns/k"]
 
-    def test_clashing_write_fails_cleanly(self, store: BlobStore, config: StorageConfig) -> None:
+    def test_clashing_write_fails_cleanly_where_folders_exist(
+        self, store: BlobStore, config: StorageConfig, backend: str
+    ) -> None:
         blob = store.put(b"f" * 2000, namespace="ns", key="a")
-        with pytest.raises(StorageError, match="kv://ns/a/b"):
-            store.put(b"g" * 2000, namespace="ns", key="a/b")
+        if backend == "s3":
+            # Object stores have no folders: `a` and `a/b` are two independent names.
+            below = store.put(b"g" * 2000, namespace="ns", key="a/b")
+            assert store.get(below) == b"g" * 2000
+            assert store.exists(blob)
+            assert all_files(config) == ["kv/ns/a", "kv/ns/a/b"]
+        else:
+            with pytest.raises(StorageError, match="kv://ns/a/b"):
+                store.put(b"g" * 2000, namespace="ns", key="a/b")
+            assert all_files(config) == ["kv/ns/a"]
         assert store.get(blob) == b"f" * 2000
-        assert all_files(config.root) == ["kv/ns/a"]
 
     def test_concurrent_writers_never_expose_partial_values(self, store: BlobStore) -> None:
         values = [bytes([65 + i]) * (GZIP_MIN + 1000 * i) for i in range(4)]
@@ -370,3 +395,58 @@ class TestAtomicWrites:
         assert seen <= set(values)
         final = store.get(bare)
         assert [store.get(ref) for ref in refs if ref.sha256 == hashlib.sha256(final).hexdigest()]
+
+
+class TestOtherProcesses:
+    """Another process sharing the storage: its writes and deletes count at once."""
+
+    def test_writes_and_deletes_of_another_process_are_seen_at_once(
+        self, store: BlobStore, config: StorageConfig, clock: ManualClock
+    ) -> None:
+        other = foreign_store(config, clock)
+        mine = store.put(b"m" * 2000, namespace="c", key="mine", ttl_s=100)
+        # Listing the expiry records must not make this store blind to later changes there.
+        assert store.purge_expired("c") == 0
+        theirs = other.put(b"t" * 2000, namespace="c", key="theirs", ttl_s=10)
+        assert store.exists(theirs)
+        assert store.get(theirs) == b"t" * 2000
+        clock.advance(10)
+        assert store.exists(theirs) is False
+        with pytest.raises(NotFoundError, match="expired"):
+            store.get(theirs)
+        other.delete(mine)
+        assert store.exists(mine) is False
+        with pytest.raises(NotFoundError):
+            store.get(mine)
+        assert store.purge_expired("c") == 1
+        assert other.exists(theirs) is False
+        assert all_files(config) == []
+
+    def test_overwrite_by_another_process_is_read_whole(
+        self, store: BlobStore, config: StorageConfig, clock: ManualClock
+    ) -> None:
+        first = store.put(b"1" * 3000, namespace="ns", key="k")
+        assert store.get(first) == b"1" * 3000
+        second = foreign_store(config, clock).put(b"2" * 5000, namespace="ns", key="k")
+        assert store.get(second) == b"2" * 5000
+        with pytest.raises(IntegrityError):
+            store.get(first)
+
+
+class TestKeys:
+    @pytest.mark.parametrize("key", ["a=b+c@d,e", "x+y/1,2@3=4", "deep/er/key.with.dots"])
+    def test_every_allowed_character_round_trips(
+        self, small_store: BlobStore, config: StorageConfig, key: str
+    ) -> None:
+        kv = small_store.put(b"k" * 40, namespace="ns", key=key, ttl_s=60)
+        r2 = small_store.put(b"r" * 100, namespace="ns", key=key)
+        assert small_store.get(kv) == b"k" * 40
+        assert small_store.get(r2) == b"r" * 100
+        assert small_store.exists(kv)
+        assert small_store.exists(r2)
+        expected = sorted([f"kv/ns/.meta/{key}.json", f"kv/ns/{key}", f"r2/ns/{key}"])
+        assert all_files(config) == expected
+        assert stored_bytes(small_store, r2) == b"r" * 100
+        small_store.delete(kv)
+        small_store.delete(r2)
+        assert all_files(config) == []

@@ -23,6 +23,15 @@ META_DIR = ".meta"
 _META_SUFFIX = ".json"
 _TEMP_PREFIX = ".tmp-"
 _USERINFO = re.compile(r"(://)[^/@]*@")
+# Object stores: one PUT publishes a whole object or nothing, so writes need no temporary
+# name (a copy and a delete on S3, which could leak the temporary object).
+_OBJECT_STORES = frozenset({"s3", "s3a"})
+# What the store relies on from an object store's filesystem, over the caller's options. A
+# listings cache would answer `isfile` and `cat_file`'s size probe from a listing that another
+# process has since changed (the store only lists to purge, and reads every object directly).
+_OBJECT_STORE_OPTIONS: dict[str, Any] = {"use_listings_cache": False}
+# S3 (and R2) refuse object names longer than this many UTF-8 bytes.
+_S3_MAX_NAME_BYTES = 1024
 
 
 def redact(url: str) -> str:
@@ -47,13 +56,36 @@ class Root:
         """Local files need fsync and `os.replace` to make writes crash-safe."""
         return isinstance(self.fs, LocalFileSystem)
 
+    @property
+    def is_object_store(self) -> bool:
+        """S3-like stores publish each PUT atomically and have no folders."""
+        return _is_object_store(self.fs.protocol)
+
     def blob_path(self, key: str) -> str:
-        """Where the blob `key` lives. Raises `UnsafeKeyError` if it would leave the root."""
-        return self._confined(self.base, check_key(key))
+        """Where the blob `key` lives.
+
+        Raises `UnsafeKeyError` if it would leave the root, and `StorageError` if the path is
+        too long for an object store.
+        """
+        return self._fitting(self._confined(self.base, check_key(key)), key)
 
     def meta_path(self, key: str) -> str:
-        """Where the expiry record of KV key `key` lives (`{base}/.meta/{key}.json`)."""
-        return self._confined(f"{self.base}/{META_DIR}", check_key(key)) + _META_SUFFIX
+        """Where the expiry record of KV key `key` lives (`{base}/.meta/{key}.json`).
+
+        Raises like `blob_path`.
+        """
+        path = self._confined(f"{self.base}/{META_DIR}", check_key(key)) + _META_SUFFIX
+        return self._fitting(path, key)
+
+    def read(self, path: str) -> bytes:
+        """All bytes at `path`, raising what the filesystem raises.
+
+        On object stores this is one GET: s3fs would otherwise ask for the size first and read
+        a large object in concurrent ranges, which a concurrent overwrite can tear apart.
+        """
+        if self.is_object_store:
+            return bytes(self.fs.cat_file(path, max_concurrency=1))
+        return bytes(self.fs.cat_file(path))
 
     @property
     def meta_base(self) -> str:
@@ -80,6 +112,19 @@ class Root:
         """The fsspec URL of `path` on this root's filesystem."""
         return str(self.fs.unstrip_protocol(path))
 
+    def _fitting(self, path: str, key: str) -> str:
+        # The bucket is the first segment; S3 limits the rest. Refused here, before any request,
+        # rather than as the store's opaque error halfway through a put.
+        if self.is_object_store:
+            name = path.partition("/")[2]
+            if len(name.encode()) > _S3_MAX_NAME_BYTES:
+                raise StorageError(
+                    f"storage key too long for {redact(self.url)}: object names are limited to "
+                    f"{_S3_MAX_NAME_BYTES} bytes, this one would have {len(name.encode())}",
+                    details={"key": key[:80]},
+                )
+        return path
+
     @staticmethod
     def _confined(base: str, key: str) -> str:
         # Defence in depth: check_key already forbids every escape, but should it ever let one
@@ -93,12 +138,16 @@ class Root:
 def open_root(url: str, storage_options: dict[str, dict[str, Any]]) -> Root:
     """Open the filesystem for `url` with the options for its protocol.
 
+    Object stores (`s3://`) are opened without a listings cache, whatever the options say.
+
     Raises `StorageError` (with an install hint) if the protocol's implementation is missing
     or the filesystem cannot be created, and `BadInputError` if `url` names a filesystem root
     instead of a folder (keys there could address other buckets).
     """
     protocol = fsspec.core.split_protocol(url)[0] or "file"
-    options = storage_options.get(protocol, {})
+    options = dict(storage_options.get(protocol, {}))
+    if protocol in _OBJECT_STORES:
+        options.update(_OBJECT_STORE_OPTIONS)
     shown = redact(url)
     try:
         fs, path = fsspec.core.url_to_fs(url, **options)
@@ -124,6 +173,11 @@ def open_root(url: str, storage_options: dict[str, dict[str, Any]]) -> Root:
             details={"protocol": protocol},
         )
     return Root(url=url, fs=fs, base=base)
+
+
+def _is_object_store(protocol: str | tuple[str, ...]) -> bool:
+    names = {protocol} if isinstance(protocol, str) else set(protocol)
+    return not names.isdisjoint(_OBJECT_STORES)
 
 
 def _normalise(path: str) -> str:

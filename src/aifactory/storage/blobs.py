@@ -5,7 +5,7 @@ Layout under a KV namespace root (`{root}/kv/{ns}` or its override):
 ```
 {ns_root}/{key}                 the value: a one-line aifkv header + the (maybe gzipped) bytes
 {ns_root}/.meta/{key}.json      expiry record, only for entries written with a TTL
-{ns_root}/.../.tmp-<random>     in-flight writes (renamed onto the key when complete)
+{ns_root}/.../.tmp-<random>     in-flight writes (renamed onto the key when complete; not on S3)
 ```
 
 R2 buckets (`{root}/r2/{bucket}` or its override) hold plain objects at `{bucket_root}/{key}`.
@@ -14,6 +14,12 @@ Keys never start a segment with `.`, so `.meta` and `.tmp-*` names cannot collid
 On local filesystems a key cannot be both a blob and a folder (`a` and `a/b`), and two TTL keys
 `a` and `a.json/...` clash in `.meta`; such writes fail with `StorageError`. Emptied folders are
 left in place, since removing them would race with concurrent writes below them.
+
+Object stores (`s3://`, also for R2 and MinIO through s3fs) have no folders, so `a` and `a/b`
+are independent keys there. Each value is written with one PUT, which publishes the whole
+object or nothing, so no `.tmp-*` objects are ever made; each read is one GET. Object names are
+limited to 1024 bytes, counting the root's prefix (and for KV keys `.meta/` and `.json`); longer
+keys fail with `StorageError` before any request.
 """
 
 from __future__ import annotations
@@ -147,7 +153,7 @@ class BlobStore:
                 # Expired entries stay until purge_expired: deleting here could race with a put
                 # that has just renewed the key.
                 self._check_not_expired(root, ref)
-            stored = bytes(root.fs.cat_file(root.blob_path(ref.key)))
+            stored = root.read(root.blob_path(ref.key))
         except _ABSENT as exc:
             raise NotFoundError(f"no blob at {ref.uri}", details={"ref": ref.uri}) from exc
         except _BACKEND_ERRORS as exc:
@@ -217,7 +223,7 @@ class BlobStore:
                 continue
             where = f"kv://{namespace}/{key}"
             try:
-                expiry = Expiry.from_bytes(bytes(root.fs.cat_file(path)), where)
+                expiry = Expiry.from_bytes(root.read(path), where)
             except (StorageError, *_ABSENT):
                 continue
             except _BACKEND_ERRORS as exc:
@@ -255,7 +261,7 @@ class BlobStore:
 
     def _check_not_expired(self, root: Root, ref: StorageRef) -> None:
         try:
-            raw = bytes(root.fs.cat_file(root.meta_path(ref.key)))
+            raw = root.read(root.meta_path(ref.key))
         except _ABSENT:
             return
         if Expiry.from_bytes(raw, ref.uri).is_expired(self._clock.now()):
@@ -263,13 +269,18 @@ class BlobStore:
 
     @staticmethod
     def _write(root: Root, path: str, payload: bytes) -> None:
+        if root.is_object_store:
+            # One PUT (or multipart upload) publishes the whole object or nothing; a temporary
+            # name would only add a copy, a delete and a leak when the delete fails.
+            root.fs.pipe_file(path, payload)
+            return
         temp = root.temp_path(path)
         try:
             if root.is_local:
                 _write_local(root, path, temp, payload)
             else:
-                # Object stores publish a complete object per PUT and memory publishes on
-                # copy, so the temp name keeps partial uploads away from the key itself.
+                # Other filesystems may show a file while it is being written, so the temp name
+                # keeps partial writes away from the key itself.
                 root.fs.pipe_file(temp, payload)
                 root.fs.mv(temp, path)
         except BaseException:
