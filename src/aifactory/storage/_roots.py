@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import posixpath
 import re
@@ -84,7 +85,7 @@ class Root:
         a large object in concurrent ranges, which a concurrent overwrite can tear apart.
         """
         if self.is_object_store:
-            return bytes(self.fs.cat_file(path, max_concurrency=1))
+            return bytes(self.fs.cat_file(path, **_one_get(self.fs)))
         return bytes(self.fs.cat_file(path))
 
     @property
@@ -173,6 +174,25 @@ def open_root(url: str, storage_options: dict[str, dict[str, Any]]) -> Root:
             details={"protocol": protocol},
         )
     return Root(url=url, fs=fs, base=base)
+
+
+def _one_get(fs: Any) -> dict[str, Any]:
+    """What makes `fs.cat_file` one GET on an object store: s3fs reads large objects in
+    concurrent ranges unless told `max_concurrency=1`; versions before that (2026) read with
+    one GET already and take no such argument. Worked out once per filesystem class."""
+    kind = type(fs)
+    found = _ONE_GET.get(kind)
+    if found is None:
+        try:
+            takes = "max_concurrency" in inspect.signature(kind._cat_file).parameters
+        except (AttributeError, TypeError, ValueError):
+            takes = False
+        found = {"max_concurrency": 1} if takes else {}
+        _ONE_GET[kind] = found
+    return found
+
+
+_ONE_GET: dict[type, dict[str, Any]] = {}
 
 
 def _is_object_store(protocol: str | tuple[str, ...]) -> bool:
