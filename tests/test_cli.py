@@ -1,19 +1,31 @@
-"""The `aifactory` command, run as a user runs it: a real subprocess."""
+"""The `aifactory` command, run as a user runs it: a real subprocess; and the config its flags
+and environment make, built in process."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from aifactory import BadInputError, FactoryConfig, StorageConfig, StorageError
+from aifactory.cli import _config, _parser, _reach_storage
+
+OWN_VARIABLES = ("AIFACTORY_HOME", "AIFACTORY_STORAGE", "AIFACTORY_STORAGE_ENDPOINT")
+
 
 def _run(
-    *args: str, stdin: str | None = None, home: Path | None = None
+    *args: str,
+    stdin: str | None = None,
+    home: Path | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "AIFACTORY_HOME"}
+    env = {k: v for k, v in os.environ.items() if k not in OWN_VARIABLES}
+    env.update(extra_env or {})
     return subprocess.run(
         [sys.executable, "-m", "aifactory.cli", *args],
         capture_output=True,
@@ -84,3 +96,182 @@ def test_init_takes_a_given_password_and_never_echoes_it(tmp_path: Path, how: st
     )
     assert short.returncode == 1
     assert "12 to 1024 characters" in short.stderr
+
+
+def _serve_config(*flags: str, environ: Mapping[str, str] | None = None) -> FactoryConfig:
+    """The config `aifactory serve worker content_granulator --home srv FLAGS` runs with."""
+    args = _parser().parse_args(["serve", "worker", "content_granulator", "--home", "srv", *flags])
+    return _config(args, with_llm=args.llm, environ=environ or {})
+
+
+def test_serve_takes_s3_storage_and_its_endpoint_from_flags() -> None:
+    pytest.importorskip("s3fs")
+    endpoint = "http://127.0.0.1:9000"
+    config = _serve_config("--storage", "s3://factory-blobs/prod/", "--storage-endpoint", endpoint)
+    # The placements a home gets: stage payloads stay inline as on a local root.
+    local = FactoryConfig(home=Path("srv")).storage_config()
+    assert config.home == Path("srv")
+    assert config.storage == StorageConfig(
+        "s3://factory-blobs/prod",
+        storage_options={"s3": {"endpoint_url": endpoint}},
+        placements=local.placements,
+    )
+    assert config.storage_config().placement_for("stages").inline_max_bytes == 64 * 1024
+    assert config.storage_config().kv_url("stages") == "s3://factory-blobs/prod/kv/stages"
+
+
+def test_serve_storage_defaults_to_the_environment_and_flags_win() -> None:
+    pytest.importorskip("s3fs")
+    environ = {
+        "AIFACTORY_STORAGE": "s3://from-env/p",
+        "AIFACTORY_STORAGE_ENDPOINT": "https://account.r2.example",
+    }
+    from_env = _serve_config(environ=environ)
+    assert from_env.storage is not None
+    assert from_env.storage.root == "s3://from-env/p"
+    assert from_env.storage.storage_options == {
+        "s3": {"endpoint_url": "https://account.r2.example"}
+    }
+    flagged = _serve_config("--storage", "s3://from-flag", environ=environ)
+    assert flagged.storage is not None
+    assert flagged.storage.root == "s3://from-flag"
+    assert flagged.storage.storage_options["s3"]["endpoint_url"] == "https://account.r2.example"
+    # No AWS endpoint at all: s3fs's default (AWS itself), chosen by the AWS environment.
+    plain = _serve_config("--storage", "s3://bucket/p")
+    assert plain.storage is not None
+    assert plain.storage.storage_options == {}
+
+
+def test_serve_storage_defaults_to_the_home_or_a_folder(tmp_path: Path) -> None:
+    unset = _serve_config(environ={"AIFACTORY_STORAGE": "", "AIFACTORY_STORAGE_ENDPOINT": ""})
+    assert unset.storage is None
+    assert unset.storage_config().root == str(Path("srv/blobs").absolute())
+    folder = _serve_config("--storage", str(tmp_path / "shared"))
+    assert folder.storage is not None
+    assert folder.storage.root == str(tmp_path / "shared")
+    assert folder.storage.placements == unset.storage_config().placements
+    assert _serve_config("--storage", f"file://{tmp_path}/x").storage == StorageConfig.local(
+        tmp_path / "x", placements=unset.storage_config().placements
+    )
+
+
+@pytest.mark.parametrize(
+    ("flags", "environ", "message"),
+    [
+        (["--storage", "nosuch://bucket/p"], {}, "unknown storage protocol 'nosuch://'"),
+        (["--storage", "s3://"], {}, "names no bucket"),
+        (["--storage", "s3:///prefix"], {}, "names no bucket"),
+        (["--storage", "s3://key:secret@bucket/p"], {}, "without credentials"),
+        (["--storage", "s3://bucket/p?versionId=1"], {}, "without credentials, query"),
+        (["--storage", ""], {}, "storage URL is empty"),
+        (["--storage-endpoint", "http://127.0.0.1:9000"], {}, "needs an s3:// storage URL"),
+        ([], {"AIFACTORY_STORAGE_ENDPOINT": "http://127.0.0.1:9000"}, "needs an s3://"),
+        (["--storage", "s3://b/p", "--storage-endpoint", "127.0.0.1:9000"], {}, "http(s) URL"),
+        (["--storage", "s3://b/p", "--storage-endpoint", "ftp://h"], {}, "http(s) URL"),
+        (
+            ["--storage", "s3://b/p", "--storage-endpoint", "http://user:pw@127.0.0.1:9"],
+            {},
+            "no credentials",
+        ),
+        (["--storage", "/srv/blobs", "--storage-endpoint", "http://h"], {}, "only to s3://"),
+        (["--storage", "memory://x", "--storage-endpoint", "http://h"], {}, "only to s3://"),
+    ],
+)
+def test_serve_refuses_unusable_storage(
+    flags: list[str], environ: dict[str, str], message: str
+) -> None:
+    pytest.importorskip("s3fs")
+    with pytest.raises(BadInputError) as caught:
+        _serve_config(*flags, environ=environ)
+    assert message in caught.value.message
+    assert "secret" not in caught.value.message
+
+
+def test_storage_reachability_is_checked_before_serving(
+    s3_endpoint: str, s3_options: dict[str, dict[str, Any]], s3_bucket: Callable[[], str]
+) -> None:
+    bucket = s3_bucket()
+    found = _reach_storage(
+        _serve_config("--storage", f"s3://{bucket}/p", "--storage-endpoint", s3_endpoint)
+    )
+    assert found == f"s3://{bucket}/p at {s3_endpoint}"
+    missing = _serve_config("--storage", "s3://no-such-bucket/p", "--storage-endpoint", s3_endpoint)
+    with pytest.raises(StorageError, match=r"no bucket 'no-such-bucket' at http://127\.0\.0\.1:"):
+        _reach_storage(missing)
+    # Nothing listens on port 9 of the loopback: refused at once, reported on one line.
+    dead = _serve_config(
+        "--storage", f"s3://{bucket}/p", "--storage-endpoint", "http://127.0.0.1:9"
+    )
+    with pytest.raises(StorageError) as caught:
+        _reach_storage(dead)
+    assert caught.value.message.startswith(
+        f"cannot reach storage s3://{bucket}/p at http://127.0.0.1:9"
+    )
+    assert "\n" not in caught.value.message
+
+
+def _aws_test_env(tmp_path: Path) -> dict[str, str]:
+    # Dummy credentials, no profile, no metadata service: nothing leaves the loopback.
+    return {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
+    }
+
+
+def test_serve_reports_storage_errors_on_one_line_without_a_traceback(tmp_path: Path) -> None:
+    trust = tmp_path / "trusted.keys"
+    trust.write_text(_run("keys", "new", "orchestrator").stdout)
+    serve = [
+        "serve",
+        "worker",
+        "content_granulator",
+        "--home",
+        str(tmp_path),
+        "--trust",
+        str(trust),
+    ]
+    bad = _run(*serve, extra_env={"AIFACTORY_STORAGE": "nosuch://bucket/p"})
+    assert bad.returncode == 1
+    assert bad.stderr.strip() == (
+        "error: unknown storage protocol 'nosuch://': use a folder or s3://bucket/prefix"
+    )
+    dead = _run(
+        *serve,
+        "--storage",
+        "s3://bucket/p",
+        "--storage-endpoint",
+        "http://127.0.0.1:9",
+        extra_env=_aws_test_env(tmp_path),
+    )
+    assert dead.returncode == 1, dead.stderr
+    assert dead.stderr.startswith("error: cannot reach storage s3://bucket/p at http://127.0.0.1:9")
+    assert "Traceback" not in dead.stderr
+    assert "listening" not in dead.stderr
+
+
+def test_a_missing_s3fs_is_named_with_the_extra_to_install(tmp_path: Path) -> None:
+    # s3fs made unimportable in a fresh interpreter, as where the extra is not installed.
+    code = (
+        "import sys; sys.modules['s3fs'] = None\n"
+        "from aifactory.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, "serve", "factory", "--home", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={
+            **{k: v for k, v in os.environ.items() if k not in OWN_VARIABLES},
+            "AIFACTORY_STORAGE": "s3://bucket/p",
+        },
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "error: storage on s3:// needs its fsspec implementation: pip install 'aifactory[s3]'"
+    )

@@ -1,7 +1,8 @@
 """The `aifactory` command: `init`, `demo`, `serve`, `keys` and `version`.
 
-This is the only place that reads the environment (`AIFACTORY_HOME`); everything below it
-receives a `FactoryConfig`.
+This and `FactoryConfig.from_environment` are the only places that read the environment
+(`AIFACTORY_HOME`, `AIFACTORY_STORAGE`, `AIFACTORY_STORAGE_ENDPOINT`, the language model's
+variables); everything below them receives a `FactoryConfig`.
 """
 
 from __future__ import annotations
@@ -9,16 +10,19 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import fsspec.core  # type: ignore[import-untyped]
 from rich.console import Console
+from rich.markup import escape
 
 from . import __version__
-from ._exceptions import AIFactoryError, ConflictError
+from ._exceptions import AIFactoryError, ConflictError, StorageError
 from ._sync import Factory
 from .auth import generate_password
 from .config import FactoryConfig
+from .storage._roots import redact
 
 __all__ = ["main"]
 
@@ -32,8 +36,72 @@ def _read_password(value: str | None) -> str | None:
     return value
 
 
+def _config(
+    args: argparse.Namespace,
+    home: str | Path | None = None,
+    *,
+    with_llm: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> FactoryConfig:
+    """The config a command runs with: its flags over the environment (`environ`, default
+    `os.environ`). Raises `BadInputError` or `StorageError` for unusable storage flags."""
+    return FactoryConfig.from_environment(
+        home if home is not None else args.home,
+        with_llm=with_llm,
+        storage=getattr(args, "storage", None),
+        storage_endpoint=getattr(args, "storage_endpoint", None),
+        environ=environ,
+    )
+
+
+def _reach_storage(config: FactoryConfig) -> str:
+    """Where the blobs live, for the operator. An S3 store is asked once for its bucket, so a
+    wrong endpoint, bucket or credentials stop the command at start, not at the first stage.
+
+    Raises `StorageError` saying what is wrong, on one line.
+    """
+    storage = config.storage_config()
+    shown = redact(storage.root)
+    protocol = fsspec.core.split_protocol(storage.root)[0]
+    if protocol not in ("s3", "s3a"):
+        return shown
+    given = storage.storage_options.get(protocol, {})
+    endpoint = str(given.get("endpoint_url") or "the AWS endpoint")
+    bucket = storage.root.split("://", 1)[1].split("/", 1)[0]
+    # Its own client, failing within seconds: botocore would retry a dead endpoint for long.
+    options = {
+        **given,
+        "skip_instance_cache": True,
+        "use_listings_cache": False,
+        "config_kwargs": {
+            **given.get("config_kwargs", {}),
+            "retries": {"max_attempts": 2},
+            "connect_timeout": 10,
+        },
+    }
+    try:
+        fs, _ = fsspec.core.url_to_fs(storage.root, **options)
+        fs.info(bucket)
+    except FileNotFoundError as exc:
+        raise StorageError(f"no bucket {bucket!r} at {endpoint}: create it first") from exc
+    except PermissionError as exc:
+        raise StorageError(
+            f"access to bucket {bucket!r} at {endpoint} denied: check the AWS credentials "
+            "in the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
+        ) from exc
+    except Exception as exc:  # botocore's errors are not OSErrors; any failure means the same
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        hint = (
+            " (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+            if "credentials" in reason.lower()
+            else ""
+        )
+        raise StorageError(f"cannot reach storage {shown} at {endpoint}: {reason}{hint}") from exc
+    return f"{shown} at {endpoint}"
+
+
 def _init(args: argparse.Namespace, console: Console) -> int:
-    config = FactoryConfig.from_environment(args.home)
+    config = _config(args)
     with Factory.embedded(config=config) as factory:
         password = factory.bootstrap_admin(args.admin_email, _read_password(args.admin_password))
     console.print(f"Initialised factory in [bold]{config.home}[/]")
@@ -48,12 +116,13 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
     fresh = not (home / "state.sqlite3").exists()
     # A reused home already has the demo's client and user: give this run its own.
     suffix = "" if fresh else f"-{generate_password()[:6].lower()}"
-    config = FactoryConfig.from_environment(home, with_llm=args.llm)
+    config = _config(args, home, with_llm=args.llm)
     if args.llm and config.llm is None:
         console.print("[red]--llm needs AIFACTORY_LLM_BASE_URL or an API key in the environment[/]")
         return 2
+    blobs = _reach_storage(config)
     model = f", model {config.llm.model}" if config.llm else ", no language model"
-    console.print(f"[bold]aifactory demo[/] — embedded factory in {home}{model}")
+    console.print(f"[bold]aifactory demo[/] — embedded factory in {home}{model}, blobs in {blobs}")
     with Factory.embedded(config=config) as factory:
         admin_password = _read_password(args.admin_password)
         try:
@@ -126,7 +195,8 @@ def _serve(args: argparse.Namespace, console: Console) -> int:
 
     from .server.deploy import Deployment, factory_service, load_keys, worker_service
 
-    config = FactoryConfig.from_environment(args.home, with_llm=args.llm)
+    config = _config(args, with_llm=args.llm)
+    blobs = _reach_storage(config)
     if args.role in ("kam", "orchestrator"):
         from .server.deploy import kam_service, orchestrator_service
 
@@ -147,6 +217,7 @@ def _serve(args: argparse.Namespace, console: Console) -> int:
             return 2
         app = worker_service(config, args.workers, load_keys(args.trust))
         console.print(f"worker service for {', '.join(args.workers)}")
+    console.print(f"blobs in {blobs}")
     console.print(f"listening on http://{args.host}:{args.port}")
     # Worker services answer only the orchestrator: no Server/Date headers on every reply.
     lean = args.role == "worker"
@@ -166,6 +237,22 @@ def _keys(args: argparse.Namespace) -> int:
 
     print(generate_worker_key(args.id).to_text())
     return 0
+
+
+def _storage_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--storage",
+        metavar="URL",
+        help="blob storage shared by all services: a folder or s3://bucket/prefix "
+        "(default $AIFACTORY_STORAGE, else HOME/blobs); S3 credentials come from the AWS "
+        "environment (AWS_ACCESS_KEY_ID, ...)",
+    )
+    parser.add_argument(
+        "--storage-endpoint",
+        metavar="URL",
+        help="the S3 API of an S3-compatible store such as R2 or MinIO "
+        "(default $AIFACTORY_STORAGE_ENDPOINT)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -193,6 +280,7 @@ def _parser() -> argparse.ArgumentParser:
         default="quick_research",
         choices=["quick_research", "educational_course_basic"],
     )
+    _storage_arguments(demo)
     serve = sub.add_parser("serve", help="serve the factory API or worker services over HTTP")
     serve.add_argument("role", choices=["factory", "kam", "orchestrator", "worker"])
     serve.add_argument("workers", nargs="*", help="worker names (for role 'worker')")
@@ -203,6 +291,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--trust", help="worker: file of caller keys (one id:secret per line)")
     serve.add_argument("--llm", action="store_true", help="use the model from the environment")
     serve.add_argument("--log-level", default="warning")
+    _storage_arguments(serve)
     keys = sub.add_parser("keys", help="make a service signing key")
     keys.add_argument("action", choices=["new"])
     keys.add_argument("id", help="the service's id, e.g. orchestrator")
@@ -226,7 +315,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(__version__)
         return 0
     except AIFactoryError as exc:
-        console.print(f"[red]error:[/] {exc.message}")
+        # One line, however long (scripts grep it), escaped: messages quote user input and
+        # hints such as 'aifactory[s3]', which rich would take for markup.
+        console.print(f"[red]error:[/] {escape(exc.message)}", soft_wrap=True)
         return 1
 
 

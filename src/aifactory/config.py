@@ -1,16 +1,24 @@
-"""`FactoryConfig`: everything an embedded factory is built from, in one value."""
+"""`FactoryConfig`: everything an embedded factory is built from, in one value.
+
+`FactoryConfig.from_environment` (used by the `aifactory` command) is the only place that reads
+the environment; library code receives a config.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import anyio
 import attrs
+import fsspec  # type: ignore[import-untyped]
+import fsspec.core  # type: ignore[import-untyped]
 
 from ._clock import Clock, IdFactory, RandomIds, SystemClock
+from ._exceptions import BadInputError, StorageError
 from .auth import PasswordHasher
 from .llm import LLMConfig
 from .models import StagePolicy
@@ -28,6 +36,8 @@ DEFAULT_HOME = Path(".aifactory")
 #: How large a stage payload of the embedded factory's in-process workers may be and still
 #: travel inline (committed with its stage in the state database) instead of as a KV file.
 EMBEDDED_STAGE_INLINE_BYTES = 64 * 1024
+# S3-compatible stores: the protocols an endpoint URL (R2, MinIO) applies to.
+_S3_PROTOCOLS = frozenset({"s3", "s3a"})
 
 
 @attrs.frozen
@@ -48,10 +58,11 @@ class FactoryConfig:
     shipped with aifactory; `aifactory.workers.load_catalogue(json_bytes)` reads your own).
 
     `stage_inline_max_bytes` is where stage inputs and outputs stop travelling inline when
-    `storage` is not given (default 64 KiB): the in-process workers hand them over without
-    a copy, and they are committed with their stage in the state database, as durable as the
-    stage itself. Everything else keeps the seed's wire placement (inline under 1 KiB, KV up
-    to 25 MiB, R2 above). `None` applies the wire placement to stage payloads too.
+    `storage` is not given or is given by URL (`with_storage_url`; default 64 KiB): the
+    in-process workers hand them over without a copy, and they are committed with their stage
+    in the state database, as durable as the stage itself. Everything else keeps the seed's
+    wire placement (inline under 1 KiB, KV up to 25 MiB, R2 above). `None` applies the wire
+    placement to stage payloads too.
     """
 
     home: Path | None = DEFAULT_HOME
@@ -75,17 +86,68 @@ class FactoryConfig:
 
     @classmethod
     def from_environment(
-        cls, home: str | Path | None = None, *, with_llm: bool = False
+        cls,
+        home: str | Path | None = None,
+        *,
+        with_llm: bool = False,
+        storage: str | None = None,
+        storage_endpoint: str | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> FactoryConfig:
         """A config whose home is `home`, else `$AIFACTORY_HOME`, else `./.aifactory`.
 
+        Blobs live at `storage` (an fsspec URL or folder, e.g. `s3://bucket/prefix`), else
+        `$AIFACTORY_STORAGE`, else `HOME/blobs`; an S3-compatible store (R2, MinIO) is reached
+        at `storage_endpoint`, else `$AIFACTORY_STORAGE_ENDPOINT` (see `with_storage_url`).
+        Credentials for S3 are never taken from here: s3fs reads them from the AWS environment
+        (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, ...).
+
         The language model comes from `AIFACTORY_LLM_MODEL`, `AIFACTORY_LLM_BASE_URL` and
-        `AIFACTORY_LLM_API_KEY` / `OPENAI_API_KEY` when `with_llm` is set. Only the CLI reads
-        the environment; library code receives a config.
+        `AIFACTORY_LLM_API_KEY` / `OPENAI_API_KEY` when `with_llm` is set. `environ` replaces
+        `os.environ`. Only the CLI reads the environment; library code receives a config.
+
+        Raises `BadInputError` for a malformed storage URL or endpoint, or an endpoint without
+        an S3 storage URL, and `StorageError` when the storage's fsspec implementation is not
+        installed.
         """
-        chosen = home if home is not None else os.environ.get("AIFACTORY_HOME", DEFAULT_HOME)
-        llm = LLMConfig.from_environment(os.environ) if with_llm else None
-        return cls(home=Path(chosen), llm=llm)
+        env = os.environ if environ is None else environ
+        chosen = home if home is not None else env.get("AIFACTORY_HOME", DEFAULT_HOME)
+        llm = LLMConfig.from_environment(env) if with_llm else None
+        config = cls(home=Path(chosen), llm=llm)
+        # An empty variable counts as unset (`AIFACTORY_STORAGE= aifactory ...`); an empty
+        # flag is a mistake, refused below.
+        url = storage if storage is not None else env.get("AIFACTORY_STORAGE") or None
+        endpoint = (
+            storage_endpoint
+            if storage_endpoint is not None
+            else env.get("AIFACTORY_STORAGE_ENDPOINT") or None
+        )
+        if url is None:
+            if endpoint is not None:
+                raise BadInputError(
+                    "a storage endpoint (--storage-endpoint, AIFACTORY_STORAGE_ENDPOINT) needs "
+                    "an s3:// storage URL (--storage, AIFACTORY_STORAGE)"
+                )
+            return config
+        return config.with_storage_url(url, endpoint_url=endpoint)
+
+    def with_storage_url(self, url: str, *, endpoint_url: str | None = None) -> FactoryConfig:
+        """This config with its blobs at `url`: a local folder, `s3://bucket/prefix`, or
+        another fsspec URL whose implementation is installed.
+
+        The storage gets the placements `storage_config()` gives a home (stage payloads inline
+        up to `stage_inline_max_bytes`), so a factory behaves the same on a local and an S3
+        root. `endpoint_url` is the S3 API of an S3-compatible store such as R2 or MinIO
+        (`storage_options={"s3": {"endpoint_url": ...}}`). URLs carry no credentials. Nothing
+        is contacted here.
+
+        Raises `BadInputError` for an unknown protocol, an S3 URL without a bucket, a URL or
+        endpoint with credentials or a query, an endpoint that is not an http(s) URL or is
+        given for storage other than S3, and `StorageError` (saying what to install) when the
+        protocol's implementation is missing.
+        """
+        storage = _storage_at(url, endpoint_url, self._stage_placements())
+        return attrs.evolve(self, storage=storage)
 
     @property
     def database(self) -> str:
@@ -100,11 +162,87 @@ class FactoryConfig:
         """
         if self.storage is not None:
             return self.storage
-        placements = (
-            {}
-            if self.stage_inline_max_bytes is None
-            else {STAGE_NAMESPACE: PlacementPolicy(inline_max_bytes=self.stage_inline_max_bytes)}
-        )
+        placements = self._stage_placements()
         if self.home is None:
             return StorageConfig.memory(placements=placements)
         return StorageConfig.local(self.home / "blobs", placements=placements)
+
+    def _stage_placements(self) -> dict[str, PlacementPolicy]:
+        if self.stage_inline_max_bytes is None:
+            return {}
+        return {STAGE_NAMESPACE: PlacementPolicy(inline_max_bytes=self.stage_inline_max_bytes)}
+
+
+def _storage_at(
+    url: str, endpoint_url: str | None, placements: Mapping[str, PlacementPolicy]
+) -> StorageConfig:
+    """The `StorageConfig` for a storage URL given on the command line; no I/O."""
+    text = url.strip()
+    if not text:
+        raise BadInputError("the storage URL is empty: give a folder or s3://bucket/prefix")
+    protocol = fsspec.core.split_protocol(text)[0]
+    if protocol is None or protocol in ("file", "local"):
+        if endpoint_url is not None:
+            raise _endpoint_needs_s3(text)
+        folder = text.split("://", 1)[1] if protocol else text
+        return StorageConfig.local(Path(folder).expanduser(), placements=placements)
+    # Refused rather than redacted: credentials come from the AWS environment, and a URL
+    # ends up in process lists, shell histories and logs.
+    location = text.split("://", 1)[1]
+    authority = location.partition("/")[0]
+    if "@" in authority or any(c in text for c in "?# \t\n"):
+        raise BadInputError(
+            "the storage URL must be protocol://bucket/prefix, without credentials, query or "
+            "spaces (S3 credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)",
+            details={"protocol": protocol},
+        )
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except ValueError as exc:
+        raise BadInputError(
+            f"unknown storage protocol '{protocol}://': use a folder or s3://bucket/prefix",
+            details={"protocol": protocol},
+        ) from exc
+    except ImportError as exc:
+        hint = "pip install 'aifactory[s3]'" if protocol in _S3_PROTOCOLS else str(exc)
+        raise StorageError(
+            f"storage on {protocol}:// needs its fsspec implementation: {hint}",
+            details={"protocol": protocol},
+        ) from exc
+    options: dict[str, dict[str, str]] = {}
+    if protocol in _S3_PROTOCOLS:
+        if not authority:
+            raise BadInputError(
+                f"the storage URL names no bucket: use {protocol}://bucket/prefix",
+                details={"protocol": protocol},
+            )
+        if endpoint_url is not None:
+            options[protocol] = {"endpoint_url": _checked_endpoint(endpoint_url)}
+    elif endpoint_url is not None:
+        raise _endpoint_needs_s3(text)
+    return StorageConfig(
+        f"{protocol}://{location.rstrip('/')}", storage_options=options, placements=placements
+    )
+
+
+def _checked_endpoint(endpoint_url: str) -> str:
+    text = endpoint_url.strip()
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadInputError(
+            "the storage endpoint must be an http(s) URL, "
+            "e.g. https://<account>.r2.cloudflarestorage.com"
+        )
+    if parts.username is not None or parts.password is not None or parts.query:
+        raise BadInputError(
+            "the storage endpoint must carry no credentials or query (S3 credentials come "
+            "from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)"
+        )
+    return text
+
+
+def _endpoint_needs_s3(url: str) -> BadInputError:
+    return BadInputError(
+        "a storage endpoint applies only to s3:// storage",
+        details={"storage": url.split("://", 1)[0] if "://" in url else "folder"},
+    )

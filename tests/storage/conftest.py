@@ -1,9 +1,9 @@
 """Fixtures for storage tests: every conformance test runs on `memory://`, on a local folder and
-on S3 (moto's S3 server in this process, on 127.0.0.1)."""
+on S3 (moto's S3 server in this process, on 127.0.0.1; its fixtures `s3_endpoint`, `s3_options`
+and `s3_bucket` live in `tests/conftest.py`)."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -72,64 +72,6 @@ def _forget_memory(root: str) -> None:
         fs, base = raw_fs(root)
         if fs.exists(base):
             fs.rm(base, recursive=True)
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[str]:
-    """The URL of an S3 API (moto) on 127.0.0.1, shared by the session.
-
-    Skips, saying why, where s3fs or moto's server is not installed.
-    """
-    try:
-        import s3fs  # type: ignore[import-untyped]  # noqa: F401
-        from moto.server import ThreadedMotoServer
-    except ImportError as exc:
-        pytest.skip(f"the s3 backend needs s3fs and moto[server] (pip install -e '.[dev]'): {exc}")
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3_options(
-    s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> dict[str, dict[str, Any]]:
-    """Storage options reaching the moto server, with dummy credentials for this test only.
-
-    Nothing may fall back to a real AWS endpoint, the instance metadata service or a
-    developer's own AWS profile: a client opened without the options is sent to a closed port
-    on 127.0.0.1 and fails there.
-    """
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    return {"s3": {"endpoint_url": s3_endpoint}}
-
-
-@pytest.fixture
-def s3_bucket(s3_options: dict[str, dict[str, Any]]) -> Iterator[Callable[[], str]]:
-    """Makes fresh, empty buckets on the moto server and empties them afterwards."""
-    fs, _ = raw_fs("s3://", s3_options)
-    made: list[str] = []
-
-    def make() -> str:
-        bucket = f"aifactory-{secrets.token_hex(6)}"
-        fs.mkdir(bucket)
-        made.append(bucket)
-        return bucket
-
-    yield make
-    for bucket in made:
-        fs.rm(bucket, recursive=True)
 
 
 @pytest.fixture(params=["memory", "local", "s3"])
