@@ -211,7 +211,8 @@ async def test_retention_keeps_deliverables_and_metrics_of_what_it_prunes() -> N
 async def test_resume_settles_an_execution_whose_settling_failed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async with AsyncFactory.embedded(config=_config()) as factory:
+    config = _config()
+    async with AsyncFactory.embedded(config=config) as factory:
         people = await setup_people(factory)
         runtime = factory._runtime
         assert runtime is not None
@@ -233,13 +234,20 @@ async def test_resume_settles_an_execution_whose_settling_failed(
         assert await people.ana.deliverables.list(request_id) == []
         kinds = [e.kind for e in runtime.store.list_events(execution.id)]
         assert kinds[-1] == "execution.finish_failed"
+        # Long after, retention leaves its stage data alone: its deliverables come from it.
+        config.clock.advance(timedelta(days=40))
+        admin = await factory.login(ADMIN, people.admin_password, login_type="admin")
+        ana = await factory.login(ANA, ANA_PASSWORD)
+        assert (await admin.executions.prune(older_than_days=30))["stage_data"] == 0
 
-        resumed = await people.admin.executions.resume(execution.id)
+        resumed = await admin.executions.resume(execution.id)
 
         assert resumed.status is ExecutionStatus.COMPLETED
-        assert (await people.ana.requests.get(request_id)).status is RequestStatus.COMPLETED
-        assert len(await people.ana.deliverables.list(request_id)) == 1
-        client = await people.admin.clients.get(people.client_id)
+        assert (await ana.requests.get(request_id)).status is RequestStatus.COMPLETED
+        [deliverable] = await ana.deliverables.list(request_id)
+        assert (await ana.deliverables.download(deliverable.id)).startswith(b"# ")
+        client = await admin.clients.get(people.client_id)
         assert client.used_this_month_usd == done.cost.total_usd
         with pytest.raises(ConflictError, match="already completed"):
-            await people.admin.executions.resume(execution.id)  # settled: nothing to resume
+            await admin.executions.resume(execution.id)  # settled: nothing to resume
+        assert (await admin.executions.prune(older_than_days=30))["stage_data"] == 2

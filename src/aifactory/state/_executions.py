@@ -22,6 +22,7 @@ from ..models import (
     Execution,
     ExecutionEvent,
     ExecutionStatus,
+    RequestStatus,
     StageRun,
     StageStatus,
     StorageRef,
@@ -299,7 +300,8 @@ class ExecutionRecords(PayloadColumns):
         and, of those that *completed*, their stages' inputs and outputs (the stage runs keep
         their status, times, usage and cost; the references go, and the payload rows behind
         them unless a live result-cache entry still points there). Failed and cancelled
-        executions keep their stage data, since a retry reuses it. Also expired cache entries.
+        executions keep their stage data, since a retry reuses it, and so does a completed one
+        whose request is still executing (not settled yet). Also expired cache entries.
         Running, pending and recently finished executions keep everything.
 
         Inputs and outputs held outside the database (KV files, R2 objects) are returned in
@@ -311,11 +313,18 @@ class ExecutionRecords(PayloadColumns):
             "AND finished_at < ?"
         )
         params = (*final, finished_before.isoformat())
+        # An execution whose request was never settled keeps its data: settling it later
+        # (`resume`) collects its deliverables from its stage outputs.
         completed = (
             "SELECT id FROM executions WHERE status = ? AND finished_at IS NOT NULL "
-            "AND finished_at < ?"
+            "AND finished_at < ? AND id NOT IN (SELECT execution_id FROM requests "
+            "WHERE status = ? AND execution_id IS NOT NULL)"
         )
-        completed_params = (ExecutionStatus.COMPLETED.value, finished_before.isoformat())
+        completed_params = (
+            ExecutionStatus.COMPLETED.value,
+            finished_before.isoformat(),
+            RequestStatus.EXECUTING.value,
+        )
         counts: dict[str, int] = {}
         with self.transaction():
             for table in ("checkpoints", "events"):  # fixed names, not input
