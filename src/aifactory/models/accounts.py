@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import attrs
 
+from ._display import decimal_repr, enum_repr, iso_repr
 from .enums import Role, Tier
 
 __all__ = ["TIER_LIMITS", "Client", "Principal", "Session", "TierLimits", "User"]
@@ -40,11 +41,11 @@ class Client:
 
     id: str
     name: str
-    tier: Tier
-    monthly_budget_usd: Decimal
-    used_this_month_usd: Decimal
+    tier: Tier = attrs.field(repr=enum_repr)
+    monthly_budget_usd: Decimal = attrs.field(repr=decimal_repr)
+    used_this_month_usd: Decimal = attrs.field(repr=decimal_repr)
     month: str
-    created_at: datetime
+    created_at: datetime = attrs.field(repr=iso_repr)
     active: bool = True
 
     def used_in(self, month: str) -> Decimal:
@@ -71,9 +72,9 @@ class User:
 
     id: str
     email: str
-    role: Role
+    role: Role = attrs.field(repr=enum_repr)
     client_id: str | None
-    created_at: datetime
+    created_at: datetime = attrs.field(repr=iso_repr)
     display_name: str = ""
     active: bool = True
 
@@ -84,9 +85,9 @@ class Session:
 
     token_hash: str
     user_id: str
-    created_at: datetime
-    expires_at: datetime
-    revoked_at: datetime | None = None
+    created_at: datetime = attrs.field(repr=iso_repr)
+    expires_at: datetime = attrs.field(repr=iso_repr)
+    revoked_at: datetime | None = attrs.field(default=None, repr=iso_repr)
 
 
 @attrs.frozen

@@ -7,6 +7,8 @@ from typing import Any
 
 import attrs
 
+from ._display import MAPPING, bounded_repr, iso_repr
+
 __all__ = ["AuditEvent"]
 
 
@@ -19,9 +21,9 @@ class AuditEvent:
     """
 
     id: int
-    at: datetime
+    at: datetime = attrs.field(repr=iso_repr)
     actor: str
     action: str
     target: str
     outcome: str
-    details: dict[str, Any] = attrs.field(factory=dict)
+    details: dict[str, Any] = attrs.field(factory=dict, repr=bounded_repr(MAPPING))

@@ -8,6 +8,20 @@ from typing import Any
 
 import attrs
 
+from . import _html
+from ._display import (
+    CONTEXT,
+    ERROR,
+    MAPPING,
+    bounded_repr,
+    compact,
+    decimal_repr,
+    enum_repr,
+    iso_repr,
+    ref_repr,
+    refs_repr,
+    template_repr,
+)
 from .enums import ExecutionStatus, StageStatus
 from .storage_ref import StorageRef
 from .work import Template
@@ -42,9 +56,9 @@ class Usage:
 class Cost:
     """Cost in USD, split by what it paid for."""
 
-    llm_usd: Decimal = Decimal(0)
-    storage_usd: Decimal = Decimal(0)
-    compute_usd: Decimal = Decimal(0)
+    llm_usd: Decimal = attrs.field(default=Decimal(0), repr=decimal_repr)
+    storage_usd: Decimal = attrs.field(default=Decimal(0), repr=decimal_repr)
+    compute_usd: Decimal = attrs.field(default=Decimal(0), repr=decimal_repr)
 
     @property
     def total_usd(self) -> Decimal:
@@ -73,26 +87,31 @@ class Execution:
     id: str
     request_id: str | None
     client_id: str | None
-    template: Template
-    parameters: dict[str, Any]
-    status: ExecutionStatus
-    created_at: datetime
-    updated_at: datetime
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    error: str | None = None
-    usage: Usage = attrs.field(factory=Usage)
-    cost: Cost = attrs.field(factory=Cost)
+    template: Template = attrs.field(repr=template_repr)
+    parameters: dict[str, Any] = attrs.field(repr=bounded_repr(MAPPING))
+    status: ExecutionStatus = attrs.field(repr=enum_repr)
+    created_at: datetime = attrs.field(repr=iso_repr)
+    updated_at: datetime = attrs.field(repr=iso_repr)
+    started_at: datetime | None = attrs.field(default=None, repr=iso_repr)
+    finished_at: datetime | None = attrs.field(default=None, repr=iso_repr)
+    error: str | None = attrs.field(default=None, repr=bounded_repr(ERROR))
+    usage: Usage = attrs.field(factory=Usage, repr=compact)
+    cost: Cost = attrs.field(factory=Cost, repr=compact)
     stages_total: int = 0
     stages_done: int = 0
-    context: dict[str, Any] = attrs.field(factory=dict)
-    resources: dict[str, Any] = attrs.field(factory=dict)
+    # Mostly the request's own title and description, which can be long.
+    context: dict[str, Any] = attrs.field(factory=dict, repr=bounded_repr(CONTEXT))
+    resources: dict[str, Any] = attrs.field(factory=dict, repr=bounded_repr(MAPPING))
     runs: int = 0
 
     @property
     def progress(self) -> float:
         """Share of stages finished, 0.0-1.0."""
         return self.stages_done / self.stages_total if self.stages_total else 0.0
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: status, progress, cost, usage, times and any error."""
+        return _html.execution(self)
 
 
 @attrs.frozen
@@ -102,17 +121,21 @@ class StageRun:
     execution_id: str
     stage_id: str
     worker: str
-    status: StageStatus
+    status: StageStatus = attrs.field(repr=enum_repr)
     attempt: int = 0
     handshake_id: str | None = None
-    input_ref: StorageRef | None = None
-    output_ref: StorageRef | None = None
-    summary: dict[str, Any] = attrs.field(factory=dict)
-    usage: Usage = attrs.field(factory=Usage)
-    cost: Cost = attrs.field(factory=Cost)
-    error: str | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
+    input_ref: StorageRef | None = attrs.field(default=None, repr=ref_repr)
+    output_ref: StorageRef | None = attrs.field(default=None, repr=ref_repr)
+    summary: dict[str, Any] = attrs.field(factory=dict, repr=bounded_repr(MAPPING))
+    usage: Usage = attrs.field(factory=Usage, repr=compact)
+    cost: Cost = attrs.field(factory=Cost, repr=compact)
+    error: str | None = attrs.field(default=None, repr=bounded_repr(ERROR))
+    started_at: datetime | None = attrs.field(default=None, repr=iso_repr)
+    finished_at: datetime | None = attrs.field(default=None, repr=iso_repr)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: worker, status, attempt, references, cost and any error."""
+        return _html.stage_run(self)
 
 
 @attrs.frozen
@@ -125,8 +148,8 @@ class Checkpoint:
 
     execution_id: str
     version: int
-    completed: dict[str, StorageRef]
-    created_at: datetime
+    completed: dict[str, StorageRef] = attrs.field(repr=refs_repr)
+    created_at: datetime = attrs.field(repr=iso_repr)
 
 
 @attrs.frozen
@@ -139,7 +162,11 @@ class ExecutionEvent:
 
     execution_id: str
     seq: int
-    at: datetime
+    at: datetime = attrs.field(repr=iso_repr)
     kind: str
     stage_id: str | None = None
-    data: dict[str, Any] = attrs.field(factory=dict)
+    data: dict[str, Any] = attrs.field(factory=dict, repr=bounded_repr(MAPPING))
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: sequence number, kind, stage, time and data."""
+        return _html.event(self)

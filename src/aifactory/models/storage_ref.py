@@ -16,6 +16,7 @@ import re
 import attrs
 
 from .._exceptions import BadInputError, UnsafeKeyError
+from ._display import enum_repr, short_digest_repr
 from .enums import StorageScheme
 
 __all__ = ["StorageRef", "check_key", "check_namespace"]
@@ -67,11 +68,11 @@ class StorageRef:
     For `inline` references `data` holds the bytes and `namespace`/`key` are empty.
     """
 
-    scheme: StorageScheme
+    scheme: StorageScheme = attrs.field(repr=enum_repr)
     namespace: str = ""
     key: str = ""
     size: int = 0
-    sha256: str = ""
+    sha256: str = attrs.field(default="", repr=short_digest_repr)
     data: bytes | None = attrs.field(default=None, repr=False)
     media_type: str = "application/octet-stream"
 

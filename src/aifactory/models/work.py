@@ -7,6 +7,18 @@ from typing import Any
 
 import attrs
 
+from . import _html
+from ._display import (
+    MAPPING,
+    TEXT,
+    bounded_repr,
+    compact,
+    enum_repr,
+    enums_repr,
+    iso_repr,
+    names_repr,
+    ref_repr,
+)
 from .enums import RequestStatus, Tier, Urgency
 from .storage_ref import StorageRef
 
@@ -29,16 +41,20 @@ class Request:
     id: str
     client_id: str
     created_by: str
-    title: str
-    description: str
-    urgency: Urgency
+    title: str = attrs.field(repr=bounded_repr(TEXT))
+    description: str = attrs.field(repr=bounded_repr(TEXT))
+    urgency: Urgency = attrs.field(repr=enum_repr)
     category: str
-    status: RequestStatus
-    created_at: datetime
-    updated_at: datetime
+    status: RequestStatus = attrs.field(repr=enum_repr)
+    created_at: datetime = attrs.field(repr=iso_repr)
+    updated_at: datetime = attrs.field(repr=iso_repr)
     template_name: str | None = None
-    parameters: dict[str, Any] = attrs.field(factory=dict)
+    parameters: dict[str, Any] = attrs.field(factory=dict, repr=bounded_repr(MAPPING))
     execution_id: str | None = None
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: title, status, template, execution and description."""
+        return _html.request(self)
 
 
 @attrs.frozen
@@ -50,15 +66,15 @@ class ParameterSpec:
 
     name: str
     type: str
-    description: str = ""
-    default: Any = None
+    description: str = attrs.field(default="", repr=bounded_repr(TEXT))
+    default: Any = attrs.field(default=None, repr=bounded_repr(TEXT))
     minimum: float | None = None
     maximum: float | None = None
     choices: tuple[str, ...] = ()
     max_length: int | None = None
     required: bool = False
-    visible_tiers: tuple[Tier, ...] = tuple(Tier)
-    editable_tiers: tuple[Tier, ...] = tuple(Tier)
+    visible_tiers: tuple[Tier, ...] = attrs.field(default=tuple(Tier), repr=enums_repr)
+    editable_tiers: tuple[Tier, ...] = attrs.field(default=tuple(Tier), repr=enums_repr)
 
 
 @attrs.frozen
@@ -94,12 +110,12 @@ class StageSpec:
     worker: str
     action: str = "process"
     depends_on: tuple[str, ...] = ()
-    input_mapping: dict[str, str] = attrs.field(factory=dict)
-    parameters: dict[str, Any] = attrs.field(factory=dict)
+    input_mapping: dict[str, str] = attrs.field(factory=dict, repr=bounded_repr(MAPPING))
+    parameters: dict[str, Any] = attrs.field(factory=dict, repr=bounded_repr(MAPPING))
     required: bool = True
     condition: str | None = None
     deliverable: bool = False
-    policy: StagePolicy = attrs.field(factory=StagePolicy)
+    policy: StagePolicy = attrs.field(factory=StagePolicy, repr=compact)
 
 
 @attrs.frozen
@@ -113,12 +129,13 @@ class Template:
 
     name: str
     display_name: str
-    description: str
+    description: str = attrs.field(repr=bounded_repr(TEXT))
     category: str
-    tiers: tuple[Tier, ...]
-    stages: tuple[StageSpec, ...]
-    parameters: tuple[ParameterSpec, ...] = ()
-    keywords: tuple[str, ...] = ()
+    tiers: tuple[Tier, ...] = attrs.field(repr=enums_repr)
+    # By their ids and names: the full specs are on the attributes (and in the HTML view).
+    stages: tuple[StageSpec, ...] = attrs.field(repr=names_repr("id"))
+    parameters: tuple[ParameterSpec, ...] = attrs.field(default=(), repr=names_repr("name"))
+    keywords: tuple[str, ...] = attrs.field(default=(), repr=bounded_repr(MAPPING))
     max_execution_time_s: int = 600
     allow_partial: bool = False
     estimated_cost_usd: str = "0"
@@ -126,6 +143,10 @@ class Template:
     def allows(self, tier: Tier) -> bool:
         """Whether a client of `tier` may use this template."""
         return tier in self.tiers
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: name, description, and its stages and parameters as tables."""
+        return _html.template(self)
 
 
 @attrs.frozen
@@ -139,14 +160,18 @@ class Deliverable:
     type: str
     filename: str
     media_type: str
-    ref: StorageRef
-    created_at: datetime
-    metadata: dict[str, Any] = attrs.field(factory=dict)
+    ref: StorageRef = attrs.field(repr=ref_repr)
+    created_at: datetime = attrs.field(repr=iso_repr)
+    metadata: dict[str, Any] = attrs.field(factory=dict, repr=bounded_repr(MAPPING))
 
     @property
     def size_bytes(self) -> int:
         """Size of the stored bytes."""
         return self.ref.size
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: file name, type, size, storage reference and metadata."""
+        return _html.deliverable(self)
 
 
 @attrs.frozen
@@ -156,10 +181,10 @@ class Notification:
     id: str
     user_id: str
     kind: str
-    message: str
-    created_at: datetime
-    data: dict[str, Any] = attrs.field(factory=dict)
-    read_at: datetime | None = None
+    message: str = attrs.field(repr=bounded_repr(TEXT))
+    created_at: datetime = attrs.field(repr=iso_repr)
+    data: dict[str, Any] = attrs.field(factory=dict, repr=bounded_repr(MAPPING))
+    read_at: datetime | None = attrs.field(default=None, repr=iso_repr)
 
 
 @attrs.frozen
@@ -169,6 +194,6 @@ class Recommendation:
     template: str
     display_name: str
     confidence: float
-    reasons: tuple[str, ...]
+    reasons: tuple[str, ...] = attrs.field(repr=bounded_repr(MAPPING))
     estimated_cost_usd: str
     method: str
