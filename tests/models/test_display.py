@@ -24,6 +24,7 @@ from aifactory.models import (
     ParameterSpec,
     Request,
     RequestStatus,
+    Session,
     StagePolicy,
     StageRun,
     StageSpec,
@@ -513,3 +514,13 @@ async def test_a_real_quick_research_run_displays_compactly() -> None:
         markup = value._repr_html_()
         check_html(markup)
     assert "&lt;script&gt;" in loaded._repr_html_()
+
+
+def test_a_session_shows_only_the_start_of_its_token_hash() -> None:
+    token_hash = "ab" * 32
+    session = Session(
+        token_hash, "usr_1", datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+    )
+    assert token_hash not in repr(session)
+    assert "abababababab…" in repr(session)
+    assert session == attrs.evolve(session)

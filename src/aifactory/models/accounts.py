@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import attrs
 
-from ._display import decimal_repr, enum_repr, iso_repr
+from ._display import decimal_repr, enum_repr, iso_repr, short_digest_repr
 from .enums import Role, Tier
 
 __all__ = ["TIER_LIMITS", "Client", "Principal", "Session", "TierLimits", "User"]
@@ -81,9 +81,10 @@ class User:
 
 @attrs.frozen
 class Session:
-    """A login session. Only the sha256 of its token is ever stored."""
+    """A login session. Only the sha256 of its token is ever stored (and shown shortened: it
+    is what looks the session up)."""
 
-    token_hash: str
+    token_hash: str = attrs.field(repr=short_digest_repr)
     user_id: str
     created_at: datetime = attrs.field(repr=iso_repr)
     expires_at: datetime = attrs.field(repr=iso_repr)
