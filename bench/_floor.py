@@ -80,6 +80,14 @@ _USAGE = '{"bytes_stored":%d,"completion_tokens":0,"compute_ms":0,"prompt_tokens
 _COST = '{"compute_usd":"0","model_usd":"0","storage_usd":"0"}'
 
 
+def _wal_database(path: Path) -> sqlite3.Connection:
+    """A database in WAL mode with `synchronous=NORMAL`, aifactory's durability level."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    return db
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -144,9 +152,7 @@ def _work(document: bytes, stage: int) -> bytes:
 @contextlib.contextmanager
 def durable_floor_run(folder: Path) -> Iterator[Callable[[], dict[str, Any]]]:
     """One execution of the benchmark pipeline, as its durable writes and encoding alone."""
-    db = sqlite3.connect(folder / "floor.sqlite3", isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
+    db = _wal_database(folder / "floor.sqlite3")
     db.executescript(resources.files("aifactory.state").joinpath("schema.sql").read_text())
     template = dumps(unstructure(noop_template()))
     stage_ids = [f"s{i}" for i in range(1, STAGES + 1)]
@@ -257,9 +263,7 @@ def durable_floor_run(folder: Path) -> Iterator[Callable[[], dict[str, Any]]]:
 @contextlib.contextmanager
 def log_floor_run(folder: Path) -> Iterator[Callable[[], dict[str, Any]]]:
     """One execution of the benchmark pipeline as appends to one event log."""
-    db = sqlite3.connect(folder / "log.sqlite3", isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
+    db = _wal_database(folder / "log.sqlite3")
     db.execute(
         "CREATE TABLE log (execution_id TEXT NOT NULL, seq INTEGER NOT NULL, at TEXT NOT NULL, "
         "kind TEXT NOT NULL, stage_id TEXT, data TEXT NOT NULL, body BLOB, "
