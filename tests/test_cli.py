@@ -161,6 +161,8 @@ def test_serve_storage_defaults_to_the_home_or_a_folder(tmp_path: Path) -> None:
         (["--storage", "nosuch://bucket/p"], {}, "unknown storage protocol 'nosuch://'"),
         (["--storage", "s3://"], {}, "names no bucket"),
         (["--storage", "s3:///prefix"], {}, "names no bucket"),
+        (["--storage", "s3:/bucket/p"], {}, "write s3://bucket/p, or ./s3:/bucket/p"),
+        (["--storage", "s3:bucket"], {}, "looks like a mistyped URL"),
         (["--storage", "s3://key:secret@bucket/p"], {}, "without credentials"),
         (["--storage", "s3://bucket/p?versionId=1"], {}, "without credentials, query"),
         (["--storage", ""], {}, "storage URL is empty"),

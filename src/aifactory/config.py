@@ -7,6 +7,7 @@ the environment; library code receives a config.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -36,6 +37,8 @@ DEFAULT_HOME = Path(".aifactory")
 #: How large a stage payload of the embedded factory's in-process workers may be and still
 #: travel inline (committed with its stage in the state database) instead of as a KV file.
 EMBEDDED_STAGE_INLINE_BYTES = 64 * 1024
+# `proto:/rest` or `proto:rest` (but not a Windows drive, `C:/...`): a URL missing a slash.
+_ONE_SLASH = re.compile(r"([a-z][a-z0-9+.-]+):/?(?!/)")
 # S3-compatible stores: the protocols an endpoint URL (R2, MinIO) applies to.
 _S3_PROTOCOLS = frozenset({"s3", "s3a"})
 
@@ -181,6 +184,14 @@ def _storage_at(
     if not text:
         raise BadInputError("the storage URL is empty: give a folder or s3://bucket/prefix")
     protocol = fsspec.core.split_protocol(text)[0]
+    mistyped = _ONE_SLASH.match(text)
+    if protocol is None and mistyped:
+        # `s3:/bucket` would otherwise be a local folder named `s3:`: surely a typo.
+        raise BadInputError(
+            f"the storage URL {text!r} looks like a mistyped URL: write "
+            f"{mistyped[1]}://{text[mistyped.end() :]}, or ./{text} for a folder",
+            details={"protocol": mistyped[1]},
+        )
     if protocol is None or protocol in ("file", "local"):
         if endpoint_url is not None:
             raise _endpoint_needs_s3(text)
