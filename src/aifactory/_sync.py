@@ -8,8 +8,11 @@ call, every async iterator into a plain iterator, and nested views into sync vie
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
 import inspect
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -75,8 +78,33 @@ class Session(SyncView):
         return self._target.token
 
 
+# Factories not closed yet. Their event loop runs in a portal thread that the interpreter
+# waits for at exit, so a script or notebook that forgot `close()` would hang there; they are
+# closed (background executions stopped, resumable) just before that wait instead.
+_OPEN: set[ExitStack] = set()
+_OPEN_LOCK = threading.Lock()
+
+
+def _close_forgotten() -> None:
+    while True:
+        with _OPEN_LOCK:
+            if not _OPEN:
+                return
+            stack = _OPEN.pop()
+        with contextlib.suppress(Exception):
+            stack.close()
+
+
+# `threading._register_atexit` runs before the interpreter joins non-daemon threads (it is
+# how concurrent.futures stops its workers); `atexit` would run only after that join.
+getattr(threading, "_register_atexit", atexit.register)(_close_forgotten)
+
+
 class Factory:
-    """The synchronous client. `aifactory.embedded()` makes one; close it (or use `with`)."""
+    """The synchronous client. `aifactory.embedded()` makes one; close it (or use `with`).
+
+    One left open is closed when the interpreter exits.
+    """
 
     def __init__(self, factory: AsyncFactory, backend: str = "asyncio") -> None:
         self._stack = ExitStack()
@@ -88,6 +116,8 @@ class Factory:
         except BaseException:
             self._stack.close()
             raise
+        with _OPEN_LOCK:
+            _OPEN.add(self._stack)
 
     @classmethod
     def embedded(
@@ -126,6 +156,8 @@ class Factory:
 
     def close(self) -> None:
         """Stop background executions (resumable later) and release the factory."""
+        with _OPEN_LOCK:
+            _OPEN.discard(self._stack)
         self._stack.close()
 
     def bootstrap_admin(self, email: str, password: str | None = None) -> str:

@@ -175,3 +175,28 @@ async def test_an_interrupted_execution_resumes_from_its_checkpoint(tmp_path: Pa
         assert (await admin.deliverables.download(deliverable.id)).startswith(b"# ")
         with pytest.raises(ConflictError):
             await admin.executions.resume(execution.id)
+
+
+def test_a_factory_left_open_does_not_keep_the_interpreter_from_exiting(tmp_path: Path) -> None:
+    # A notebook or script that forgets `close()`: the event loop's thread used to keep the
+    # interpreter waiting at exit for good. It is closed then instead, its state intact.
+    script = textwrap.dedent(
+        """
+        import sys
+        import aifactory
+        factory = aifactory.embedded(sys.argv[1])
+        print(factory.bootstrap_admin("admin@factory.example"))
+        """
+    )
+    opened = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "home")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+    )
+    assert opened.returncode == 0, opened.stderr
+    password = opened.stdout.strip()
+    with aifactory.embedded(tmp_path / "home") as factory:
+        admin = factory.login("admin@factory.example", password, login_type="admin")
+        assert admin.user.email == "admin@factory.example"
