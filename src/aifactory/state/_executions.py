@@ -268,30 +268,19 @@ class ExecutionRecords(PayloadColumns):
         expires_at: datetime,
     ) -> None:
         """Remember a stage result until `expires_at`."""
-        with self.transaction():
-            self._cache_put(key, worker, output_ref, summary, now, expires_at)
-
-    def _cache_put(
-        self,
-        key: str,
-        worker: str,
-        output_ref: StorageRef,
-        summary: dict[str, Any],
-        now: datetime,
-        expires_at: datetime,
-    ) -> None:
-        self._execute(
-            "INSERT OR REPLACE INTO result_cache(key, worker, output_ref, summary, created_at, "
-            "expires_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                key,
-                worker,
-                self._ref_column(output_ref),
-                dumps(summary).decode(),
-                now.isoformat(),
-                expires_at.isoformat(),
-            ),
-        )
+        with self.transaction():  # the output's payload, if any, commits with the entry
+            self._execute(
+                "INSERT OR REPLACE INTO result_cache(key, worker, output_ref, summary, created_at, "
+                "expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    key,
+                    worker,
+                    self._ref_column(output_ref),
+                    dumps(summary).decode(),
+                    now.isoformat(),
+                    expires_at.isoformat(),
+                ),
+            )
 
     def prune(self, finished_before: datetime, now: datetime) -> Pruned:
         """Forget what long-finished executions no longer need, in one transaction.
