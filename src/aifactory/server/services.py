@@ -18,6 +18,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import anyio
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -29,11 +30,18 @@ from .._embedded import EmbeddedFactory
 from .._exceptions import AIFactoryError, BadInputError, TransportError, error_class_for_code
 from ..auth.signing import SignatureVerifier, WorkerKey, sign
 from ..models import Execution, Template
-from ..orchestrator import Artifact, ExecutionReport, LocalControl
+from ..orchestrator import Artifact, ExecutionReport, LocalControl, RetryPolicy
 from ..protocol.codec import dumps, loads, structure, unstructure
 from .app import MAX_BODY_BYTES, error_response, factory_app
 
-__all__ = ["HttpSink", "RemoteControl", "ServiceClient", "kam_app", "orchestrator_app"]
+__all__ = [
+    "REPORT_RETRY",
+    "HttpSink",
+    "RemoteControl",
+    "ServiceClient",
+    "kam_app",
+    "orchestrator_app",
+]
 
 
 class ServiceClient:
@@ -96,28 +104,46 @@ class RemoteControl:
         )
 
 
-class HttpSink:
-    """`ExecutionSink` over HTTP: the orchestrator service reports to the KAM service."""
+#: How a report to the KAM service is retried: waits of about 0.5, 1, 2 and 4 s, which ride
+#: out a restart of the KAM service; settlement is idempotent, so a report that arrived but
+#: whose answer was lost is harmless to send again.
+REPORT_RETRY = RetryPolicy(initial_interval_s=0.5, maximum_interval_s=4.0, maximum_attempts=5)
 
-    def __init__(self, kam: ServiceClient) -> None:
+
+class HttpSink:
+    """`ExecutionSink` over HTTP: the orchestrator service reports to the KAM service.
+
+    A report that cannot get through (the KAM service restarting, a network blip) is tried
+    again by `retry`; one that still fails raises, which the orchestrator records as an
+    `execution.finish_failed` event, and the KAM service's `resume` settles it later.
+    """
+
+    def __init__(
+        self,
+        kam: ServiceClient,
+        retry: RetryPolicy = REPORT_RETRY,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
         self.kam = kam
+        self.retry = retry
+        self.sleep = sleep
 
     async def execution_finished(self, report: ExecutionReport) -> None:
         """`POST /api/worker-sessions/{id}/complete` with the seed's completion body."""
         execution = report.execution
-        await self.kam.post(
-            f"/api/worker-sessions/{execution.id}/complete",
-            {
-                "execution_id": execution.id,
-                "status": execution.status.value,
-                "deliverables": [unstructure(a) for a in report.artifacts],
-                "metrics": {
-                    "stages_completed": execution.stages_done,
-                    "tokens_used": execution.usage.tokens,
-                    "estimated_cost": str(execution.cost.total_usd),
-                },
+        body = {
+            "execution_id": execution.id,
+            "status": execution.status.value,
+            "deliverables": [unstructure(a) for a in report.artifacts],
+            "metrics": {
+                "stages_completed": execution.stages_done,
+                "tokens_used": execution.usage.tokens,
+                "estimated_cost": str(execution.cost.total_usd),
             },
-        )
+        }
+        async for attempt in self.retry.retrying(sleep=self.sleep):
+            with attempt:
+                await self.kam.post(f"/api/worker-sessions/{execution.id}/complete", body)
 
 
 Handler = Callable[[Request, dict[str, Any]], Awaitable[Any]]
