@@ -27,7 +27,13 @@ from starlette.routing import Route
 
 from .._clock import SystemClock
 from .._embedded import EmbeddedFactory
-from .._exceptions import AIFactoryError, BadInputError, TransportError, error_class_for_code
+from .._exceptions import (
+    AIFactoryError,
+    BadInputError,
+    ConflictError,
+    TransportError,
+    error_class_for_code,
+)
 from ..auth.signing import SignatureVerifier, WorkerKey, sign
 from ..models import Execution, Template
 from ..orchestrator import Artifact, ExecutionReport, LocalControl, RetryPolicy
@@ -35,7 +41,7 @@ from ..protocol.codec import dumps, loads, structure, unstructure
 from .app import MAX_BODY_BYTES, error_response, factory_app
 
 __all__ = [
-    "REPORT_RETRY",
+    "SERVICE_RETRY",
     "HttpSink",
     "RemoteControl",
     "ServiceClient",
@@ -81,15 +87,60 @@ class ServiceClient:
             await self._client.aclose()
 
 
-class RemoteControl:
-    """`ExecutionControl` over HTTP: the KAM service asks the orchestrator service."""
+#: How a call that must get through to another service is retried: waits of about 0.5, 1, 2
+#: and 4 s, which ride out the other service restarting. Only for calls that are safe to
+#: repeat; refusals (not found, bad input, conflicts) are never retried.
+SERVICE_RETRY = RetryPolicy(initial_interval_s=0.5, maximum_interval_s=4.0, maximum_attempts=5)
 
-    def __init__(self, orchestrator: ServiceClient) -> None:
+Sleep = Callable[[float], Awaitable[None]]
+
+
+async def _retried(retry: RetryPolicy, sleep: Sleep, call: Callable[[], Awaitable[None]]) -> None:
+    async for attempt in retry.retrying(sleep=sleep):
+        with attempt:
+            await call()
+
+
+class RemoteControl:
+    """`ExecutionControl` over HTTP: the KAM service asks the orchestrator service.
+
+    A launch that cannot get through is tried again (`retry`); one that still fails raises a
+    `TransportError` saying the execution is recorded and `executions.resume` starts it.
+    """
+
+    def __init__(
+        self,
+        orchestrator: ServiceClient,
+        retry: RetryPolicy = SERVICE_RETRY,
+        sleep: Sleep = anyio.sleep,
+    ) -> None:
         self.orchestrator = orchestrator
+        self.retry = retry
+        self.sleep = sleep
 
     async def launch(self, execution_id: str) -> None:
         """Ask the orchestrator service to run the execution."""
-        await self.orchestrator.post(f"/api/pipelines/executions/{execution_id}/launch", {})
+        tries = 0
+
+        async def call() -> None:
+            nonlocal tries
+            tries += 1
+            try:
+                await self.orchestrator.post(f"/api/pipelines/executions/{execution_id}/launch", {})
+            except ConflictError:
+                if tries == 1:
+                    raise
+                # An earlier try got through and only its answer was lost: it runs already.
+
+        try:
+            await _retried(self.retry, self.sleep, call)
+        except TransportError as exc:
+            raise TransportError(
+                f"the orchestrator service could not start execution {execution_id} "
+                f"({exc.message}); it is recorded, and executions.resume starts it once the "
+                "service is back",
+                details={"execution_id": execution_id},
+            ) from exc
 
     async def cancel(self, execution_id: str) -> Execution:
         """Ask the orchestrator service to stop the execution."""
@@ -104,12 +155,6 @@ class RemoteControl:
         )
 
 
-#: How a report to the KAM service is retried: waits of about 0.5, 1, 2 and 4 s, which ride
-#: out a restart of the KAM service; settlement is idempotent, so a report that arrived but
-#: whose answer was lost is harmless to send again.
-REPORT_RETRY = RetryPolicy(initial_interval_s=0.5, maximum_interval_s=4.0, maximum_attempts=5)
-
-
 class HttpSink:
     """`ExecutionSink` over HTTP: the orchestrator service reports to the KAM service.
 
@@ -119,10 +164,7 @@ class HttpSink:
     """
 
     def __init__(
-        self,
-        kam: ServiceClient,
-        retry: RetryPolicy = REPORT_RETRY,
-        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        self, kam: ServiceClient, retry: RetryPolicy = SERVICE_RETRY, sleep: Sleep = anyio.sleep
     ) -> None:
         self.kam = kam
         self.retry = retry
@@ -141,9 +183,10 @@ class HttpSink:
                 "estimated_cost": str(execution.cost.total_usd),
             },
         }
-        async for attempt in self.retry.retrying(sleep=self.sleep):
-            with attempt:
-                await self.kam.post(f"/api/worker-sessions/{execution.id}/complete", body)
+        path = f"/api/worker-sessions/{execution.id}/complete"
+        # Settlement is idempotent: a report that arrived but whose answer was lost is
+        # harmless to send again.
+        await _retried(self.retry, self.sleep, lambda: self.kam.post(path, body))
 
 
 Handler = Callable[[Request, dict[str, Any]], Awaitable[Any]]

@@ -1,5 +1,6 @@
-"""The orchestrator service's report to the KAM service rides out a KAM restart, and gives up
-(for `resume` to settle later) only after its retries."""
+"""Calls between the split services ride out the other service restarting: the orchestrator
+service's report to the KAM service, and the KAM service's request to launch an execution.
+They give up (for `resume` to finish the job later) only after their retries."""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from aifactory import NotFoundError, TransportError
+from aifactory import ConflictError, NotFoundError, TransportError
 from aifactory.auth.signing import generate_worker_key
 from aifactory.models import Execution, ExecutionStatus, StageSpec, Template, Tier
 from aifactory.orchestrator import ExecutionReport
-from aifactory.server.services import REPORT_RETRY, HttpSink, ServiceClient
+from aifactory.server.services import SERVICE_RETRY, HttpSink, RemoteControl, ServiceClient
 from tests.servers import UvicornThread
 
 pytestmark = pytest.mark.anyio
@@ -78,10 +79,10 @@ async def test_a_report_gives_up_after_its_retries_and_never_retries_a_refusal()
     finally:
         await sink.kam.aclose()
         server._sock.close()
-    assert len(waits) == REPORT_RETRY.maximum_attempts - 1
+    assert len(waits) == SERVICE_RETRY.maximum_attempts - 1
     assert waits == sorted(waits)  # backing off
     for attempt, wait in enumerate(waits, start=1):
-        low, high = REPORT_RETRY.delay_bounds(attempt)
+        low, high = SERVICE_RETRY.delay_bounds(attempt)
         assert low <= wait <= high
 
     received: list[dict[str, Any]] = []
@@ -93,3 +94,64 @@ async def test_a_report_gives_up_after_its_retries_and_never_retries_a_refusal()
         finally:
             await sink.kam.aclose()
     assert len(received) == 1  # an answer that says no is not asked again
+
+
+def _orchestrator(launched: list[str], answer: int = 200) -> Starlette:
+    async def launch(request: Request) -> JSONResponse:
+        launched.append(request.path_params["id"])
+        if answer == 200:
+            return JSONResponse({})
+        error = {"code": "conflict", "message": f"execution {launched[-1]} is already running"}
+        return JSONResponse({"error": error}, answer)
+
+    path = "/api/pipelines/executions/{id}/launch"
+    return Starlette(routes=[Route(path, launch, methods=["POST"])])
+
+
+async def test_a_launch_waits_for_an_orchestrator_service_that_is_restarting() -> None:
+    launched: list[str] = []
+    server = UvicornThread(_orchestrator(launched))
+    control = RemoteControl(ServiceClient(server.url, generate_worker_key("kam")))
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(control.launch, "exec_1")
+            await anyio.sleep(0.3)
+            await anyio.to_thread.run_sync(server.start)
+        assert launched == ["exec_1"]
+    finally:
+        server.stop()
+        await control.orchestrator.aclose()
+
+
+async def test_a_retried_launch_that_finds_it_running_is_done() -> None:
+    # The first try was refused at the door here; had it got through with its answer lost,
+    # the service would say "already running" to the next, which means it runs.
+    launched: list[str] = []
+    server = UvicornThread(_orchestrator(launched, answer=409))
+    control = RemoteControl(ServiceClient(server.url, generate_worker_key("kam")))
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(control.launch, "exec_1")
+            await anyio.sleep(0.3)
+            await anyio.to_thread.run_sync(server.start)
+        assert launched == ["exec_1"]
+        with pytest.raises(ConflictError):  # asked once and refused: that is the answer
+            await control.launch("exec_2")
+    finally:
+        server.stop()
+        await control.orchestrator.aclose()
+
+
+async def test_a_launch_that_never_gets_through_says_how_to_start_it_later() -> None:
+    async def sleep(seconds: float) -> None:
+        return None
+
+    server = UvicornThread(_orchestrator([]))  # never started
+    control = RemoteControl(ServiceClient(server.url, generate_worker_key("kam")), sleep=sleep)
+    try:
+        with pytest.raises(TransportError, match=r"exec_1 .*recorded.*executions\.resume") as err:
+            await control.launch("exec_1")
+    finally:
+        await control.orchestrator.aclose()
+        server._sock.close()
+    assert err.value.details == {"execution_id": "exec_1"}
