@@ -148,11 +148,21 @@ class RemoteControl:
         return structure(data, Execution)
 
     async def changed(self, execution_id: str, after: int, timeout_s: float) -> None:
-        """Ask the orchestrator service to answer once the execution has news (a long poll)."""
-        await self.orchestrator.post(
-            f"/api/pipelines/executions/{execution_id}/changed",
-            {"after": after, "wait_s": timeout_s},
-        )
+        """Ask the orchestrator service to answer once the execution has news (a long poll).
+
+        While that service cannot be reached (restarting, say), wait a little instead: the
+        news is read from the shared state, and the service only says when to look.
+        """
+        try:
+            await self.orchestrator.post(
+                f"/api/pipelines/executions/{execution_id}/changed",
+                {"after": after, "wait_s": timeout_s},
+            )
+        except TransportError:
+            # Failing here would fail a client's `events`/`wait` through the KAM service
+            # for as long as the orchestrator service is down, though nothing is wrong
+            # with the execution: it may be resumed in a moment.
+            await self.sleep(min(timeout_s, 1.0))
 
 
 class HttpSink:

@@ -1,0 +1,70 @@
+"""A worker service whose stages a test can hold in flight; see test_service_crash.py.
+
+`python -m tests.remote.held_worker HOME PORT TRUST` serves the content granulator and the
+report builder as `aifactory serve worker` does (the same `worker_service`, the same blobs
+under HOME), with two hooks for tests that kill services mid-stage:
+
+- each call appends `EXECUTION STAGE ATTEMPT` to `HOME/worker-calls.txt` (fsync'd) before it
+  works, so the test knows which stages reached a worker, and how often;
+- while the file `HOME/hold` exists and names the call's stage, the call waits: the stage is
+  in flight for as long as the test needs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import anyio
+import attrs
+import uvicorn
+
+from aifactory import FactoryConfig
+from aifactory.server.deploy import load_keys, worker_service
+from aifactory.workers import ContentGranulator, ReportBuilder, Worker, WorkerContext
+
+CALLS = "worker-calls.txt"
+HOLD = "hold"
+
+
+class Held(Worker):
+    """Wraps a worker: records each call, and waits while the hold file names its stage."""
+
+    def __init__(self, inner: Worker, home: Path) -> None:
+        self.inner = inner
+        self.info = inner.info  # type: ignore[misc]
+        self.defaults = inner.defaults  # type: ignore[misc]
+        self.home = home
+
+    def check_input(
+        self, action: str, inputs: Mapping[str, Any], params: Mapping[str, Any]
+    ) -> None:
+        self.inner.check_input(action, inputs, params)
+
+    async def process(
+        self, action: str, inputs: Mapping[str, Any], params: Mapping[str, Any], ctx: WorkerContext
+    ) -> Any:
+        with (self.home / CALLS).open("a") as f:
+            f.write(f"{ctx.execution_id} {ctx.stage_id} {ctx.attempt}\n")
+            f.flush()
+            os.fsync(f.fileno())
+        hold = self.home / HOLD
+        with anyio.move_on_after(60):  # a test that forgot to release it fails, not hangs
+            # Another process lifts the hold, by deleting a file: nothing to wait on but time.
+            while hold.exists() and hold.read_text().strip() == ctx.stage_id:  # noqa: ASYNC110
+                await anyio.sleep(0.02)
+        return await self.inner.process(action, inputs, params, ctx)
+
+
+def main(home: Path, port: int, trust: Path) -> None:
+    workers = [Held(ContentGranulator(), home), Held(ReportBuilder(), home)]
+    config = attrs.evolve(FactoryConfig(home=home), workers=workers)
+    app = worker_service(config, [w.info.name for w in workers], load_keys(trust))
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]))
