@@ -155,3 +155,6 @@ async def test_a_launch_that_never_gets_through_says_how_to_start_it_later() -> 
         await control.orchestrator.aclose()
         server._sock.close()
     assert err.value.details == {"execution_id": "exec_1"}
+    # Clients of the KAM service see this message: it does not say where services listen.
+    assert "127.0.0.1" not in err.value.message
+    assert str(server.port) not in err.value.message

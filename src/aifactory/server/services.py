@@ -71,14 +71,20 @@ class ServiceClient:
         try:
             response = await self._client.post(self.base_url + path, content=raw, headers=headers)
         except httpx.HTTPError as exc:
-            raise TransportError(f"cannot reach {self.base_url}: {exc!r}") from exc
+            # Named by kind only: the message can travel on to clients of the calling
+            # service, who have no business learning where its peers listen.
+            raise TransportError(
+                f"another aifactory service is unreachable ({type(exc).__name__})"
+            ) from exc
         if response.status_code >= 400:
             try:
                 error = response.json()["error"]
                 cls = error_class_for_code(str(error["code"]))
                 raise cls(str(error["message"]), details=dict(error.get("details") or {}))
             except (ValueError, KeyError, TypeError):
-                raise TransportError(f"{path} answered {response.status_code}") from None
+                raise TransportError(
+                    f"another aifactory service answered {response.status_code}"
+                ) from None
         return response.json() if response.content else None
 
     async def aclose(self) -> None:
