@@ -14,13 +14,15 @@ import uvicorn
 class UvicornThread:
     """Serves an ASGI app on a free loopback port until stopped (its lifespan runs)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, port: int = 0) -> None:
         # The socket is bound at once, so the URL is known before the app is (services
         # that must know each other's address); set `app` any time before `start`.
         # IPPROTO_TCP explicitly: asyncio only turns Nagle's algorithm off for sockets it
         # knows to be TCP, and responses written in two parts would wait ~40 ms for an ack.
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self._sock.bind(("127.0.0.1", 0))
+        # A given port may be one a stopped server just used (a restart).
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", port))
         self.port = self._sock.getsockname()[1]
         self.app = app
         self._server: uvicorn.Server | None = None

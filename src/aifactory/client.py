@@ -26,9 +26,10 @@ from typing import Any, Self
 
 import anyio
 import httpx
+import tenacity
 
 from ._embedded import EmbeddedFactory
-from ._exceptions import BadInputError
+from ._exceptions import BadInputError, TransportError
 from .api.operations import ApiKeyInfo
 from .config import FactoryConfig
 from .kam.notifier import Notifier
@@ -53,6 +54,11 @@ from .transports.factory import FactoryTransport, InProcessFactoryTransport
 from .transports.http import HttpFactoryTransport
 
 __all__ = ["AsyncFactory", "AsyncSession"]
+
+
+#: How long following an execution (`executions.events`, `executions.wait`) keeps asking a
+#: server it cannot reach before giving up, in seconds: long enough for a restart.
+FOLLOW_OUTAGE_S = 20.0
 
 
 class _Group:
@@ -210,10 +216,14 @@ class Executions(_Group):
         return await self._call("executions.stages", execution_id=execution_id)
 
     async def events(self, execution_id: str, after: int = 0) -> AsyncIterator[ExecutionEvent]:
-        """Follow its events from sequence number `after` until it has finished."""
+        """Follow its events from sequence number `after` until it has finished.
+
+        A server that cannot be reached for a moment (restarting) is asked again, with
+        backoff, for about `FOLLOW_OUTAGE_S`; then the `TransportError` is raised.
+        """
         transport, token = self._session._transport, self._session.token
         while True:
-            batch: list[ExecutionEvent] = await self._call(
+            batch: list[ExecutionEvent] = await self._through_outages(
                 "executions.events",
                 execution_id=execution_id,
                 after=after,
@@ -224,7 +234,8 @@ class Executions(_Group):
                 yield event
             if batch:
                 continue
-            if (await self.get(execution_id)).status.is_final:
+            execution = await self._through_outages("executions.get", execution_id=execution_id)
+            if execution.status.is_final:
                 # The final status and the last events commit together: one more read drains.
                 for event in await self._call(
                     "executions.events", execution_id=execution_id, after=after
@@ -232,6 +243,21 @@ class Executions(_Group):
                     yield event
                 return
             await transport.changed(token, execution_id, 1.0)
+
+    async def _through_outages(self, operation: str, /, **arguments: Any) -> Any:
+        # Following is a long affair: a server restart meanwhile should not end it. Only the
+        # transport failing is retried; every answer, refusals included, is final.
+        retrying = tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_exception_type(TransportError),
+            wait=tenacity.wait_exponential(multiplier=0.25, max=4.0),
+            stop=tenacity.stop_after_delay(FOLLOW_OUTAGE_S),
+            sleep=anyio.sleep,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._call(operation, **arguments)
+        raise AssertionError("unreachable: tenacity re-raises")
 
     async def wait(self, execution_id: str, timeout_s: float | None = None) -> Execution:
         """Wait until the execution has finished; return its final record.
