@@ -87,11 +87,19 @@ class Counting(Worker):
     async def process(
         self, action: str, inputs: Mapping[str, Any], params: Mapping[str, Any], ctx: WorkerContext
     ) -> Any:
+        self.record(ctx)
+        return await self.inner.process(action, inputs, params, ctx)
+
+    def record(self, ctx: WorkerContext) -> None:
+        """Append the call's line to the counters file, durably."""
         with self.counters.open("a") as f:
-            f.write(f"{ctx.stage_id} {ctx.attempt}\n")
+            f.write(self.line(ctx) + "\n")
             f.flush()
             os.fsync(f.fileno())
-        return await self.inner.process(action, inputs, params, ctx)
+
+    def line(self, ctx: WorkerContext) -> str:
+        """What a call records: `STAGE ATTEMPT`."""
+        return f"{ctx.stage_id} {ctx.attempt}"
 
 
 class Crashing(InProcessWorkerTransport):

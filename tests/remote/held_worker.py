@@ -12,7 +12,6 @@ under HOME), with two hooks for tests that kill services mid-stage:
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,32 +24,27 @@ import uvicorn
 from aifactory import FactoryConfig
 from aifactory.server.deploy import load_keys, worker_service
 from aifactory.workers import ContentGranulator, ReportBuilder, Worker, WorkerContext
+from tests.orchestrator.crash_child import Counting
 
 CALLS = "worker-calls.txt"
 HOLD = "hold"
 
 
-class Held(Worker):
+class Held(Counting):
     """Wraps a worker: records each call, and waits while the hold file names its stage."""
 
     def __init__(self, inner: Worker, home: Path) -> None:
-        self.inner = inner
-        self.info = inner.info  # type: ignore[misc]
-        self.defaults = inner.defaults  # type: ignore[misc]
+        super().__init__(inner, home / CALLS)
         self.home = home
 
-    def check_input(
-        self, action: str, inputs: Mapping[str, Any], params: Mapping[str, Any]
-    ) -> None:
-        self.inner.check_input(action, inputs, params)
+    def line(self, ctx: WorkerContext) -> str:
+        """What a call records: `EXECUTION STAGE ATTEMPT`."""
+        return f"{ctx.execution_id} {super().line(ctx)}"
 
     async def process(
         self, action: str, inputs: Mapping[str, Any], params: Mapping[str, Any], ctx: WorkerContext
     ) -> Any:
-        with (self.home / CALLS).open("a") as f:
-            f.write(f"{ctx.execution_id} {ctx.stage_id} {ctx.attempt}\n")
-            f.flush()
-            os.fsync(f.fileno())
+        self.record(ctx)  # before holding: the test learns the stage reached a worker
         hold = self.home / HOLD
         with anyio.move_on_after(60):  # a test that forgot to release it fails, not hangs
             # Another process lifts the hold, by deleting a file: nothing to wait on but time.
