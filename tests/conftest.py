@@ -1,5 +1,6 @@
 """Shared fixtures: every async test runs on asyncio and on trio; S3 storage on moto's S3 server
-in this process, on 127.0.0.1 (for `tests/storage` and the deployments in `tests/remote`)."""
+in this process, on 127.0.0.1 (for `tests/storage` and the deployments in `tests/remote`);
+PostgreSQL on a throwaway server on 127.0.0.1, a fresh schema for each test that asks."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Any
 
 import fsspec.core  # type: ignore[import-untyped]
 import pytest
+
+from tests.postgres_server import PostgresServer
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -73,3 +76,27 @@ def s3_bucket(s3_options: dict[str, dict[str, Any]]) -> Iterator[Callable[[], st
     yield make
     for bucket in made:
         fs.rm(bucket, recursive=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the session, started by the first test that needs it.
+
+    Fails (never skips) where PostgreSQL's binaries are missing: .ci/run installs them.
+    """
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """The URL of an empty schema of this test's own, dropped afterwards.
+
+    Connections made from the URL create and find tables in that schema
+    (`postgresql://postgres@127.0.0.1:PORT/aifactory_test?options=-csearch_path%3DSCHEMA`).
+    Close them before the test ends: a connection that still holds locks in the schema makes
+    the drop fail.
+    """
+    url = postgres_server.fresh_schema()
+    yield url
+    postgres_server.drop_schema(url)
