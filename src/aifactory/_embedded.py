@@ -169,4 +169,4 @@ class EmbeddedFactory:
             close = getattr(self.llm, "aclose", None)
             if close is not None:
                 await close()
-            self.store.close()
+            await self.store.aclose()

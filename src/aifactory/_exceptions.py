@@ -16,7 +16,8 @@ AIFactoryError
 │   ├── UnsafeKeyError         400  a storage key tries to escape its namespace
 │   └── PayloadTooLargeError   413  a request body over the server's limit
 ├── ConflictError              409  the thing is in the wrong state for that
-│   └── StaleAttemptError      409  an acknowledge from an attempt that was replaced
+│   ├── StaleAttemptError      409  an acknowledge from an attempt that was replaced
+│   └── LeaseLostError         409  another process has taken the execution over
 ├── QuotaExceededError         429  budget, tier limit or rate limit reached
 ├── WorkerError                502  a worker refused or failed a stage
 │   ├── HandshakeRejectedError 502  no endpoint accepted (busy, unhealthy)
@@ -24,7 +25,8 @@ AIFactoryError
 │   └── StageTimeoutError      504  schedule-to-start, start-to-close or heartbeat ran out
 ├── TransportError             503  could not reach the other side
 └── StorageError               500  blobs or state could not be read or written
-    └── IntegrityError         500  stored bytes do not match their reference
+    ├── IntegrityError         500  stored bytes do not match their reference
+    └── StoreBusyError         503  another process holds the database's lock; retry later
 ```
 
 Each class carries a stable machine-readable `code` and the HTTP `status` it maps to, so the
@@ -44,6 +46,7 @@ __all__ = [
     "HandshakeRejectedError",
     "InputRejectedError",
     "IntegrityError",
+    "LeaseLostError",
     "NotFoundError",
     "ParameterError",
     "PayloadTooLargeError",
@@ -54,6 +57,7 @@ __all__ = [
     "StageTimeoutError",
     "StaleAttemptError",
     "StorageError",
+    "StoreBusyError",
     "TransportError",
     "UnsafeKeyError",
     "WorkerError",
@@ -154,6 +158,13 @@ class StaleAttemptError(ConflictError):
     code = "stale_attempt"
 
 
+class LeaseLostError(ConflictError):
+    """The execution's lease has passed to another process: this one may commit nothing more
+    about it."""
+
+    code = "lease_lost"
+
+
 class QuotaExceededError(AIFactoryError):
     """A budget, tier limit or rate limit would be exceeded."""
 
@@ -208,6 +219,13 @@ class IntegrityError(StorageError):
     """Stored bytes do not match the size or sha256 their reference promises."""
 
     code = "integrity_error"
+
+
+class StoreBusyError(StorageError):
+    """Another process holds the state database's write lock for too long; retry later."""
+
+    code = "store_busy"
+    status = 503
 
 
 def _all_subclasses(cls: type[AIFactoryError]) -> list[type[AIFactoryError]]:

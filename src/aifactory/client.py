@@ -30,11 +30,11 @@ import tenacity
 
 from ._embedded import EmbeddedFactory
 from ._exceptions import BadInputError, TransportError
-from .api.operations import ApiKeyInfo
 from .config import FactoryConfig
 from .kam.notifier import Notifier
 from .kam.recommend import Recommendation
 from .models import (
+    ApiKeyInfo,
     AuditEvent,
     Client,
     Deliverable,

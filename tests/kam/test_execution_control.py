@@ -102,7 +102,7 @@ async def test_a_stage_estimate_over_budget_is_refused_before_processing() -> No
         assert client.used_this_month_usd == 0
         runtime = factory._runtime
         assert runtime is not None
-        assert runtime.store.reserved_usd(people.client_id) == 0
+        assert await runtime.store.reserved_usd(people.client_id) == 0
 
 
 async def test_the_tier_limits_concurrent_executions() -> None:
@@ -232,7 +232,7 @@ async def test_resume_settles_an_execution_whose_settling_failed(
         assert done.status is ExecutionStatus.COMPLETED
         assert (await people.ana.requests.get(request_id)).status is RequestStatus.EXECUTING
         assert await people.ana.deliverables.list(request_id) == []
-        kinds = [e.kind for e in runtime.store.list_events(execution.id)]
+        kinds = [e.kind for e in await runtime.store.list_events(execution.id)]
         assert kinds[-1] == "execution.finish_failed"
         # Long after, retention leaves its stage data alone: its deliverables come from it.
         config.clock.advance(timedelta(days=40))

@@ -126,15 +126,17 @@ class Crashing(InProcessWorkerTransport):
         return reply
 
 
-class CrashingStore(SQLiteStore):
-    """Dies inside the transaction that writes the chosen stage's checkpoint."""
+def crash_in_checkpoint(store: SQLiteStore, stage: str) -> None:
+    """Make the store die inside the transaction that writes `stage`'s checkpoint."""
+    database = store.writer.database
+    insert = database._insert_checkpoint
 
-    crash_stage: str | None = None
-
-    def _insert_checkpoint(self, checkpoint: Any) -> None:
-        super()._insert_checkpoint(checkpoint)
-        if self.crash_stage in checkpoint.completed:
+    def _insert_checkpoint(checkpoint: Any) -> None:
+        insert(checkpoint)
+        if stage in checkpoint.completed:
             die()  # the stage row is updated, the checkpoint row written, nothing committed
+
+    database._insert_checkpoint = _insert_checkpoint  # type: ignore[method-assign]
 
 
 class FileSink:
@@ -148,9 +150,9 @@ class FileSink:
 
 async def main(home: Path, counters: Path, out: Path, crash: str | None) -> None:
     stage, _, point = (crash or ":").partition(":")
-    store = CrashingStore(home / "state.sqlite3")
+    store = SQLiteStore(home / "state.sqlite3")
     if point == "during_checkpoint":
-        store.crash_stage = stage
+        crash_in_checkpoint(store, stage)
     clock, ids = SystemClock(), SequentialIds()
     blobs = BlobStore(StorageConfig.local(home / "blobs"), clock)
     registry = WorkerRegistry(
@@ -158,9 +160,11 @@ async def main(home: Path, counters: Path, out: Path, crash: str | None) -> None
         for w in (ContentGranulator(), ReportBuilder())
     )
     orchestrator = Orchestrator(store, blobs, registry, FileSink(blobs, out), clock=clock, ids=ids)
-    if not store.list_executions():
-        orchestrator.create(TEMPLATE, {"topic": "Crash-safe pipelines"}, resources={"cache": False})
-    [execution] = store.list_executions()
+    if not await store.list_executions():
+        await orchestrator.create(
+            TEMPLATE, {"topic": "Crash-safe pipelines"}, resources={"cache": False}
+        )
+    [execution] = await store.list_executions()
     final = await orchestrator.run(execution.id)
     print(final.status.value)
 

@@ -16,7 +16,8 @@ from aifactory.orchestrator import ExecutionReport, Orchestrator, RetryPolicy, W
 from aifactory.orchestrator.live import DEFAULT_TIMEOUTS
 from aifactory.orchestrator.quota import QuotaGate
 from aifactory.protocol import ResourceEstimate, StageSummary
-from aifactory.state.sqlite import SQLiteStore
+from aifactory.state import SQLiteStore
+from aifactory.state._threaded import ThreadedStore
 from aifactory.storage import BlobStore, StorageConfig
 from aifactory.transports import InProcessWorkerTransport
 from aifactory.workers import Worker, WorkerContext, WorkerHost, WorkerInfo, WorkerResult
@@ -128,7 +129,7 @@ class Budget:
     held: dict[str, Decimal] = attrs.field(factory=dict)
     log: list[tuple[str, str, Decimal]] = attrs.field(factory=list)
 
-    def reserve(self, execution: Any, stage_id: str, amount: Decimal) -> None:
+    async def reserve(self, execution: Any, stage_id: str, amount: Decimal) -> None:
         from aifactory import QuotaExceededError
 
         self.log.append(("reserve", stage_id, amount))
@@ -136,11 +137,11 @@ class Budget:
             raise QuotaExceededError(f"{stage_id} needs {amount}")
         self.held[stage_id] = amount
 
-    def settle(self, execution: Any, stage_id: str, cost: Decimal) -> None:
+    async def settle(self, execution: Any, stage_id: str, cost: Decimal) -> None:
         self.log.append(("settle", stage_id, cost))
         self.held[stage_id] = cost
 
-    def release(self, execution: Any, stage_id: str) -> None:
+    async def release(self, execution: Any, stage_id: str) -> None:
         self.log.append(("release", stage_id, Decimal(0)))
         self.held.pop(stage_id, None)
 
@@ -155,7 +156,7 @@ class Harness:
         retry: RetryPolicy | None = None,
         timeouts: StagePolicy = DEFAULT_TIMEOUTS,
         quota: QuotaGate | None = None,
-        store: SQLiteStore | None = None,
+        store: ThreadedStore | None = None,
         blobs: BlobStore | None = None,
         extra_endpoints: Sequence[Worker] = (),
         max_workers: int = 4,
@@ -190,8 +191,8 @@ class Harness:
         )
 
     async def run(self, tpl: Template, params: Mapping[str, Any] | None = None, **kw: Any) -> Any:
-        execution = self.orchestrator.create(tpl, params or {}, **kw)
+        execution = await self.orchestrator.create(tpl, params or {}, **kw)
         return await self.orchestrator.run(execution.id)
 
-    def kinds(self, execution_id: str) -> list[tuple[str, str | None]]:
-        return [(e.kind, e.stage_id) for e in self.store.list_events(execution_id)]
+    async def kinds(self, execution_id: str) -> list[tuple[str, str | None]]:
+        return [(e.kind, e.stage_id) for e in await self.store.list_events(execution_id)]

@@ -66,7 +66,7 @@ async def test_remote_acknowledges_do_not_hold_up_the_next_stage() -> None:
     assert sorted(entry for entry in log if entry.startswith("acknowledged")) == [
         f"acknowledged {sid}" for sid in ORDER
     ]
-    assert [e for e in h.kinds(done.id) if e[0] == "stage.acknowledge_failed"] == []
+    assert [e for e in await h.kinds(done.id) if e[0] == "stage.acknowledge_failed"] == []
 
 
 class Unreachable(InProcessWorkerTransport):
@@ -87,7 +87,7 @@ async def test_a_lost_acknowledge_is_recorded_and_the_execution_completes() -> N
         done = await h.run(template(stage("a", "w"), stage("b", "w", "a")))
     # The stages were committed before their acknowledges: losing those changes nothing.
     assert done.status is ExecutionStatus.COMPLETED
-    lost = [e for e in h.store.list_events(done.id) if e.kind == "stage.acknowledge_failed"]
+    lost = [e for e in await h.store.list_events(done.id) if e.kind == "stage.acknowledge_failed"]
     assert sorted(e.stage_id or "" for e in lost) == ["a", "b"]
     assert all("went away" in e.data["error"] for e in lost)
 
@@ -114,7 +114,7 @@ async def test_an_acknowledge_that_breaks_does_not_undo_a_committed_stage(remote
     with anyio.fail_after(10):
         done = await h.run(template(stage("a", "w"), stage("b", "w", "a")))
     assert done.status is ExecutionStatus.COMPLETED
-    runs = {r.stage_id: r.status for r in h.store.get_stage_runs(done.id)}
+    runs = {r.stage_id: r.status for r in await h.store.get_stage_runs(done.id)}
     assert set(runs.values()) == {StageStatus.SUCCEEDED}
-    lost = [e for e in h.store.list_events(done.id) if e.kind == "stage.acknowledge_failed"]
+    lost = [e for e in await h.store.list_events(done.id) if e.kind == "stage.acknowledge_failed"]
     assert [e.data["error"] for e in lost] == ["RuntimeError('a bug in the transport')"] * 2

@@ -49,7 +49,7 @@ async def test_stage_outputs_cost_the_same_wherever_they_are_kept(
     h = Harness([Big("big"), Step("next")], blobs=blobs)
     done = await h.run(template(stage("a", "big"), stage("b", "next", "a")))
     assert done.status is ExecutionStatus.COMPLETED
-    runs = {r.stage_id: r for r in h.store.get_stage_runs(done.id)}
+    runs = {r.stage_id: r for r in await h.store.get_stage_runs(done.id)}
     ref = runs["a"].output_ref
     assert ref is not None
     expected = StorageScheme.INLINE if inline else StorageScheme.KV

@@ -30,11 +30,11 @@ def inline_stages() -> BlobStore:
 
 
 def payload_count(h: Harness) -> int:
-    return int(h.store._execute("SELECT COUNT(*) FROM payloads").fetchone()[0])
+    return int(h.store.writer.database._execute("SELECT COUNT(*) FROM payloads").fetchone()[0])
 
 
-def refs(h: Harness, execution_id: str) -> list[StorageRef | None]:
-    runs = sorted(h.store.get_stage_runs(execution_id), key=lambda r: r.stage_id)
+async def refs(h: Harness, execution_id: str) -> list[StorageRef | None]:
+    runs = sorted(await h.store.get_stage_runs(execution_id), key=lambda r: r.stage_id)
     return [ref for r in runs for ref in (r.input_ref, r.output_ref)]
 
 
@@ -48,9 +48,9 @@ async def test_prune_forgets_the_stage_data_of_long_completed_executions() -> No
     h.clock.advance(timedelta(days=40))
     recent = await h.run(pipeline, {"pad": PAD, "n": 2})
     before = payload_count(h)
-    old_usage = {r.stage_id: r.usage for r in h.store.get_stage_runs(old.id)}
+    old_usage = {r.stage_id: r.usage for r in await h.store.get_stage_runs(old.id)}
 
-    counts = h.orchestrator.prune(h.clock.now() - timedelta(days=30))
+    counts = await h.orchestrator.prune(h.clock.now() - timedelta(days=30))
 
     # The old completed execution: two stage runs cleared, their four payloads (two inputs,
     # two outputs) deleted; what the runs say about themselves stays.
@@ -58,14 +58,14 @@ async def test_prune_forgets_the_stage_data_of_long_completed_executions() -> No
     assert counts["payloads"] == 4
     assert payload_count(h) == before - 4
     assert counts["blobs"] == 0
-    assert refs(h, old.id) == [None, None, None, None]
-    runs = h.store.get_stage_runs(old.id)
+    assert await refs(h, old.id) == [None, None, None, None]
+    runs = await h.store.get_stage_runs(old.id)
     assert {r.status for r in runs} == {StageStatus.SUCCEEDED}
     assert {r.stage_id: r.usage for r in runs} == old_usage
-    assert h.store.latest_checkpoint(old.id) is None
+    assert await h.store.latest_checkpoint(old.id) is None
     # The recent one keeps everything; pruning again finds nothing more.
-    assert all(ref is not None and ref.data for ref in refs(h, recent.id))
-    again = h.orchestrator.prune(h.clock.now() - timedelta(days=30))
+    assert all(ref is not None and ref.data for ref in await refs(h, recent.id))
+    again = await h.orchestrator.prune(h.clock.now() - timedelta(days=30))
     assert (again["stage_data"], again["payloads"]) == (0, 0)
 
 
@@ -75,14 +75,14 @@ async def test_a_long_failed_execution_keeps_its_stage_data_and_can_still_be_ret
     failed = await h.run(template(stage("s1", "a"), stage("s2", "flaky", "s1")), {"pad": PAD})
     assert failed.status is ExecutionStatus.FAILED
     h.clock.advance(timedelta(days=40))
-    counts = h.orchestrator.prune(h.clock.now() - timedelta(days=30))
+    counts = await h.orchestrator.prune(h.clock.now() - timedelta(days=30))
     assert counts["stage_data"] == 0
-    s1 = next(r for r in h.store.get_stage_runs(failed.id) if r.stage_id == "s1")
+    s1 = next(r for r in await h.store.get_stage_runs(failed.id) if r.stage_id == "s1")
     assert s1.output_ref is not None
     assert s1.output_ref.data
 
     flaky.fail_times = 0
-    h.orchestrator.reopen(failed.id)
+    await h.orchestrator.reopen(failed.id)
     final = await h.orchestrator.run(failed.id)
     assert final.status is ExecutionStatus.COMPLETED
     assert len(a.calls) == 1  # s1's committed output was reused, not recomputed
@@ -94,13 +94,13 @@ async def test_a_payload_a_live_cache_entry_shares_is_kept() -> None:
     pipeline = template(stage("s1", "a"))
     first = await h.run(pipeline, {"pad": PAD})
     h.clock.advance(timedelta(minutes=1))
-    counts = h.orchestrator.prune(h.clock.now())  # it finished before now; its cache entry
+    counts = await h.orchestrator.prune(h.clock.now())  # it finished before now; its cache entry
     assert counts["stage_data"] == 1  # (one hour) is still live
     assert counts["payloads"] == 1  # the input; the output is the cache entry's too
 
     second = await h.run(pipeline, {"pad": PAD})
     assert len(a.calls) == 1  # served from the cache, whose output is intact
-    (run,) = h.store.get_stage_runs(second.id)
+    (run,) = await h.store.get_stage_runs(second.id)
     assert run.output_ref is not None
     assert json.loads(h.blobs.get(run.output_ref)) == {"trail": ["a"], "params": {"pad": PAD}}
     assert run.summary["method"] == "cache:test:step"
@@ -112,14 +112,14 @@ async def test_stage_files_of_long_completed_executions_are_deleted() -> None:
     h = Harness([Step("a"), Step("b")])
     pipeline = template(stage("s1", "a"), stage("s2", "b", "s1"))
     old = await h.run(pipeline, {"pad": PAD}, resources={"cache": False})
-    files = [r for r in refs(h, old.id) if r is not None and r.scheme is StorageScheme.KV]
+    files = [r for r in await refs(h, old.id) if r is not None and r.scheme is StorageScheme.KV]
     assert len(files) == 4
     assert all(h.blobs.exists(f) for f in files)
     h.clock.advance(timedelta(days=40))
 
-    counts = h.orchestrator.prune(h.clock.now() - timedelta(days=30))
+    counts = await h.orchestrator.prune(h.clock.now() - timedelta(days=30))
 
     assert (counts["stage_data"], counts["blobs"], counts["payloads"]) == (2, 4, 0)
     assert "blobs_not_deleted" not in counts
     assert not any(h.blobs.exists(f) for f in files)
-    assert refs(h, old.id) == [None, None, None, None]
+    assert await refs(h, old.id) == [None, None, None, None]

@@ -16,14 +16,15 @@ from aifactory import ConflictError, StaleAttemptError
 from aifactory.models import ExecutionStatus, StagePolicy, StageStatus, Template
 from aifactory.orchestrator import RetryPolicy
 from aifactory.protocol.codec import unstructure
+from aifactory.state import ExecutionWrite
 from aifactory.workers import WorkerContext, WorkerResult
 from tests.orchestrator.harness import Budget, Harness, Step, stage, template
 
 pytestmark = pytest.mark.anyio
 
 
-def _statuses(h: Harness, execution_id: str) -> dict[str, tuple[StageStatus, int]]:
-    return {r.stage_id: (r.status, r.attempt) for r in h.store.get_stage_runs(execution_id)}
+async def _statuses(h: Harness, execution_id: str) -> dict[str, tuple[StageStatus, int]]:
+    return {r.stage_id: (r.status, r.attempt) for r in await h.store.get_stage_runs(execution_id)}
 
 
 async def test_a_dag_runs_independent_stages_side_by_side_within_max_workers() -> None:
@@ -38,9 +39,9 @@ async def test_a_dag_runs_independent_stages_side_by_side_within_max_workers() -
     done = await h.run(tpl)
     assert done.status is ExecutionStatus.COMPLETED
     assert shared.peak == 2  # four ready stages, two at a time
-    statuses = _statuses(h, done.id)
+    statuses = await _statuses(h, done.id)
     assert all(status is StageStatus.SUCCEEDED for status, _ in statuses.values())
-    order = [s for k, s in h.kinds(done.id) if k == "stage.started"]
+    order = [s for k, s in await h.kinds(done.id) if k == "stage.started"]
     assert order[0] == "root"
     assert order[-1] == "end"
 
@@ -53,7 +54,7 @@ async def test_parameters_merge_worker_defaults_request_then_stage_overrides() -
     h = Harness([worker])
     tpl = template(stage("s", "d", parameters={"size": 3}))
     done = await h.run(tpl, {"colour": "red", "size": 2})
-    out = h.store.get_stage_runs(done.id)[0].output_ref
+    out = (await h.store.get_stage_runs(done.id))[0].output_ref
     assert out is not None
     import json
 
@@ -72,7 +73,7 @@ async def test_a_failed_optional_stage_does_not_fail_the_pipeline() -> None:
     )
     done = await h.run(tpl)
     assert done.status is ExecutionStatus.COMPLETED
-    statuses = _statuses(h, done.id)
+    statuses = await _statuses(h, done.id)
     assert statuses["extra"] == (StageStatus.FAILED, 2)
     assert statuses["after_extra"][0] is StageStatus.SKIPPED
     assert statuses["last"][0] is StageStatus.SUCCEEDED
@@ -83,7 +84,7 @@ async def test_a_failed_required_stage_fails_the_execution_and_skips_the_rest() 
     done = await h.run(template(stage("a", "ok"), stage("b", "bad", "a"), stage("c", "ok", "b")))
     assert done.status is ExecutionStatus.FAILED
     assert "b: bad failed on purpose (3)" in (done.error or "")
-    statuses = _statuses(h, done.id)
+    statuses = await _statuses(h, done.id)
     assert statuses["b"] == (StageStatus.FAILED, 3)
     assert statuses["c"][0] is StageStatus.SKIPPED
     assert h.sink.reports[-1].artifacts == ()
@@ -123,14 +124,14 @@ async def test_allow_partial_completes_with_what_the_other_branches_delivered() 
     assert done.status is ExecutionStatus.COMPLETED
     assert done.error is not None
     assert done.error.startswith("completed partially; b: bad failed on purpose")
-    statuses = _statuses(h, done.id)
+    statuses = await _statuses(h, done.id)
     assert statuses["b"][0] is StageStatus.FAILED
     assert statuses["after_b"][0] is StageStatus.SKIPPED
     # The failed stage did not stop the branch that does not depend on it.
     assert statuses["late"][0] is StageStatus.SUCCEEDED
     names = sorted(a.name for a in h.sink.reports[-1].artifacts)
     assert names == ["late.txt"]  # the deliverables: stages nothing depends on
-    finished = [e for e in h.store.list_events(done.id) if e.kind == "execution.completed"]
+    finished = [e for e in await h.store.list_events(done.id) if e.kind == "execution.completed"]
     assert finished[-1].data["partial"] is True
 
 
@@ -139,7 +140,7 @@ async def test_without_allow_partial_a_failed_required_stage_stops_every_branch(
     done = await h.run(_two_branches())
     assert done.status is ExecutionStatus.FAILED
     assert h.sink.reports[-1].artifacts == ()
-    statuses = _statuses(h, done.id)
+    statuses = await _statuses(h, done.id)
     assert statuses["after_b"][0] is StageStatus.SKIPPED
     assert statuses["late"][0] is StageStatus.SKIPPED  # one stage at a time: b failed first
 
@@ -150,7 +151,7 @@ async def test_allow_partial_with_nothing_delivered_still_fails() -> None:
     done = await h.run(tpl)
     assert done.status is ExecutionStatus.FAILED
     assert not (done.error or "").startswith("completed partially")
-    finished = [e for e in h.store.list_events(done.id) if e.kind == "execution.failed"]
+    finished = [e for e in await h.store.list_events(done.id) if e.kind == "execution.failed"]
     assert "partial" not in finished[-1].data
 
 
@@ -158,16 +159,16 @@ async def test_continue_pipeline_false_stops_cleanly() -> None:
     h = Harness([Step("ok"), Step("halt", stop=True)])
     done = await h.run(template(stage("a", "halt"), stage("b", "ok", "a")))
     assert done.status is ExecutionStatus.COMPLETED
-    assert _statuses(h, done.id)["b"][0] is StageStatus.SKIPPED
+    assert (await _statuses(h, done.id))["b"][0] is StageStatus.SKIPPED
 
 
 async def test_conditions_skip_stages() -> None:
     h = Harness([Step("ok")])
     tpl = template(stage("a", "ok"), stage("b", "ok", "a", condition="params.extended == true"))
     plain = await h.run(tpl, {"extended": False})
-    assert _statuses(h, plain.id)["b"][0] is StageStatus.SKIPPED
+    assert (await _statuses(h, plain.id))["b"][0] is StageStatus.SKIPPED
     extended = await h.run(tpl, {"extended": True})
-    assert _statuses(h, extended.id)["b"][0] is StageStatus.SUCCEEDED
+    assert (await _statuses(h, extended.id))["b"][0] is StageStatus.SUCCEEDED
 
 
 async def test_backoff_intervals_stay_within_their_bounds() -> None:
@@ -188,7 +189,7 @@ async def test_backoff_intervals_stay_within_their_bounds() -> None:
         low, high = policy.delay_bounds(attempt)
         assert low <= waited <= high
     assert policy.delay_bounds(3) == (pytest.approx(5.0 * 0.8), 5.0)  # capped at the maximum
-    retrying = [e for e in h.store.list_events(done.id) if e.kind == "stage.retrying"]
+    retrying = [e for e in await h.store.list_events(done.id) if e.kind == "stage.retrying"]
     assert [e.data["delay_s"] for e in retrying] == [round(s, 6) for s in h.sleeps]
 
 
@@ -202,7 +203,7 @@ async def test_bad_input_is_never_retried() -> None:
     h = Harness([Picky("picky")])
     done = await h.run(template(stage("s", "picky")))
     assert done.status is ExecutionStatus.FAILED
-    assert _statuses(h, done.id)["s"] == (StageStatus.FAILED, 1)
+    assert (await _statuses(h, done.id))["s"] == (StageStatus.FAILED, 1)
     assert h.sleeps == []
     assert "refused the input" in (done.error or "")
 
@@ -218,9 +219,9 @@ async def test_a_silent_worker_is_abandoned_and_the_stage_moves_to_another() -> 
     assert done.status is ExecutionStatus.COMPLETED
     assert silent.calls == [1]
     assert lively.calls == [2]
-    retrying = [e for e in h.store.list_events(done.id) if e.kind == "stage.retrying"]
+    retrying = [e for e in await h.store.list_events(done.id) if e.kind == "stage.retrying"]
     assert "no heartbeat" in retrying[0].data["error"]
-    progress = [e for e in h.store.list_events(done.id) if e.kind == "stage.progress"]
+    progress = [e for e in await h.store.list_events(done.id) if e.kind == "stage.progress"]
     assert progress
 
 
@@ -262,7 +263,7 @@ async def test_busy_workers_are_waited_for_until_schedule_to_start() -> None:
     tpl = template(stage("a", "busy"), stage("b", "busy"))
     with anyio.fail_after(5):
         done = await h.run(tpl)
-    statuses = _statuses(h, done.id)
+    statuses = await _statuses(h, done.id)
     assert sorted(s for s, _ in statuses.values()) == [StageStatus.FAILED, StageStatus.SUCCEEDED]
     assert "within 0.05 s" in (done.error or "")
     assert "over capacity" in (done.error or "")
@@ -271,14 +272,14 @@ async def test_busy_workers_are_waited_for_until_schedule_to_start() -> None:
 async def test_a_stale_attempt_cannot_commit() -> None:
     h = Harness([Step("ok")])
     done = await h.run(template(stage("s", "ok")))
-    run = h.store.get_stage_runs(done.id)[0]
-    execution = h.store.get_execution(done.id)
+    run = (await h.store.get_stage_runs(done.id))[0]
+    execution = await h.store.get_execution(done.id)
     older = attrs.evolve(run, attempt=0)
     with pytest.raises(StaleAttemptError):  # attempt 1 committed already
-        h.store.finish_stage(run, execution, None)
+        await h.store.record(ExecutionWrite(done.id, finished=run, totals=execution))
     with pytest.raises(StaleAttemptError):  # an older attempt
-        h.store.finish_stage(older, execution, None)
-    assert h.store.latest_checkpoint(done.id).version == 1  # type: ignore[union-attr]
+        await h.store.record(ExecutionWrite(done.id, finished=older, totals=execution))
+    assert (await h.store.latest_checkpoint(done.id)).version == 1  # type: ignore[union-attr]
 
 
 async def test_quota_refuses_before_the_worker_processes() -> None:
@@ -307,13 +308,13 @@ async def test_cancel_stops_a_running_execution() -> None:
     slow.started = started = anyio.Event()
     h = Harness([slow])
     async with h.orchestrator:
-        execution = h.orchestrator.create(template(stage("s", "slow")), {})
-        h.orchestrator.launch(execution.id)
+        execution = await h.orchestrator.create(template(stage("s", "slow")), {})
+        await h.orchestrator.launch(execution.id)
         with anyio.fail_after(5):
             await started.wait()
             cancelled = await h.orchestrator.cancel(execution.id)
     assert cancelled.status is ExecutionStatus.CANCELLED
-    assert _statuses(h, execution.id)["s"][0] is StageStatus.CANCELLED
+    assert (await _statuses(h, execution.id))["s"][0] is StageStatus.CANCELLED
     assert h.sink.reports[-1].execution.status is ExecutionStatus.CANCELLED
 
 
@@ -323,7 +324,7 @@ async def test_an_execution_past_its_time_limit_fails_instead_of_running_forever
         done = await h.run(template(stage("s", "slow")), resources={"timeout_ms": 100})
     assert done.status is ExecutionStatus.FAILED
     assert "time limit" in (done.error or "")
-    assert _statuses(h, done.id)["s"][0] is StageStatus.CANCELLED
+    assert (await _statuses(h, done.id))["s"][0] is StageStatus.CANCELLED
 
 
 async def test_retry_reuses_committed_stages() -> None:
@@ -332,7 +333,7 @@ async def test_retry_reuses_committed_stages() -> None:
     tpl = template(stage("a", "first"), stage("b", "flaky", "a"))
     failed = await h.run(tpl)
     assert failed.status is ExecutionStatus.FAILED
-    h.orchestrator.reopen(failed.id)
+    await h.orchestrator.reopen(failed.id)
     done = await h.orchestrator.run(failed.id)
     assert done.status is ExecutionStatus.COMPLETED
     assert first.calls == [1]  # not run again
@@ -347,7 +348,7 @@ async def test_equal_inputs_hit_the_result_cache_unless_bypassed() -> None:
     first = await h.run(tpl, {"x": 1})
     second = await h.run(tpl, {"x": 1})
     assert len(worker.calls) == 1
-    run = h.store.get_stage_runs(second.id)[0]
+    run = (await h.store.get_stage_runs(second.id))[0]
     assert run.summary["method"] == "cache:test:step"
     assert second.cost.llm_usd == 0
     assert first.cost.llm_usd == Decimal("0.50")
@@ -376,17 +377,17 @@ async def test_retention_prunes_only_long_finished_executions() -> None:
     h.clock.advance(timedelta(days=40))
     recent = await h.run(template(stage("s", "ok")), {"n": 2})
     async with h.orchestrator:
-        running = h.orchestrator.create(template(stage("s", "slow")), {})
-        h.orchestrator.launch(running.id)
+        running = await h.orchestrator.create(template(stage("s", "slow")), {})
+        await h.orchestrator.launch(running.id)
         with anyio.fail_after(5):
             await started.wait()
-        counts = h.orchestrator.prune(h.clock.now() - timedelta(days=30))
+        counts = await h.orchestrator.prune(h.clock.now() - timedelta(days=30))
         assert counts["checkpoints"] == 1
         assert counts["events"] > 0
-        assert h.store.list_events(old.id) == []
-        assert h.store.latest_checkpoint(old.id) is None
-        assert h.store.list_events(recent.id) != []
-        assert h.store.list_events(running.id) != []
+        assert await h.store.list_events(old.id) == []
+        assert await h.store.latest_checkpoint(old.id) is None
+        assert await h.store.list_events(recent.id) != []
+        assert await h.store.list_events(running.id) != []
         await h.orchestrator.cancel(running.id)
 
 
@@ -411,6 +412,6 @@ async def test_a_finished_execution_can_be_reported_again_with_its_artifacts() -
     assert h.sink.reports[1] == first  # the same execution and artifacts, for an idempotent sink
     assert [a.name for a in first.artifacts] == ["report.md"]
 
-    pending = h.orchestrator.create(template(stage("s", "r")), {})
+    pending = await h.orchestrator.create(template(stage("s", "r")), {})
     with pytest.raises(ConflictError, match="has not finished"):
         await h.orchestrator.report(pending.id)

@@ -24,6 +24,7 @@ import aifactory.models
 import aifactory.protocol.messages
 from aifactory._exceptions import BadInputError
 from aifactory.models import (
+    ApiKeyInfo,
     AuditEvent,
     Checkpoint,
     Client,
@@ -320,6 +321,18 @@ MODELS: dict[type[Any], st.SearchStrategy[Any]] = {
     ),
     User: users,
     Principal: st.builds(Principal, user=users),
+    ApiKeyInfo: st.builds(
+        ApiKeyInfo,
+        id=ids,
+        prefix=ids,
+        user_id=ids,
+        client_id=st.none() | ids,
+        role=st.sampled_from(list(Role)),
+        created_at=datetimes,
+        revoked_at=maybe_datetimes,
+        name=texts,
+        key=st.none() | texts,
+    ),
     Session: st.builds(
         Session,
         token_hash=texts,

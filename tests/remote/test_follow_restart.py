@@ -39,7 +39,7 @@ def _server(home: Path, report: ReportBuilder, port: int = 0) -> tuple[EmbeddedF
 
 async def test_following_an_execution_outlasts_a_server_restart(tmp_path: Path) -> None:
     first, server = _server(tmp_path, _Stuck())
-    password = first.accounts.bootstrap_admin(ADMIN)
+    password = await first.accounts.bootstrap_admin(ADMIN)
     await anyio.to_thread.run_sync(server.start)
     restarted: Any = None
     try:

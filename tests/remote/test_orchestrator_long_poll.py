@@ -47,12 +47,12 @@ def _template() -> dict[str, Any]:
     return unstructure(Template("gated", "Gated", "", "test", tuple(Tier), (stage,)))
 
 
-def _last_seq(home: Path, execution_id: str) -> int:
+async def _last_seq(home: Path, execution_id: str) -> int:
     store = SQLiteStore(home / "state.sqlite3")
     try:
-        return store.last_event_seq(execution_id)
+        return await store.last_event_seq(execution_id)
     finally:
-        store.close()
+        await store.aclose()
 
 
 async def test_the_long_poll_waits_for_news_and_answers_when_it_comes(tmp_path: Path) -> None:
@@ -72,7 +72,7 @@ async def test_the_long_poll_waits_for_news_and_answers_when_it_comes(tmp_path: 
             path = f"/api/pipelines/executions/{execution_id}/changed"
             # Processing: the execution's start and the stage's attempt are recorded.
             assert await anyio.to_thread.run_sync(Gated.started.wait, 10)
-            seen = _last_seq(tmp_path, execution_id)
+            seen = await _last_seq(tmp_path, execution_id)
 
             # Nothing new while the stage waits: the call is still waiting half a second on.
             with anyio.move_on_after(0.5) as waited:
@@ -85,7 +85,7 @@ async def test_the_long_poll_waits_for_news_and_answers_when_it_comes(tmp_path: 
                     tg.start_soon(kam.post, path, {"after": seen, "wait_s": 20})
                     await anyio.sleep(0.1)
                     Gated.gate.set()
-            assert _last_seq(tmp_path, execution_id) > seen
+            assert await _last_seq(tmp_path, execution_id) > seen
 
             # Already news after `after`: answered at once.
             with anyio.fail_after(5):

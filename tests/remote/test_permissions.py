@@ -37,7 +37,7 @@ class World:
 @pytest.fixture
 async def world() -> AsyncIterator[World]:
     async with EmbeddedFactory(fast_config()) as runtime:
-        password = runtime.accounts.bootstrap_admin(ADMIN)
+        password = await runtime.accounts.bootstrap_admin(ADMIN)
         transport = httpx.ASGITransport(app=factory_app(runtime))
         async with httpx.AsyncClient(transport=transport, base_url="http://f.test") as client:
 

@@ -18,7 +18,7 @@ async def test_clients_are_held_to_their_tiers_pace_and_staff_are_not() -> None:
     clock = config.clock
     assert isinstance(clock, ManualClock)
     async with EmbeddedFactory(config) as runtime:
-        password = runtime.accounts.bootstrap_admin(ADMIN)
+        password = await runtime.accounts.bootstrap_admin(ADMIN)
         transport = httpx.ASGITransport(app=factory_app(runtime))
         async with httpx.AsyncClient(transport=transport, base_url="http://f.test") as client:
 

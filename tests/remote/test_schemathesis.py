@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -27,7 +28,7 @@ def live() -> Iterator[tuple[str, dict[str, str]]]:
     import httpx
 
     runtime = EmbeddedFactory(fast_config())
-    password = runtime.accounts.bootstrap_admin(ADMIN)
+    password = anyio.run(runtime.accounts.bootstrap_admin, ADMIN)
     with UvicornThread(serving(runtime)) as server:
         body = {"username": ADMIN, "password": password, "loginType": "admin"}
         token = httpx.post(server.url + "/api/auth/login", json=body).json()["sessionToken"]

@@ -55,8 +55,8 @@ async def test_kam_and_orchestrator_as_separate_services(tmp_path: Path) -> None
         accounts = AccountService(
             store, AuditLog(store, config.clock), config.clock, RandomIds(), config.password_hasher
         )
-        password = accounts.bootstrap_admin(ADMIN)
-        store.close()
+        password = await accounts.bootstrap_admin(ADMIN)
+        await store.aclose()
         kam_server.app = kam_app
         orch_server.app = orch_app
         with kam_server, orch_server:

@@ -35,7 +35,7 @@ async def _in_process() -> dict[str, Any]:
 
 async def _asgi() -> dict[str, Any]:
     async with EmbeddedFactory(fast_config()) as runtime:
-        password = runtime.accounts.bootstrap_admin(ADMIN)
+        password = await runtime.accounts.bootstrap_admin(ADMIN)
         transport = httpx.ASGITransport(app=factory_app(runtime))
         async with httpx.AsyncClient(transport=transport) as client:
             factory = AsyncFactory.connect("http://factory.test", client=client)
@@ -65,7 +65,7 @@ async def _uvicorn_with_worker_services(tmp: Path) -> dict[str, Any]:
             HttpWorkerTransport(builder.url, "report_builder", key),
         ]
         runtime = EmbeddedFactory(config, endpoints=endpoints)
-        password = runtime.accounts.bootstrap_admin(ADMIN)
+        password = await runtime.accounts.bootstrap_admin(ADMIN)
         with UvicornThread(serving(runtime)) as server:
             async with AsyncFactory.connect(server.url) as factory:
                 result = await run_scenario(factory, password)
@@ -98,7 +98,7 @@ async def test_the_scenario_gives_the_same_results(
 
 async def test_connect_with_an_api_key_gives_its_view() -> None:
     async with EmbeddedFactory(fast_config()) as runtime:
-        password = runtime.accounts.bootstrap_admin(ADMIN)
+        password = await runtime.accounts.bootstrap_admin(ADMIN)
         transport = httpx.ASGITransport(app=factory_app(runtime))
         async with httpx.AsyncClient(transport=transport) as client:
             async with AsyncFactory.connect("http://f.test", client=client) as factory:

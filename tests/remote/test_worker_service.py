@@ -674,7 +674,7 @@ async def test_the_orchestrator_runs_a_pipeline_on_two_remote_services(
             ids=SequentialIds(),
         )
         async with orchestrator:
-            execution = orchestrator.create(_two_stage_template(), {"topic": "Welding"})
+            execution = await orchestrator.create(_two_stage_template(), {"topic": "Welding"})
             final = await orchestrator.run(execution.id)
     assert final.status is ExecutionStatus.COMPLETED, final
     [report] = sink.reports
@@ -682,7 +682,7 @@ async def test_the_orchestrator_runs_a_pipeline_on_two_remote_services(
     assert artifact.name == "report.md"
     assert "Welding" in blobs.get(artifact.ref).decode()
     progress = [
-        e for e in orchestrator.store.list_events(execution.id) if e.kind == "stage.progress"
+        e for e in await orchestrator.store.list_events(execution.id) if e.kind == "stage.progress"
     ]
     assert {e.stage_id for e in progress} == {"outline", "report"}
     for endpoint in endpoints:

@@ -21,6 +21,7 @@ import attrs
 
 from .._exceptions import PermissionDeniedError
 from ..models import (
+    ApiKeyInfo,
     AuditEvent,
     Client,
     Deliverable,
@@ -42,24 +43,6 @@ _ADMIN = frozenset({Role.ADMIN})
 _ANY = frozenset(Role)
 _PUBLIC: frozenset[Role] = frozenset()
 _SEGMENT = re.compile(r"{(\w+)}")
-
-
-@attrs.frozen
-class ApiKeyInfo:
-    """An API key's record (never the key itself): its id, lookup prefix and owner.
-
-    `key` is filled only in the reply that creates it: shown once, stored only as a hash.
-    """
-
-    id: str
-    prefix: str
-    user_id: str
-    client_id: str | None
-    role: Role
-    created_at: Any
-    revoked_at: Any = None
-    name: str = ""
-    key: str | None = None
 
 
 @attrs.frozen

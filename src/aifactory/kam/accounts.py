@@ -20,7 +20,7 @@ from .._exceptions import (
     QuotaExceededError,
     SessionExpiredError,
 )
-from ..api.operations import OPERATIONS, ApiKeyInfo
+from ..api.operations import OPERATIONS
 from ..auth import (
     PasswordHasher,
     generate_password,
@@ -29,8 +29,8 @@ from ..auth import (
     new_session_token,
     parse_api_key,
 )
-from ..models import Client, Principal, Role, Session, Tier, User
-from ..state.sqlite import SQLiteStore
+from ..models import ApiKeyInfo, Client, Principal, Role, Session, Tier, User
+from ..state import Store
 from .audit import AuditLog
 
 __all__ = ["AccountService", "LoginResult"]
@@ -70,7 +70,7 @@ class AccountService:
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: Store,
         audit: AuditLog,
         clock: Clock,
         ids: IdFactory,
@@ -86,7 +86,7 @@ class AccountService:
 
     # -- first run, login, sessions ---------------------------------------------------------
 
-    def bootstrap_admin(self, email: str, password: str | None = None) -> str:
+    async def bootstrap_admin(self, email: str, password: str | None = None) -> str:
         """Create the first admin; returns its password (generated when not given).
 
         Raises `ConflictError` once an admin exists, `BadInputError` for a bad email or a
@@ -95,15 +95,17 @@ class AccountService:
         address = _email(email)
         secret = password if password is not None else generate_password()
         password_hash = self.hasher.hash(secret)
-        with self.store.transaction():
-            if self.store.count_admins():
+        async with self.store.transaction() as tx:
+            if await tx.count_admins():
                 raise ConflictError("an admin already exists; log in as that admin instead")
             user = User(self.ids.new("usr"), address, Role.ADMIN, None, self.clock.now())
-            self.store.add_user(user, password_hash)
-            self.audit.record("system", "admin.bootstrap", f"user:{user.id}", email=address)
+            await tx.add_user(user, password_hash)
+            await self.audit.within(tx).record(
+                "system", "admin.bootstrap", f"user:{user.id}", email=address
+            )
         return secret
 
-    def login(self, username: str, password: str, login_type: str = "client") -> LoginResult:
+    async def login(self, username: str, password: str, login_type: str = "client") -> LoginResult:
         """Check credentials and open a 24-hour session.
 
         `login_type` is `client` (client users) or `admin` (admins and account managers).
@@ -111,34 +113,36 @@ class AccountService:
         """
         if login_type not in ("client", "admin"):
             raise BadInputError("loginType is 'client' or 'admin'", details={"field": "loginType"})
-        found = self.store.find_user(str(username).strip().lower())
+        found = await self.store.find_user(str(username).strip().lower())
         if found is None:
             self.hasher.burn(password)
-            return self._refuse(username, "unknown user")
+            return await self._refuse(username, "unknown user")
         user, stored_hash = found
         if not self.hasher.verify(stored_hash, password):
-            return self._refuse(username, "wrong password", user)
+            return await self._refuse(username, "wrong password", user)
         if not user.active:
-            return self._refuse(username, "user disabled", user)
+            return await self._refuse(username, "user disabled", user)
         if (login_type == "admin") != user.role.is_staff:
-            return self._refuse(username, f"not a {login_type} account", user)
+            return await self._refuse(username, f"not a {login_type} account", user)
         if self.hasher.needs_rehash(stored_hash):
-            self.store.set_password_hash(user.id, self.hasher.hash(password))
+            await self.store.set_password_hash(user.id, self.hasher.hash(password))
         token = new_session_token()
         now = self.clock.now()
         session = Session(hash_token(token), user.id, now, now + self.session_lifetime)
-        self.store.add_session(session)
-        self.audit.record(f"user:{user.id}", "auth.login", f"user:{user.id}", login_type=login_type)
-        return LoginResult(token, user, session.expires_at, self.context(user))
+        await self.store.add_session(session)
+        await self.audit.record(
+            f"user:{user.id}", "auth.login", f"user:{user.id}", login_type=login_type
+        )
+        return LoginResult(token, user, session.expires_at, await self.context(user))
 
-    def _refuse(self, username: str, reason: str, user: User | None = None) -> NoReturn:
+    async def _refuse(self, username: str, reason: str, user: User | None = None) -> NoReturn:
         actor = f"user:{user.id}" if user else "anonymous"
-        self.audit.record(
+        await self.audit.record(
             actor, "auth.login", f"email:{str(username)[:200]}", "denied", reason=reason
         )
         raise AuthenticationError("invalid username or password")
 
-    def authenticate(self, token: str | None) -> Principal:
+    async def authenticate(self, token: str | None) -> Principal:
         """The principal behind a session token.
 
         Raises `AuthenticationError` for a missing, unknown or revoked token and
@@ -146,36 +150,36 @@ class AccountService:
         """
         if not token:
             raise AuthenticationError("a session token is required")
-        session = self.store.get_session(hash_token(token))
+        session = await self.store.get_session(hash_token(token))
         if session is None or session.revoked_at is not None:
             raise AuthenticationError("invalid or revoked session")
         if self.clock.now() >= session.expires_at:
             raise SessionExpiredError("the session has expired; log in again")
-        user = self.store.get_user(session.user_id)
+        user = await self.store.get_user(session.user_id)
         if not user.active:
             raise AuthenticationError("invalid or revoked session")
         return Principal(user)
 
-    def authenticate_api_key(self, key: str | None) -> Principal:
+    async def authenticate_api_key(self, key: str | None) -> Principal:
         """The principal behind an external API key (`X-API-Key`).
 
         Raises `AuthenticationError` for a missing, malformed, unknown or revoked key (one
         message for all) and when its user is disabled.
         """
         prefix = parse_api_key(key or "")
-        found = self.store.find_api_key(prefix) if prefix else None
+        found = await self.store.find_api_key(prefix) if prefix else None
         if (
             found is None
             or found[0].revoked_at is not None
             or not hmac.compare_digest(found[1], hash_token(key or ""))
         ):
             raise AuthenticationError("invalid or revoked API key")
-        user = self.store.get_user(found[0].user_id)
+        user = await self.store.get_user(found[0].user_id)
         if not user.active:
             raise AuthenticationError("invalid or revoked API key")
         return Principal(user)
 
-    def create_api_key(
+    async def create_api_key(
         self, principal: Principal, name: str = "", user_id: str | None = None
     ) -> ApiKeyInfo:
         """A new API key bound to a user (by default the caller), its client and role.
@@ -183,7 +187,7 @@ class AccountService:
         The key is in the reply only this once; it is stored as a hash. Client users make
         keys for themselves only. Raises `PermissionDeniedError`, `NotFoundError`.
         """
-        owner = principal.user if user_id is None else self.store.get_user(user_id)
+        owner = principal.user if user_id is None else await self.store.get_user(user_id)
         if owner.id != principal.user.id and not principal.role.is_staff:
             raise PermissionDeniedError("client users create API keys for themselves only")
         if owner.role.is_staff and principal.role is not Role.ADMIN:
@@ -198,38 +202,40 @@ class AccountService:
             self.clock.now(),
             name=str(name)[:100],
         )
-        with self.store.transaction():
-            self.store.add_api_key(info, hash_token(key))
-            self.audit.record(
+        async with self.store.transaction() as tx:
+            await tx.add_api_key(info, hash_token(key))
+            await self.audit.within(tx).record(
                 principal.actor, "api_key.create", f"api_key:{info.id}", owner=owner.id
             )
         return attrs.evolve(info, key=key)
 
-    def list_api_keys(self, principal: Principal, user_id: str | None = None) -> list[ApiKeyInfo]:
+    async def list_api_keys(
+        self, principal: Principal, user_id: str | None = None
+    ) -> list[ApiKeyInfo]:
         """API keys (never the keys themselves): the caller's own; staff may name a user."""
         if not principal.role.is_staff:
             user_id = principal.user.id
-        return self.store.list_api_keys(user_id)
+        return await self.store.list_api_keys(user_id)
 
-    def revoke_api_key(self, principal: Principal, key_id: str) -> ApiKeyInfo:
+    async def revoke_api_key(self, principal: Principal, key_id: str) -> ApiKeyInfo:
         """Revoke a key; client users only their own. Raises `NotFoundError`."""
-        mine = {k.id for k in self.store.list_api_keys(principal.user.id)}
+        mine = {k.id for k in await self.store.list_api_keys(principal.user.id)}
         if not principal.role.is_staff and key_id not in mine:
             raise NotFoundError(f"no API key {key_id!r}", details={"id": key_id})
-        info = self.store.revoke_api_key(key_id, self.clock.now())
-        self.audit.record(principal.actor, "api_key.revoke", f"api_key:{key_id}")
+        info = await self.store.revoke_api_key(key_id, self.clock.now())
+        await self.audit.record(principal.actor, "api_key.revoke", f"api_key:{key_id}")
         return info
 
-    def logout(self, principal: Principal, token: str) -> None:
+    async def logout(self, principal: Principal, token: str) -> None:
         """Revoke the session `token` (idempotent)."""
-        self.store.revoke_session(hash_token(token), self.clock.now())
-        self.audit.record(principal.actor, "auth.logout", principal.actor)
+        await self.store.revoke_session(hash_token(token), self.clock.now())
+        await self.audit.record(principal.actor, "auth.logout", principal.actor)
 
-    def me(self, principal: Principal) -> dict[str, Any]:
+    async def me(self, principal: Principal) -> dict[str, Any]:
         """The caller and its context (as the login reply gives them)."""
-        return {"user": principal.user, "kamContext": self.context(principal.user)}
+        return {"user": principal.user, "kamContext": await self.context(principal.user)}
 
-    def context(self, user: User) -> dict[str, Any]:
+    async def context(self, user: User) -> dict[str, Any]:
         """What the user may do and for which client (the login reply's `kamContext`)."""
         ctx: dict[str, Any] = {
             "role": user.role.value,
@@ -237,13 +243,13 @@ class AccountService:
             "permissions": [op.name for op in OPERATIONS if op.allows(user.role)],
         }
         if user.client_id is not None:
-            client = self.store.get_client(user.client_id)
+            client = await self.store.get_client(user.client_id)
             ctx |= {"client_name": client.name, "tier": client.tier.value}
         return ctx
 
     # -- clients and users ----------------------------------------------------------------
 
-    def create_client(
+    async def create_client(
         self,
         principal: Principal,
         name: str,
@@ -271,9 +277,9 @@ class AccountService:
             now.strftime("%Y-%m"),
             now,
         )
-        with self.store.transaction():
-            self.store.add_client(client)
-            self.audit.record(
+        async with self.store.transaction() as tx:
+            await tx.add_client(client)
+            await self.audit.within(tx).record(
                 principal.actor,
                 "client.create",
                 f"client:{client.id}",
@@ -283,17 +289,17 @@ class AccountService:
             )
         return client
 
-    def get_client(self, principal: Principal, client_id: str) -> Client:
+    async def get_client(self, principal: Principal, client_id: str) -> Client:
         """One client; client users may see only their own. Raises `NotFoundError`."""
         if not principal.role.is_staff and principal.client_id != client_id:
             raise NotFoundError(f"no client {client_id!r}", details={"id": client_id})
-        return self.store.get_client(client_id)
+        return await self.store.get_client(client_id)
 
-    def list_clients(self, principal: Principal) -> list[Client]:
+    async def list_clients(self, principal: Principal) -> list[Client]:
         """Every client organisation."""
-        return self.store.list_clients()
+        return await self.store.list_clients()
 
-    def create_user(
+    async def create_user(
         self,
         principal: Principal,
         email: str,
@@ -328,15 +334,15 @@ class AccountService:
             self.clock.now(),
             str(display_name)[:200],
         )
-        with self.store.transaction():
+        async with self.store.transaction() as tx:
             if client_id is not None:
-                limit = self.store.get_client(client_id).limits.max_users
-                if limit is not None and len(self.store.list_users(client_id)) >= limit:
+                limit = (await tx.get_client(client_id)).limits.max_users
+                if limit is not None and len(await tx.list_users(client_id)) >= limit:
                     raise QuotaExceededError(
                         f"the client's tier allows {limit} users", details={"max_users": limit}
                     )
-            self.store.add_user(user, password_hash)
-            self.audit.record(
+            await tx.add_user(user, password_hash)
+            await self.audit.within(tx).record(
                 principal.actor,
                 "user.create",
                 f"user:{user.id}",
@@ -346,6 +352,6 @@ class AccountService:
             )
         return user
 
-    def list_users(self, principal: Principal, client_id: str | None = None) -> list[User]:
+    async def list_users(self, principal: Principal, client_id: str | None = None) -> list[User]:
         """Users, optionally of one client."""
-        return self.store.list_users(client_id)
+        return await self.store.list_users(client_id)

@@ -7,7 +7,7 @@ from typing import Any
 
 from .._clock import Clock
 from ..models import AuditEvent
-from ..state.sqlite import SQLiteStore
+from ..state import Store
 
 __all__ = ["AuditLog", "is_secret_name", "redact"]
 
@@ -50,14 +50,19 @@ def redact(value: Any) -> Any:
 class AuditLog:
     """Appends events to the store's append-only audit table."""
 
-    def __init__(self, store: SQLiteStore, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock) -> None:
         self._store = store
         self._clock = clock
 
-    def record(
+    def within(self, store: Store) -> AuditLog:
+        """This log, writing into `store` (a transaction, so that the event commits with the
+        change it records)."""
+        return AuditLog(store, self._clock)
+
+    async def record(
         self, actor: str, action: str, target: str, outcome: str = "ok", **details: Any
     ) -> AuditEvent:
         """Append one event; `details` are redacted first."""
-        return self._store.append_audit(
+        return await self._store.append_audit(
             self._clock.now(), actor, action, target, outcome, redact(details)
         )

@@ -12,7 +12,7 @@ from .._clock import Clock
 from .._exceptions import BadInputError, NotFoundError
 from ..models import Execution, ExecutionEvent, Principal, RequestStatus, StageRun
 from ..orchestrator import Orchestrator
-from ..state.sqlite import SQLiteStore
+from ..state import Store
 from .audit import AuditLog
 from .requests import RequestService
 
@@ -30,7 +30,7 @@ class ExecutionService:
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: Store,
         audit: AuditLog,
         clock: Clock,
         orchestrator: Orchestrator,
@@ -42,20 +42,20 @@ class ExecutionService:
         self.orchestrator = orchestrator
         self.requests = requests
 
-    def _own(self, principal: Principal, execution_id: str) -> Execution:
-        execution = self.store.get_execution(execution_id)
+    async def _own(self, principal: Principal, execution_id: str) -> Execution:
+        execution = await self.store.get_execution(execution_id)
         if not principal.role.is_staff and execution.client_id != principal.client_id:
             raise NotFoundError(f"no execution {execution_id!r}", details={"id": execution_id})
         return execution
 
-    def get(self, principal: Principal, execution_id: str) -> Execution:
+    async def get(self, principal: Principal, execution_id: str) -> Execution:
         """One execution. Raises `NotFoundError` (also for another client's)."""
-        return self._own(principal, execution_id)
+        return await self._own(principal, execution_id)
 
-    def stages(self, principal: Principal, execution_id: str) -> list[StageRun]:
+    async def stages(self, principal: Principal, execution_id: str) -> list[StageRun]:
         """The stage runs of an execution, in template order."""
-        execution = self._own(principal, execution_id)
-        runs = {r.stage_id: r for r in self.store.get_stage_runs(execution_id)}
+        execution = await self._own(principal, execution_id)
+        runs = {r.stage_id: r for r in await self.store.get_stage_runs(execution_id)}
         return [runs[s.id] for s in execution.template.stages if s.id in runs]
 
     async def events(
@@ -72,25 +72,25 @@ class ExecutionService:
         answering (long polling), so remote clients follow an execution without spending
         their rate limit on empty polls.
         """
-        self._own(principal, execution_id)
+        await self._own(principal, execution_id)
         limit = max(1, min(limit, 1000))
         deadline = anyio.current_time() + max(0.0, min(float(wait_s), 25.0))
         while True:
-            found = self.store.list_events(execution_id, after, limit)
+            found = await self.store.list_events(execution_id, after, limit)
             remaining = deadline - anyio.current_time()
             if found or remaining <= 0:
                 return found
-            if self.store.get_execution(execution_id).status.is_final:
-                return self.store.list_events(execution_id, after, limit)
+            if (await self.store.get_execution(execution_id)).status.is_final:
+                return await self.store.list_events(execution_id, after, limit)
             # Whoever runs it (this process, or an orchestrator service) says when there is
             # news; the execution's end is news too.
             await self.requests.control().changed(execution_id, after, min(remaining, 5.0))
 
-    def metrics(self, principal: Principal, execution_id: str) -> dict[str, Any]:
+    async def metrics(self, principal: Principal, execution_id: str) -> dict[str, Any]:
         """Durations, attempts, tokens, cost and bytes stored, per stage and in total."""
-        execution = self._own(principal, execution_id)
+        execution = await self._own(principal, execution_id)
         stages = []
-        for run in self.stages(principal, execution_id):
+        for run in await self.stages(principal, execution_id):
             stages.append(
                 {
                     "stage_id": run.stage_id,
@@ -127,9 +127,9 @@ class ExecutionService:
     async def cancel(self, principal: Principal, execution_id: str) -> Execution:
         """Stop an execution; it ends `cancelled` and its request too. Raises `ConflictError`
         if it has already finished."""
-        self._own(principal, execution_id)
+        await self._own(principal, execution_id)
         result = await self.requests.control().cancel(execution_id)
-        self.audit.record(principal.actor, "execution.cancel", f"execution:{execution_id}")
+        await self.audit.record(principal.actor, "execution.cancel", f"execution:{execution_id}")
         return result
 
     async def resume(self, principal: Principal, execution_id: str) -> Execution:
@@ -139,19 +139,21 @@ class ExecutionService:
         or settling failed, after its final commit) is settled now instead. Raises
         `ConflictError` for one that finished and was settled.
         """
-        execution = self.store.get_execution(execution_id)
-        if execution.status.is_final and self._unsettled(execution):
+        execution = await self.store.get_execution(execution_id)
+        if execution.status.is_final and await self._unsettled(execution):
             await self.orchestrator.report(execution_id)
-            self.audit.record(principal.actor, "execution.report", f"execution:{execution_id}")
-            return self.store.get_execution(execution_id)
+            await self.audit.record(
+                principal.actor, "execution.report", f"execution:{execution_id}"
+            )
+            return await self.store.get_execution(execution_id)
         await self.requests.control().launch(execution_id)
-        self.audit.record(principal.actor, "execution.resume", f"execution:{execution_id}")
-        return self.store.get_execution(execution_id)
+        await self.audit.record(principal.actor, "execution.resume", f"execution:{execution_id}")
+        return await self.store.get_execution(execution_id)
 
-    def _unsettled(self, execution: Execution) -> bool:
+    async def _unsettled(self, execution: Execution) -> bool:
         if execution.request_id is None:
             return False
-        request = self.store.get_request(execution.request_id)
+        request = await self.store.get_request(execution.request_id)
         return request.status is RequestStatus.EXECUTING and request.execution_id == execution.id
 
     async def retry(self, principal: Principal, execution_id: str) -> Execution:
@@ -160,23 +162,23 @@ class ExecutionService:
         Raises `ConflictError` for other statuses, `QuotaExceededError` if the client can no
         longer afford it.
         """
-        execution = self._own(principal, execution_id)
+        execution = await self._own(principal, execution_id)
         request = None
         if execution.request_id is not None and execution.client_id is not None:
-            request = self.store.get_request(execution.request_id)
-            self.requests.admit(
+            request = await self.store.get_request(execution.request_id)
+            await self.requests.admit(
                 principal, execution.client_id, execution.template, "execution.retry"
             )
-        with self.store.transaction():
-            reopened = self.orchestrator.reopen(execution_id)
+        async with self.store.transaction() as tx:
+            reopened = await self.orchestrator.reopen(execution_id, store=tx)
             if request is not None:
-                self.store.update_request(
+                await tx.update_request(
                     attrs.evolve(
                         request, status=RequestStatus.EXECUTING, updated_at=self.clock.now()
                     ),
                     expect_status=request.status.value,
                 )
-            self.audit.record(
+            await self.audit.within(tx).record(
                 principal.actor,
                 "execution.retry",
                 f"execution:{execution_id}",
@@ -185,7 +187,7 @@ class ExecutionService:
         await self.requests.control().launch(execution_id)
         return reopened
 
-    def prune(self, principal: Principal, older_than_days: float = 30) -> dict[str, int]:
+    async def prune(self, principal: Principal, older_than_days: float = 30) -> dict[str, int]:
         """Forget checkpoints and events of executions finished more than `older_than_days`
         ago, and the stage data of those that completed (admins; see `Orchestrator.prune`).
         Raises `BadInputError` for a negative age."""
@@ -193,6 +195,6 @@ class ExecutionService:
             raise BadInputError(
                 "older_than_days must be between 0 and 36500", details={"field": "older_than_days"}
             )
-        counts = self.orchestrator.prune(self.clock.now() - timedelta(days=older_than_days))
-        self.audit.record(principal.actor, "execution.prune", "executions", "ok", **counts)
+        counts = await self.orchestrator.prune(self.clock.now() - timedelta(days=older_than_days))
+        await self.audit.record(principal.actor, "execution.prune", "executions", "ok", **counts)
         return counts

@@ -6,7 +6,7 @@ from typing import Any, Protocol
 
 from .._clock import Clock, IdFactory
 from ..models import Notification, User
-from ..state.sqlite import SQLiteStore
+from ..state import Store
 
 __all__ = ["InAppNotifier", "Notifier"]
 
@@ -22,13 +22,13 @@ class Notifier(Protocol):
 class InAppNotifier:
     """Stores notifications for users to list in the app."""
 
-    def __init__(self, store: SQLiteStore, clock: Clock, ids: IdFactory) -> None:
+    def __init__(self, store: Store, clock: Clock, ids: IdFactory) -> None:
         self._store = store
         self._clock = clock
         self._ids = ids
 
     async def notify(self, user: User, kind: str, message: str, data: dict[str, Any]) -> None:
         """Store a notification for `user`."""
-        self._store.add_notification(
+        await self._store.add_notification(
             Notification(self._ids.new("ntf"), user.id, kind, message, self._clock.now(), data)
         )

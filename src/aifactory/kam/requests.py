@@ -23,7 +23,7 @@ from ..models import (
     Urgency,
 )
 from ..orchestrator import ExecutionControl, LocalControl, Orchestrator
-from ..state.sqlite import SQLiteStore
+from ..state import Store
 from ..storage import BlobStore
 from .audit import AuditLog
 from .catalogue import TemplateCatalogue
@@ -72,7 +72,7 @@ class RequestService:
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: Store,
         blobs: BlobStore,
         audit: AuditLog,
         clock: Clock,
@@ -101,8 +101,8 @@ class RequestService:
             raise ConflictError("no orchestrator is attached to this factory")
         return self.orchestrator
 
-    def _own_request(self, principal: Principal, request_id: str) -> Request:
-        request = self.store.get_request(request_id)
+    async def _own_request(self, principal: Principal, request_id: str) -> Request:
+        request = await self.store.get_request(request_id)
         if not principal.role.is_staff and request.client_id != principal.client_id:
             # Another client's request looks exactly like a missing one.
             raise NotFoundError(f"no request {request_id!r}", details={"id": request_id})
@@ -110,7 +110,7 @@ class RequestService:
 
     # -- requests ------------------------------------------------------------------------
 
-    def create_request(
+    async def create_request(
         self,
         principal: Principal,
         title: str,
@@ -147,38 +147,40 @@ class RequestService:
             now,
             now,
         )
-        with self.store.transaction():
-            client = self.store.get_client(owner)
+        async with self.store.transaction() as tx:
+            client = await tx.get_client(owner)
             limit = client.limits.monthly_requests
             month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-            if limit is not None and self.store.count_requests_since(owner, month_start) >= limit:
+            if limit is not None and await tx.count_requests_since(owner, month_start) >= limit:
                 raise QuotaExceededError(
                     f"the {client.tier.value} tier allows {limit} requests a month",
                     details={"monthly_requests": limit},
                 )
-            self.store.add_request(request)
-            self.audit.record(
+            await tx.add_request(request)
+            await self.audit.within(tx).record(
                 principal.actor, "request.create", f"request:{request.id}", status="pending"
             )
         return request
 
-    def get_request(self, principal: Principal, request_id: str) -> Request:
+    async def get_request(self, principal: Principal, request_id: str) -> Request:
         """One request. Raises `NotFoundError` (also for another client's request)."""
-        return self._own_request(principal, request_id)
+        return await self._own_request(principal, request_id)
 
-    def list_requests(self, principal: Principal, client_id: str | None = None) -> list[Request]:
+    async def list_requests(
+        self, principal: Principal, client_id: str | None = None
+    ) -> list[Request]:
         """Requests, newest first; client users see only their own client's."""
         if not principal.role.is_staff:
             client_id = principal.client_id
-        return self.store.list_requests(client_id)
+        return await self.store.list_requests(client_id)
 
-    def list_templates(
+    async def list_templates(
         self, principal: Principal, tier: Tier | str | None = None
     ) -> list[Template]:
         """Templates allowed for `tier`; client users always get their own tier's."""
         if not principal.role.is_staff:
             assert principal.client_id is not None
-            tier = self.store.get_client(principal.client_id).tier
+            tier = (await self.store.get_client(principal.client_id)).tier
         try:
             level = Tier(tier) if tier is not None else None
         except ValueError:
@@ -201,14 +203,14 @@ class RequestService:
 
         Raises `NotFoundError`, and `StageFailedError` when the model's answer is unusable.
         """
-        request = self._own_request(principal, request_id)
-        client = self.store.get_client(request.client_id)
+        request = await self._own_request(principal, request_id)
+        client = await self.store.get_client(request.client_id)
         used = client.used_in(self.clock.now().strftime("%Y-%m"))
-        available = client.monthly_budget_usd - used - self.store.reserved_usd(client.id)
+        available = client.monthly_budget_usd - used - await self.store.reserved_usd(client.id)
         found = await self.recommender.recommend(
             request, client, available, limit=max(1, min(int(limit), 10)), use_llm=use_llm
         )
-        self.audit.record(
+        await self.audit.record(
             principal.actor,
             "templates.recommend",
             f"request:{request_id}",
@@ -217,7 +219,7 @@ class RequestService:
         )
         return found
 
-    def assign_template(
+    async def assign_template(
         self,
         principal: Principal,
         request_id: str,
@@ -229,14 +231,14 @@ class RequestService:
         Raises `NotFoundError` (request, template), `PermissionDeniedError` (the template is not
         allowed for the client's tier), `ParameterError`, `ConflictError` (already executing).
         """
-        request = self._own_request(principal, request_id)
+        request = await self._own_request(principal, request_id)
         if request.status not in (RequestStatus.PENDING, RequestStatus.TEMPLATE_ASSIGNED):
             raise ConflictError(
                 f"request {request_id} is {request.status.value}; it can no longer change",
                 details={"status": request.status.value},
             )
         template = self.catalogue.get(template_name)
-        client = self.store.get_client(request.client_id)
+        client = await self.store.get_client(request.client_id)
         if not template.allows(client.tier):
             raise BadInputError(
                 f"template {template_name} is not available on the {client.tier.value} tier",
@@ -250,9 +252,9 @@ class RequestService:
             status=RequestStatus.TEMPLATE_ASSIGNED,
             updated_at=self.clock.now(),
         )
-        with self.store.transaction():
-            self.store.update_request(updated, expect_status=request.status.value)
-            self.audit.record(
+        async with self.store.transaction() as tx:
+            await tx.update_request(updated, expect_status=request.status.value)
+            await self.audit.within(tx).record(
                 principal.actor,
                 "request.assign_template",
                 f"request:{request_id}",
@@ -262,17 +264,19 @@ class RequestService:
             )
         return updated
 
-    def admit(self, principal: Principal, client_id: str, template: Template, what: str) -> None:
+    async def admit(
+        self, principal: Principal, client_id: str, template: Template, what: str
+    ) -> None:
         """Refuse to start work the client cannot afford or may not run now.
 
         Raises `QuotaExceededError` when the template's estimate exceeds what is left of the
         monthly budget (after holds of executions in flight) or the tier's concurrent
         executions are all taken.
         """
-        client = self.store.get_client(client_id)
+        client = await self.store.get_client(client_id)
         estimate = Decimal(template.estimated_cost_usd)
         used = client.used_in(self.clock.now().strftime("%Y-%m"))
-        available = client.monthly_budget_usd - used - self.store.reserved_usd(client_id)
+        available = client.monthly_budget_usd - used - await self.store.reserved_usd(client_id)
         concurrent = client.limits.concurrent_executions
         reason = None
         if estimate > available:
@@ -282,12 +286,15 @@ class RequestService:
                 f"{max(available, Decimal(0))} USD"
             )
             details = {"estimate_usd": str(estimate), "remaining_usd": str(available)}
-        elif concurrent is not None and self.store.count_active_executions(client_id) >= concurrent:
+        elif (
+            concurrent is not None
+            and await self.store.count_active_executions(client_id) >= concurrent
+        ):
             reason = "concurrency"
             message = f"the {client.tier.value} tier runs {concurrent} execution(s) at a time"
             details = {"concurrent_executions": str(concurrent)}
         if reason is not None:
-            self.audit.record(
+            await self.audit.record(
                 principal.actor, what, f"client:{client_id}", "refused", reason=reason, **details
             )
             raise QuotaExceededError(message, details=details)
@@ -303,7 +310,7 @@ class RequestService:
         executions are taken), `WorkerError` (a worker of the template is not installed).
         """
         limits = check_resources(resources)
-        request = self._own_request(principal, request_id)
+        request = await self._own_request(principal, request_id)
         if request.status is not RequestStatus.TEMPLATE_ASSIGNED or request.template_name is None:
             raise ConflictError(
                 f"request {request_id} is {request.status.value}; assign a template first"
@@ -312,7 +319,7 @@ class RequestService:
                 details={"status": request.status.value},
             )
         template = self.catalogue.get(request.template_name)
-        self.admit(principal, request.client_id, template, "request.execute")
+        await self.admit(principal, request.client_id, template, "request.execute")
         orchestrator = self._orchestrator()
         context = {
             "request": {
@@ -322,14 +329,15 @@ class RequestService:
                 "urgency": request.urgency.value,
             }
         }
-        with self.store.transaction():
-            execution = orchestrator.create(
+        async with self.store.transaction() as tx:
+            execution = await orchestrator.create(
                 template,
                 request.parameters,
                 context=context,
                 resources=limits,
                 request_id=request.id,
                 client_id=request.client_id,
+                store=tx,
             )
             updated = attrs.evolve(
                 request,
@@ -337,8 +345,8 @@ class RequestService:
                 execution_id=execution.id,
                 updated_at=self.clock.now(),
             )
-            self.store.update_request(updated, expect_status=RequestStatus.TEMPLATE_ASSIGNED.value)
-            self.audit.record(
+            await tx.update_request(updated, expect_status=RequestStatus.TEMPLATE_ASSIGNED.value)
+            await self.audit.within(tx).record(
                 principal.actor,
                 "request.execute",
                 f"request:{request_id}",
@@ -350,25 +358,25 @@ class RequestService:
 
     # -- deliverables, notifications, audit ----------------------------------------------------
 
-    def list_deliverables(self, principal: Principal, request_id: str) -> list[Deliverable]:
+    async def list_deliverables(self, principal: Principal, request_id: str) -> list[Deliverable]:
         """Deliverables of a request."""
-        self._own_request(principal, request_id)
-        return self.store.list_deliverables(request_id)
+        await self._own_request(principal, request_id)
+        return await self.store.list_deliverables(request_id)
 
-    def get_deliverable(self, principal: Principal, deliverable_id: str) -> Deliverable:
+    async def get_deliverable(self, principal: Principal, deliverable_id: str) -> Deliverable:
         """One deliverable. Raises `NotFoundError` (also for another client's)."""
-        deliverable = self.store.get_deliverable(deliverable_id)
+        deliverable = await self.store.get_deliverable(deliverable_id)
         if not principal.role.is_staff and deliverable.client_id != principal.client_id:
             raise NotFoundError(
                 f"no deliverable {deliverable_id!r}", details={"id": deliverable_id}
             )
         return deliverable
 
-    def download(self, principal: Principal, deliverable_id: str) -> bytes:
+    async def download(self, principal: Principal, deliverable_id: str) -> bytes:
         """A deliverable's bytes, verified against its sha256. Raises `IntegrityError`."""
-        deliverable = self.get_deliverable(principal, deliverable_id)
+        deliverable = await self.get_deliverable(principal, deliverable_id)
         data = self.blobs.get(deliverable.ref)
-        self.audit.record(
+        await self.audit.record(
             principal.actor,
             "deliverable.download",
             f"deliverable:{deliverable_id}",
@@ -376,21 +384,21 @@ class RequestService:
         )
         return data
 
-    def list_notifications(
+    async def list_notifications(
         self, principal: Principal, unread_only: bool = False
     ) -> list[Notification]:
         """The caller's own notifications, newest first."""
-        return self.store.list_notifications(principal.user.id, unread_only)
+        return await self.store.list_notifications(principal.user.id, unread_only)
 
-    def mark_notification_read(self, principal: Principal, notification_id: str) -> None:
+    async def mark_notification_read(self, principal: Principal, notification_id: str) -> None:
         """Mark one of the caller's notifications read. Raises `NotFoundError`."""
-        if not self.store.mark_notification_read(
+        if not await self.store.mark_notification_read(
             notification_id, principal.user.id, self.clock.now()
         ):
             raise NotFoundError(f"no notification {notification_id!r}")
 
-    def list_audit(
+    async def list_audit(
         self, principal: Principal, action: str | None = None, limit: int = 100
     ) -> list[AuditEvent]:
         """The audit log, newest first."""
-        return self.store.list_audit(action=action, limit=max(1, min(limit, 1000)))
+        return await self.store.list_audit(action=action, limit=max(1, min(limit, 1000)))

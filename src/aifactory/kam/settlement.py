@@ -15,7 +15,7 @@ import attrs
 from .._clock import Clock, IdFactory
 from ..models import Deliverable, Execution, ExecutionStatus, RequestStatus
 from ..orchestrator import ExecutionReport
-from ..state.sqlite import SQLiteStore
+from ..state import Store
 from .audit import AuditLog
 from .notifier import Notifier
 
@@ -33,7 +33,7 @@ class Settlement:
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: Store,
         audit: AuditLog,
         clock: Clock,
         ids: IdFactory,
@@ -47,23 +47,23 @@ class Settlement:
 
     # -- QuotaGate ------------------------------------------------------------------------
 
-    def reserve(self, execution: Execution, stage_id: str, amount: Decimal) -> None:
+    async def reserve(self, execution: Execution, stage_id: str, amount: Decimal) -> None:
         """Hold a stage's estimate. Raises `QuotaExceededError` if the budget cannot cover it."""
         if execution.client_id is not None:
-            self.store.reserve(
+            await self.store.reserve(
                 execution.client_id, execution.id, stage_id, amount, self.clock.now()
             )
 
-    def settle(self, execution: Execution, stage_id: str, cost: Decimal) -> None:
+    async def settle(self, execution: Execution, stage_id: str, cost: Decimal) -> None:
         """Replace a stage's hold by its actual cost (until the execution is charged)."""
         if execution.client_id is not None:
-            self.store.reserve(
+            await self.store.reserve(
                 execution.client_id, execution.id, stage_id, cost, self.clock.now(), check=False
             )
 
-    def release(self, execution: Execution, stage_id: str) -> None:
+    async def release(self, execution: Execution, stage_id: str) -> None:
         """Drop a stage's hold."""
-        self.store.release(execution.id, stage_id)
+        await self.store.release(execution.id, stage_id)
 
     # -- ExecutionSink ----------------------------------------------------------------------
 
@@ -71,9 +71,9 @@ class Settlement:
         """Charge the cost, record deliverables, move the request on, notify. Idempotent."""
         execution = report.execution
         if execution.request_id is None or execution.client_id is None:
-            self.store.release(execution.id)
+            await self.store.release(execution.id)
             return
-        request = self.store.get_request(execution.request_id)
+        request = await self.store.get_request(execution.request_id)
         if request.status is not RequestStatus.EXECUTING or request.execution_id != execution.id:
             return  # settled already (a repeated report) or superseded
         status = _REQUEST_STATUS[execution.status]
@@ -93,18 +93,18 @@ class Settlement:
             )
             for artifact in report.artifacts
         ]
-        with self.store.transaction():
-            charged = self.store.charge(
+        async with self.store.transaction() as tx:
+            charged = await tx.charge(
                 request.client_id, execution.id, execution.cost.total_usd, now
             )
-            self.store.release(execution.id)
+            await tx.release(execution.id)
             for deliverable in deliverables:
-                self.store.add_deliverable(deliverable)
-            self.store.update_request(
+                await tx.add_deliverable(deliverable)
+            await tx.update_request(
                 attrs.evolve(request, status=status, updated_at=now),
                 expect_status=RequestStatus.EXECUTING.value,
             )
-            self.audit.record(
+            await self.audit.within(tx).record(
                 "system",
                 "request.settle",
                 f"request:{request.id}",
@@ -129,6 +129,6 @@ class Settlement:
         else:
             message = f"Your request “{request.title}” failed: {execution.error}"
         data = {"request_id": request.id, "execution_id": execution.id, "status": status.value}
-        for user in self.store.list_users(request.client_id):
+        for user in await self.store.list_users(request.client_id):
             if user.active:
                 await self.notifier.notify(user, f"request.{status.value}", message, data)

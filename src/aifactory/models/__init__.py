@@ -1,6 +1,6 @@
 """The domain's values: attrs classes and enums, no I/O."""
 
-from .accounts import TIER_LIMITS, Client, Principal, Session, TierLimits, User
+from .accounts import TIER_LIMITS, ApiKeyInfo, Client, Principal, Session, TierLimits, User
 from .audit import AuditEvent
 from .enums import ExecutionStatus, RequestStatus, Role, StageStatus, StorageScheme, Tier, Urgency
 from .execution import Checkpoint, Cost, Execution, ExecutionEvent, StageRun, Usage
@@ -18,6 +18,7 @@ from .work import (
 
 __all__ = [
     "TIER_LIMITS",
+    "ApiKeyInfo",
     "AuditEvent",
     "Checkpoint",
     "Client",

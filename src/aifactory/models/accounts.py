@@ -10,7 +10,7 @@ import attrs
 from ._display import decimal_repr, enum_repr, iso_repr, short_digest_repr
 from .enums import Role, Tier
 
-__all__ = ["TIER_LIMITS", "Client", "Principal", "Session", "TierLimits", "User"]
+__all__ = ["TIER_LIMITS", "ApiKeyInfo", "Client", "Principal", "Session", "TierLimits", "User"]
 
 
 @attrs.frozen
@@ -111,3 +111,21 @@ class Principal:
     def actor(self) -> str:
         """How the audit log names the caller."""
         return f"user:{self.user.id}"
+
+
+@attrs.frozen
+class ApiKeyInfo:
+    """An API key's record (never the key itself): its id, lookup prefix and owner.
+
+    `key` is filled only in the reply that creates it: shown once, stored only as a hash.
+    """
+
+    id: str
+    prefix: str
+    user_id: str
+    client_id: str | None
+    role: Role
+    created_at: datetime
+    revoked_at: datetime | None = None
+    name: str = ""
+    key: str | None = None

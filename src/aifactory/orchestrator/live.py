@@ -21,8 +21,7 @@ from ..models import (
     StorageRef,
     Template,
 )
-from ..state.commits import GroupCommit
-from ..state.sqlite import SQLiteStore
+from ..state import Store
 from ..storage import BlobStore
 from .costing import StoragePrices
 from .planning import TemplatePlan
@@ -42,12 +41,10 @@ _PLANS_KEPT = 16
 class Engine:
     """The orchestrator's dependencies and settings, shared by its parts.
 
-    Every write about a running execution goes through `commits`, in order: one transaction
-    per turn of the event loop for all executions that are ready to commit.
+    Every write about a running execution is one `ExecutionWrite` to `store`.
     """
 
-    store: SQLiteStore
-    commits: GroupCommit
+    store: Store
     blobs: BlobStore
     registry: WorkerRegistry
     quota: QuotaGate
@@ -101,6 +98,8 @@ class Live:
     next_stage: Callable[[], StageSpec | None] | None = None
     alongside: Callable[[Callable[[], Coroutine[Any, Any, None]]], None] | None = None
     scope: anyio.CancelScope = attrs.field(factory=anyio.CancelScope)
+    lock: anyio.Lock = attrs.field(factory=anyio.Lock)
+    lease: int | None = None
     stop: bool = False
     cancelled: bool = False
     crash: str | None = None
@@ -126,13 +125,13 @@ class Live:
         )
 
     @classmethod
-    def stored(cls, engine: Engine, execution_id: str) -> Live:
+    async def stored(cls, engine: Engine, execution_id: str) -> Live:
         """An execution as the store has it, ready to resume.
 
         Raises `NotFoundError`, and `ConflictError` if it has finished.
         """
         store = engine.store
-        execution = store.get_execution(execution_id)
+        execution = await store.get_execution(execution_id)
         if execution.status.is_final:
             raise ConflictError(
                 f"execution {execution_id} is already {execution.status.value}",
@@ -144,9 +143,10 @@ class Live:
             r.stage_id: attrs.evolve(r, status=StageStatus.PENDING)
             if r.status is StageStatus.RUNNING
             else r
-            for r in store.get_stage_runs(execution_id)
+            for r in await store.get_stage_runs(execution_id)
         }
-        checkpoint = store.latest_checkpoint(execution_id)
+        checkpoint = await store.latest_checkpoint(execution_id)
+        seq = await store.last_event_seq(execution_id)
         return cls(
             execution=execution,
             runs=runs,
@@ -154,7 +154,7 @@ class Live:
             # runs also survive retention pruning of old checkpoints.
             outputs=committed_outputs(runs.values()),
             version=checkpoint.version if checkpoint else 0,
-            seq=store.last_event_seq(execution_id),
+            seq=seq,
             done=anyio.Event(),
             # Validated when it was created; a template stored then stays runnable.
             plan=TemplatePlan.of(execution.template, validate=False),

@@ -19,15 +19,15 @@ __all__ = ["QuotaGate", "Unlimited"]
 class QuotaGate(Protocol):
     """The account side's budget keeper."""
 
-    def reserve(self, execution: Execution, stage_id: str, amount: Decimal) -> None:
+    async def reserve(self, execution: Execution, stage_id: str, amount: Decimal) -> None:
         """Hold `amount` for a stage. Raises `QuotaExceededError` if it is not available."""
         ...
 
-    def settle(self, execution: Execution, stage_id: str, cost: Decimal) -> None:
+    async def settle(self, execution: Execution, stage_id: str, cost: Decimal) -> None:
         """Replace a stage's hold by what it actually cost."""
         ...
 
-    def release(self, execution: Execution, stage_id: str) -> None:
+    async def release(self, execution: Execution, stage_id: str) -> None:
         """Drop a stage's hold (the stage failed or was cancelled)."""
         ...
 
@@ -35,11 +35,11 @@ class QuotaGate(Protocol):
 class Unlimited:
     """A gate that never refuses (executions that belong to no client)."""
 
-    def reserve(self, execution: Execution, stage_id: str, amount: Decimal) -> None:
+    async def reserve(self, execution: Execution, stage_id: str, amount: Decimal) -> None:
         """Nothing to hold."""
 
-    def settle(self, execution: Execution, stage_id: str, cost: Decimal) -> None:
+    async def settle(self, execution: Execution, stage_id: str, cost: Decimal) -> None:
         """Nothing to settle."""
 
-    def release(self, execution: Execution, stage_id: str) -> None:
+    async def release(self, execution: Execution, stage_id: str) -> None:
         """Nothing to release."""

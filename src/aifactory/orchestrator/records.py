@@ -1,10 +1,10 @@
-"""What the orchestrator records about stages, as writes for the engine's `GroupCommit`.
+"""What the orchestrator records about stages, each as one `ExecutionWrite` to the store.
 
-Each `Records` method that writes runs *inside* a group transaction: it builds its rows
-from the live execution as it is when the transaction runs, writes them, and only then
-updates the live execution. So two stages of one execution committing in the same
-transaction add up instead of one overwriting the other's totals, and a write that fails
-(its savepoint undone) leaves the live execution as it was.
+Each `Records` method that writes holds the live execution's lock while it builds its
+write from the live execution, awaits the store's commit, and only then updates the live
+execution. So two stages of one execution committing at once add up instead of one
+overwriting the other's totals, and a write that fails leaves the live execution as it was.
+(Writes of different executions commit together: the store groups them.)
 
 A stage's commit also records the first attempt of the stage it makes ready, when nothing
 else of the execution is in flight (`prestart`): that attempt is then durable before its
@@ -19,11 +19,11 @@ from typing import Any
 
 import attrs
 
-from .._exceptions import StaleAttemptError
 from ..models import (
     Checkpoint,
     Cost,
     Execution,
+    ExecutionEvent,
     StageRun,
     StageSpec,
     StageStatus,
@@ -33,6 +33,7 @@ from ..models import (
 from ..models.enums import StorageScheme
 from ..protocol.codec import json_text, unstructure
 from ..protocol.messages import Binding, StageSummary
+from ..state import CacheEntry, ExecutionWrite
 from ..workers.host import STAGE_NAMESPACE
 from . import planning
 from .live import Engine, Live
@@ -104,15 +105,13 @@ class Records:
             params, bindings, self.input_ref(live, stage, params, bindings, body), cache_key
         )
 
-    # -- writes (inside a group transaction) ---------------------------------------------------
+    # -- writes ---------------------------------------------------------------------------
 
-    def attempt(self, live: Live, stage: StageSpec, input_ref: StorageRef) -> StageRun:
-        """Record the stage's next attempt, before it starts."""
-        e = self.e
+    def _next_attempt(self, live: Live, stage: StageSpec, input_ref: StorageRef) -> StageRun:
         last = live.runs[stage.id]
         # Built directly rather than with attrs.evolve: this runs for every stage, and
         # evolve walks every field by name.
-        run = StageRun(
+        return StageRun(
             execution_id=last.execution_id,
             stage_id=last.stage_id,
             worker=last.worker,
@@ -125,15 +124,25 @@ class Records:
             usage=last.usage,
             cost=last.cost,
             error=None,
-            started_at=e.clock.now(),
+            started_at=self.e.clock.now(),
             finished_at=last.finished_at,
         )
-        e.store.start_stage(run)
-        e.store.add_events([live.event(e.clock, "stage.started", stage.id, attempt=run.attempt)])
-        live.runs[stage.id] = run
-        return run
 
-    def success(
+    async def attempt(self, live: Live, stage: StageSpec, input_ref: StorageRef) -> StageRun:
+        """Record the stage's next attempt, before it starts. Raises `StaleAttemptError`."""
+        async with live.lock:
+            run = self._next_attempt(live, stage, input_ref)
+            seq = live.seq
+            event = live.event(self.e.clock, "stage.started", stage.id, attempt=run.attempt)
+            try:
+                await self._record(live, started=(run,), events=(event,))
+            except BaseException:
+                live.seq = seq
+                raise
+            live.runs[stage.id] = run
+            return run
+
+    async def success(
         self,
         live: Live,
         stage: StageSpec,
@@ -143,10 +152,61 @@ class Records:
         *,
         cached: bool,
         cache_key: str | None,
+        input_ref: StorageRef | None = None,
     ) -> tuple[Execution, list[tuple[StageSpec, StageWork]]]:
         """Commit a succeeded attempt: stage run, totals, checkpoint, event (which carries
-        the execution's running totals) and the result cache entry; then record the first
-        attempt of the stage this makes ready, if any."""
+        the execution's running totals) and the result cache entry; and the first attempt of
+        the stage this makes ready, if any (`prestart`). With `input_ref`, the attempt itself
+        is recorded in the same transaction (a cache hit: no worker ran)."""
+        e = self.e
+        async with live.lock:
+            seq = live.seq
+            started: tuple[StageRun, ...] = ()
+            if input_ref is not None:
+                started = (self._next_attempt(live, stage, input_ref),)
+                live.runs[stage.id], last_run = started[0], live.runs[stage.id]
+            try:
+                write, run, execution = self._success(
+                    live, stage, output_ref, summary, cost, cached=cached, cache_key=cache_key
+                )
+                ready = (
+                    self.prestart(live, stage, output_ref) if summary.continue_pipeline else None
+                )
+                if ready is not None:
+                    write = attrs.evolve(
+                        write,
+                        started=(*started, ready[2]),
+                        events=(*write.events, ready[3]),
+                    )
+                elif started:
+                    write = attrs.evolve(write, started=started)
+                await e.store.record(write)
+            except BaseException:
+                live.seq = seq
+                if started:
+                    live.runs[stage.id] = last_run
+                raise
+            live.runs[stage.id], live.execution = run, execution
+            live.outputs = live.outputs | {stage.id: output_ref}
+            live.version += 1
+            if ready is None:
+                return execution, []
+            next_stage, work, next_run, _ = ready
+            live.runs[next_stage.id] = next_run
+            live.started.add(next_stage.id)
+            return execution, [(next_stage, work)]
+
+    def _success(
+        self,
+        live: Live,
+        stage: StageSpec,
+        output_ref: StorageRef,
+        summary: StageSummary,
+        cost: Cost,
+        *,
+        cached: bool,
+        cache_key: str | None,
+    ) -> tuple[ExecutionWrite, StageRun, Execution]:
         e = self.e
         now = e.clock.now()
         summary_data: dict[str, Any] = unstructure(summary)
@@ -168,7 +228,7 @@ class Records:
             finished_at=now,
         )
         last_execution = live.execution
-        # Built directly rather than with attrs.evolve (see `attempt`).
+        # Built directly rather than with attrs.evolve (see `_next_attempt`).
         execution = Execution(
             id=last_execution.id,
             request_id=last_execution.request_id,
@@ -205,85 +265,130 @@ class Records:
             total_usd=str(execution.cost.total_usd),
             total_tokens=execution.usage.tokens,
         )
-        e.store.finish_stage(run, execution, checkpoint, [done])
+        cache = None
         if cache_key is not None:
             expires = now + timedelta(seconds=e.cache_ttl_s)
-            e.store.cache_put(cache_key, stage.worker, output_ref, summary_data, now, expires)
-        live.runs[stage.id], live.execution = run, execution
-        live.outputs = live.outputs | {stage.id: output_ref}
-        live.version += 1
-        return execution, self.prestart(live) if summary.continue_pipeline else []
+            cache = CacheEntry(cache_key, stage.worker, output_ref, summary_data, now, expires)
+        write = ExecutionWrite(
+            execution.id,
+            finished=run,
+            totals=execution,
+            checkpoint=checkpoint,
+            events=(done,),
+            cache=cache,
+            lease=live.lease,
+        )
+        return write, run, execution
 
-    def prestart(self, live: Live) -> list[tuple[StageSpec, StageWork]]:
-        """Record the first attempt of the one stage that may start now, when nothing else
-        of the execution is in flight; the caller starts it once the transaction committed.
+    def prestart(
+        self, live: Live, finishing: StageSpec, output_ref: StorageRef
+    ) -> tuple[StageSpec, StageWork, StageRun, ExecutionEvent] | None:
+        """The first attempt of the one stage that may start once `finishing` commits, when
+        nothing else of the execution is in flight; the caller records it with that commit
+        and starts the stage once it committed.
 
         Anything less simple (several stages in flight, a stage to skip, a worker whose
         health is not known, a large input) is left to the runner's scheduling."""
+        runs, outputs = live.runs, live.outputs
+        finished = runs[finishing.id]
+        # As the scheduler will see the execution once this commit lands.
+        runs[finishing.id] = attrs.evolve(finished, status=StageStatus.SUCCEEDED)
+        live.outputs = outputs | {finishing.id: output_ref}
         try:
             stage = live.next_stage() if live.next_stage is not None else None
             work = None if stage is None else self.work_now(live, stage)
         except Exception:
             # Its input cannot be built (parameters that are not JSON, say): not a reason to
             # undo this commit. Started the usual way, the stage reports it as its own failure.
-            return []
+            return None
+        finally:
+            runs[finishing.id], live.outputs = finished, outputs
         if stage is None or work is None:
-            return []
-        try:
-            self.attempt(live, stage, work.input_ref)
-        except StaleAttemptError:
-            # Fenced off (another process runs the stage): nothing was written but perhaps
-            # the input's payload, and the commit it rides along with stands. The stage is
-            # then started the usual way, which meets the fence again and reports it.
-            return []
-        live.started.add(stage.id)
-        return [(stage, work)]
+            return None
+        run = self._next_attempt(live, stage, work.input_ref)
+        event = live.event(self.e.clock, "stage.started", stage.id, attempt=run.attempt)
+        return stage, work, run, event
 
-    def failure(self, live: Live, stage: StageSpec, message: str, code: str) -> Execution:
+    async def failure(self, live: Live, stage: StageSpec, message: str, code: str) -> Execution:
         """Record a stage's final failure."""
         e = self.e
-        now = e.clock.now()
-        run = attrs.evolve(
-            live.runs[stage.id], status=StageStatus.FAILED, error=message, finished_at=now
-        )
-        execution = attrs.evolve(
-            live.execution, stages_done=live.execution.stages_done + 1, updated_at=now
-        )
-        event = live.event(
-            e.clock,
-            "stage.failed",
-            stage.id,
-            attempt=run.attempt,
-            error=message,
-            code=code,
-            required=stage.required,
-        )
-        e.store.put_stage_run(run)
-        e.store.update_execution(execution)
-        e.store.add_events([event])
-        live.runs[stage.id], live.execution = run, execution
-        return execution
+        async with live.lock:
+            now = e.clock.now()
+            run = attrs.evolve(
+                live.runs[stage.id], status=StageStatus.FAILED, error=message, finished_at=now
+            )
+            execution = attrs.evolve(
+                live.execution, stages_done=live.execution.stages_done + 1, updated_at=now
+            )
+            seq = live.seq
+            event = live.event(
+                e.clock,
+                "stage.failed",
+                stage.id,
+                attempt=run.attempt,
+                error=message,
+                code=code,
+                required=stage.required,
+            )
+            try:
+                await self._record(live, runs=(run,), execution=execution, events=(event,))
+            except BaseException:
+                live.seq = seq
+                raise
+            live.runs[stage.id], live.execution = run, execution
+            return execution
 
-    def error(self, live: Live, stage: StageSpec, message: str) -> None:
+    async def error(self, live: Live, stage: StageSpec, message: str) -> None:
         """Record why the current attempt failed (it may be retried)."""
-        run = attrs.evolve(live.runs[stage.id], error=message)
-        self.e.store.put_stage_run(run)
-        live.runs[stage.id] = run
+        async with live.lock:
+            run = attrs.evolve(live.runs[stage.id], error=message)
+            await self._record(live, runs=(run,))
+            live.runs[stage.id] = run
 
-    def event(self, live: Live, kind: str, stage_id: str | None, **data: Any) -> None:
+    async def put_run(self, live: Live, run: StageRun) -> None:
+        """Replace a stage run as it is (an attempt cut short)."""
+        async with live.lock:
+            await self._record(live, runs=(run,))
+            live.runs[run.stage_id] = run
+
+    async def event(self, live: Live, kind: str, stage_id: str | None, **data: Any) -> None:
         """Record one event."""
-        self.e.store.add_events([live.event(self.e.clock, kind, stage_id, **data)])
+        async with live.lock:
+            seq = live.seq
+            try:
+                await self._record(live, events=(live.event(self.e.clock, kind, stage_id, **data),))
+            except BaseException:
+                live.seq = seq
+                raise
 
-    def skip(self, live: Live, stage: StageSpec, reason: str) -> None:
+    async def skip(self, live: Live, stage: StageSpec, reason: str) -> None:
         """Record that a stage will not run."""
-        run = attrs.evolve(live.runs[stage.id], status=StageStatus.SKIPPED, error=reason)
-        self.e.store.put_stage_run(run)
-        live.runs[stage.id] = run
-        self.execution(
-            live, "stage.skipped", stage_id=stage.id, data={"reason": reason}, finished_stages=1
-        )
+        async with live.lock:
+            run = attrs.evolve(live.runs[stage.id], status=StageStatus.SKIPPED, error=reason)
+            await self._execution(
+                live,
+                "stage.skipped",
+                stage_id=stage.id,
+                data={"reason": reason},
+                finished_stages=1,
+                stage_runs=(run,),
+            )
+            live.runs[stage.id] = run
 
-    def execution(
+    async def execution(
+        self,
+        live: Live,
+        kind: str,
+        *,
+        stage_id: str | None = None,
+        data: dict[str, Any] | None = None,
+        **changes: Any,
+    ) -> None:
+        """Record the execution with `changes` and one event of `kind`."""
+        async with live.lock:
+            await self._execution(live, kind, stage_id=stage_id, data=data, **changes)
+
+    async def _execution(
         self,
         live: Live,
         kind: str,
@@ -291,10 +396,9 @@ class Records:
         stage_id: str | None = None,
         data: dict[str, Any] | None = None,
         finished_stages: int = 0,
+        stage_runs: tuple[StageRun, ...] = (),
         **changes: Any,
     ) -> None:
-        """Record the execution with `changes` (and `finished_stages` more stages done) and
-        one event of `kind`."""
         e = self.e
         execution = attrs.evolve(
             live.execution,
@@ -302,10 +406,17 @@ class Records:
             stages_done=live.execution.stages_done + finished_stages,
             **changes,
         )
+        seq = live.seq
         event = live.event(e.clock, kind, stage_id, **(data or {}))
-        e.store.update_execution(execution)
-        e.store.add_events([event])
+        try:
+            await self._record(live, runs=stage_runs, execution=execution, events=(event,))
+        except BaseException:
+            live.seq = seq
+            raise
         live.execution = execution  # once written (see the module's docstring)
+
+    async def _record(self, live: Live, **parts: Any) -> None:
+        await self.e.store.record(ExecutionWrite(live.execution.id, lease=live.lease, **parts))
 
 
 def input_document(action: str, params: dict[str, Any], bindings: dict[str, Binding]) -> bytes:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from functools import partial
 from types import TracebackType
 from typing import Any, Self
 
@@ -31,8 +30,7 @@ from ..models import (
     StageStatus,
     Template,
 )
-from ..state.commits import GroupCommit
-from ..state.sqlite import SQLiteStore
+from ..state import ExecutionWrite, Store
 from ..storage import BlobStore
 from .artifacts import collect_artifacts
 from .costing import StoragePrices
@@ -59,7 +57,7 @@ class Orchestrator:
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: Store,
         blobs: BlobStore,
         registry: WorkerRegistry,
         sink: ExecutionSink,
@@ -77,7 +75,6 @@ class Orchestrator:
     ) -> None:
         self.engine = Engine(
             store=store,
-            commits=GroupCommit(store),
             blobs=blobs,
             registry=registry,
             quota=quota or Unlimited(),
@@ -119,7 +116,7 @@ class Orchestrator:
 
     # -- creating, starting, stopping ----------------------------------------------------------
 
-    def create(
+    async def create(
         self,
         template: Template,
         parameters: Mapping[str, Any],
@@ -128,8 +125,10 @@ class Orchestrator:
         resources: Mapping[str, Any] | None = None,
         request_id: str | None = None,
         client_id: str | None = None,
+        store: Store | None = None,
     ) -> Execution:
-        """Record a new pending execution of `template`.
+        """Record a new pending execution of `template` (in `store`, a transaction the caller
+        holds, if given).
 
         Raises `BadInputError` for an invalid template or resources and `WorkerError` when
         one of its workers has no endpoint.
@@ -153,17 +152,17 @@ class Orchestrator:
         runs = [
             StageRun(execution.id, s.id, s.worker, StageStatus.PENDING) for s in template.stages
         ]
-        self.store.add_execution(execution, runs)
+        await (store or self.store).add_execution(execution, runs)
         self._fresh[execution.id] = (execution, runs)
         while len(self._fresh) > _FRESH_KEPT:
             del self._fresh[next(iter(self._fresh))]
         return execution
 
-    def launch(self, execution_id: str) -> None:
+    async def launch(self, execution_id: str) -> None:
         """Run (or resume) an execution in the background. Raises `ConflictError`."""
         if self._tg is None:
             raise ConflictError("the orchestrator is not started (use `async with`)")
-        live = self._prepare(execution_id)
+        live = await self._prepare(execution_id)
         self._tg.start_soon(self._drive_in_background, live, name=f"execution {execution_id}")
 
     async def _drive_in_background(self, live: Live) -> None:
@@ -173,14 +172,15 @@ class Orchestrator:
             # Finishing failed (the sink or the state store broke): the execution stays
             # running in the store, resumable, and the other executions go on.
             event = live.event(self.clock, "execution.finish_failed", error=repr(exc))
-            self.engine.commits.commit_now(lambda: self.store.add_events([event]))
+            with anyio.CancelScope(shield=True):
+                await self.store.record(ExecutionWrite(live.execution.id, events=(event,)))
 
     async def run(self, execution_id: str) -> Execution:
         """Run (or resume) an execution to its end and return its final record.
 
         Raises `ConflictError` if it has finished or is already running in this process.
         """
-        return await self._drive(self._prepare(execution_id))
+        return await self._drive(await self._prepare(execution_id))
 
     async def cancel(self, execution_id: str) -> Execution:
         """Stop an execution; it ends `cancelled` (stages in flight too) and is reported.
@@ -193,8 +193,8 @@ class Orchestrator:
             live.cancelled = True
             live.scope.cancel()
             await live.done.wait()
-            return self.store.get_execution(execution_id)
-        live = self._prepare(execution_id)
+            return await self.store.get_execution(execution_id)
+        live = await self._prepare(execution_id)
         live.cancelled = True
         try:
             with anyio.CancelScope(shield=True):
@@ -205,20 +205,22 @@ class Orchestrator:
             live.done.set()
             self.engine.touch(execution_id)
 
-    def reopen(self, execution_id: str) -> Execution:
+    async def reopen(self, execution_id: str, store: Store | None = None) -> Execution:
         """Make a failed or cancelled execution runnable again, keeping committed stages.
 
         Stages that failed, were skipped or cancelled go back to pending (their attempt
-        numbers keep counting). Raises `ConflictError` for any other status.
+        numbers keep counting), in `store` (a transaction the caller holds) if given. Raises
+        `ConflictError` for any other status.
         """
-        execution = self.store.get_execution(execution_id)
+        store = store or self.store
+        execution = await store.get_execution(execution_id)
         if execution.status not in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED):
             raise ConflictError(
                 f"only failed or cancelled executions can be retried; this one is "
                 f"{execution.status.value}",
                 details={"status": execution.status.value},
             )
-        runs = self.store.get_stage_runs(execution_id)
+        runs = await store.get_stage_runs(execution_id)
         reset = [
             attrs.evolve(r, status=StageStatus.PENDING, error=None)
             for r in runs
@@ -232,10 +234,7 @@ class Orchestrator:
             stages_done=len(runs) - len(reset),
             updated_at=self.clock.now(),
         )
-        with self.store.transaction():
-            for run in reset:
-                self.store.put_stage_run(run)
-            self.store.update_execution(reopened)
+        await store.reopen(reopened, reset)
         return reopened
 
     async def report(self, execution_id: str) -> Execution:
@@ -246,7 +245,7 @@ class Orchestrator:
         report that did arrive changes nothing. Raises `NotFoundError`, and `ConflictError`
         if the execution has not finished.
         """
-        execution = self.store.get_execution(execution_id)
+        execution = await self.store.get_execution(execution_id)
         if not execution.status.is_final:
             raise ConflictError(
                 f"execution {execution_id} has not finished; it is {execution.status.value}",
@@ -254,7 +253,7 @@ class Orchestrator:
             )
         artifacts: tuple[Artifact, ...] = ()
         if execution.status is ExecutionStatus.COMPLETED:
-            outputs = committed_outputs(self.store.get_stage_runs(execution_id))
+            outputs = committed_outputs(await self.store.get_stage_runs(execution_id))
             plan = self.engine.plan(execution.template)
             artifacts = collect_artifacts(plan.deliverables, outputs, self.blobs)
         await self.sink.execution_finished(ExecutionReport(execution, artifacts))
@@ -271,7 +270,7 @@ class Orchestrator:
         live = self._live.get(execution_id)
         if live is not None:
             await live.done.wait()
-        return self.store.get_execution(execution_id)
+        return await self.store.get_execution(execution_id)
 
     async def changed(self, execution_id: str, timeout_s: float) -> None:
         """Wait (at most `timeout_s`) until the execution has new events."""
@@ -279,14 +278,14 @@ class Orchestrator:
         with anyio.move_on_after(timeout_s):
             await event.wait()
 
-    def prune(self, finished_before: datetime) -> dict[str, int]:
+    async def prune(self, finished_before: datetime) -> dict[str, int]:
         """Forget checkpoints and events of executions that finished before `finished_before`
         (never of running or pending ones), the stage inputs and outputs of those that
         completed (deliverables stay; failed and cancelled ones keep theirs for a retry), and
         expired cache entries. Returns how many of each went: rows by table, `stage_data`
         (stage runs cleared), `payloads`, `blobs` (files or objects deleted) and, if some
         could not be deleted, `blobs_not_deleted`."""
-        pruned = self.store.prune(finished_before, self.clock.now())
+        pruned = await self.store.prune(finished_before, self.clock.now())
         counts = dict(pruned.counts)
         counts["blobs"] = 0
         for ref in pruned.blobs:
@@ -302,38 +301,38 @@ class Orchestrator:
 
     # -- driving -------------------------------------------------------------------------------
 
-    def _prepare(self, execution_id: str) -> Live:
+    async def _prepare(self, execution_id: str) -> Live:
         if execution_id in self._live:
             raise ConflictError(f"execution {execution_id} is already running")
-        live = self._fresh_live(execution_id) or Live.stored(self.engine, execution_id)
+        live = await self._fresh_live(execution_id) or await Live.stored(self.engine, execution_id)
+        if execution_id in self._live:  # started meanwhile, while this one read the store
+            raise ConflictError(f"execution {execution_id} is already running")
         self._live[execution_id] = live
         return live
 
-    def _fresh_live(self, execution_id: str) -> Live | None:
+    async def _fresh_live(self, execution_id: str) -> Live | None:
         """The execution just created here, if the store still has it as created: its
         first run need not read back what `create` wrote."""
         fresh = self._fresh.pop(execution_id, None)
         if fresh is None:
             return None
         execution, runs = fresh
-        if self.store.execution_status(execution_id) != (execution.status, execution.updated_at):
+        stored = await self.store.execution_status(execution_id)
+        if stored != (execution.status, execution.updated_at):
             return None  # changed meanwhile (another process?): read it back instead
         return Live.fresh(execution, runs, self.engine.plan(execution.template))
 
     async def _save(self, live: Live, kind: str, **changes: Any) -> None:
-        await self.engine.commits.commit(
-            lambda: self._stages.records.execution(live, kind, **changes)
-        )
+        await self._stages.records.execution(live, kind, **changes)
         self.engine.touch(live.execution.id)
 
     async def _drive(self, live: Live) -> Execution:
         execution = live.execution
         try:
             kind = "execution.resumed" if execution.started_at is not None else "execution.started"
-            # Committed with the first stage's attempt (or the finish), whichever comes first:
-            # nothing reaches a worker before it is durable.
-            started = self.engine.commits.enqueue(
-                lambda: self._stages.records.execution(
+            # Durable before anything reaches a worker.
+            try:
+                await self._stages.records.execution(
                     live,
                     kind,
                     data={"run": execution.runs + 1},
@@ -341,14 +340,16 @@ class Orchestrator:
                     started_at=execution.started_at or self.clock.now(),
                     runs=execution.runs + 1,
                 )
-            )
+            except AIFactoryError as exc:
+                live.crash = f"cannot record the start: {exc.message}"
             limit_ms = execution.resources.get("timeout_ms")
             limit = limit_ms / 1000 if limit_ms else execution.template.max_execution_time_s
             with live.scope:
                 live.scope.deadline = anyio.current_time() + limit
                 try:
-                    width = execution.resources.get("max_workers") or self.max_workers
-                    await self._scheduler.run(live, int(width))
+                    if live.crash is None:
+                        width = execution.resources.get("max_workers") or self.max_workers
+                        await self._scheduler.run(live, int(width))
                 except AIFactoryError as exc:
                     live.crash = exc.message
                 except Exception as exc:
@@ -357,8 +358,6 @@ class Orchestrator:
                     live.crash = f"internal error: {exc!r}"
             if live.scope.cancelled_caught and not live.cancelled:
                 live.crash = f"the execution ran out of its {limit:g} s time limit"
-            if started.error is not None:
-                live.crash = f"cannot record the start: {started.error!r}"
             with anyio.CancelScope(shield=True):  # finishing must not be cut short
                 final = await self._finish(live)
             return final
@@ -375,11 +374,10 @@ class Orchestrator:
                 interrupted = attrs.evolve(
                     run, status=StageStatus.CANCELLED, finished_at=self.clock.now()
                 )
-                live.runs[stage.id] = interrupted
-                await self.engine.commits.commit(partial(self.store.put_stage_run, interrupted))
-                self.engine.quota.release(live.execution, stage.id)
+                await self._stages.records.put_run(live, interrupted)
+                await self.engine.quota.release(live.execution, stage.id)
             elif run.status is StageStatus.PENDING:
-                self._scheduler.skip(live, stage, "the pipeline stopped before this stage")
+                await self._scheduler.skip(live, stage, "the pipeline stopped before this stage")
         failed = [
             s.id
             for s in template.stages

@@ -35,10 +35,9 @@ class StageScheduler:
         """Run the execution's stages until none is left to start and none is in flight."""
         await _Run(self, live, max(1, width)).run()
 
-    def skip(self, live: Live, stage: StageSpec, reason: str) -> None:
-        """Record that `stage` will not run. Scheduling cannot wait, so this commits at once
-        (after the writes already queued, which keeps their order)."""
-        self.e.commits.commit_now(lambda: self._stages.records.skip(live, stage, reason))
+    async def skip(self, live: Live, stage: StageSpec, reason: str) -> None:
+        """Record that `stage` will not run."""
+        await self._stages.records.skip(live, stage, reason)
         self.e.touch(live.execution.id)
 
 
@@ -57,7 +56,7 @@ class _Run:
         try:
             async with anyio.create_task_group() as self.tg:
                 self.live.alongside = self._alongside
-                self.schedule()
+                await self.schedule()
         finally:
             self.live.next_stage = self.live.alongside = None
 
@@ -84,7 +83,7 @@ class _Run:
                     self._spawn(other, other_work)
         finally:
             self.running -= 1
-        self.schedule()
+        await self.schedule()
 
     def statuses(self) -> dict[str, StageStatus]:
         # A started stage counts as running until it reaches a final status, even before
@@ -95,12 +94,12 @@ class _Run:
             for sid, r in self.live.runs.items()
         }
 
-    def schedule(self) -> None:
+    async def schedule(self) -> None:
         live, plan = self.live, self.live.plan
         while not live.stop:
             ready, blocked = planning.frontier(plan.template, self.statuses(), plan.deps)
             for stage in blocked:
-                self.scheduler.skip(live, stage, "a stage it depends on did not succeed")
+                await self.scheduler.skip(live, stage, "a stage it depends on did not succeed")
             progressed = bool(blocked)
             for stage in ready:
                 if stage.id in live.started or self.running >= self.width:
@@ -109,7 +108,9 @@ class _Run:
                     live.started.add(stage.id)
                     self._spawn(stage)
                 else:
-                    self.scheduler.skip(live, stage, f"condition {stage.condition!r} is false")
+                    await self.scheduler.skip(
+                        live, stage, f"condition {stage.condition!r} is false"
+                    )
                     progressed = True
             if not progressed:
                 return

@@ -71,7 +71,7 @@ class LocalControl:
 
     async def launch(self, execution_id: str) -> None:
         """Start it in the orchestrator's task group."""
-        self.orchestrator.launch(execution_id)
+        await self.orchestrator.launch(execution_id)
 
     async def cancel(self, execution_id: str) -> Execution:
         """Cancel it and wait until it has stopped."""
@@ -81,7 +81,7 @@ class LocalControl:
     async def changed(self, execution_id: str, after: int, timeout_s: float) -> None:
         """Wait for the orchestrator to record news of the execution, if it runs it here;
         else (run by another process sharing the state) look again after a short while."""
-        if self.orchestrator.store.last_event_seq(execution_id) > after:
+        if await self.orchestrator.store.last_event_seq(execution_id) > after:
             return
         if self.orchestrator.is_running(execution_id):
             await self.orchestrator.changed(execution_id, timeout_s)

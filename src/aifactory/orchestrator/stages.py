@@ -51,7 +51,7 @@ class StageRunner:
         self.records = Records(engine)
 
     async def _emit(self, live: Live, kind: str, stage_id: str | None, **data: Any) -> None:
-        await self.e.commits.commit(lambda: self.records.event(live, kind, stage_id, **data))
+        await self.records.event(live, kind, stage_id, **data)
         self.e.touch(live.execution.id)
 
     async def run(self, live: Live, stage: StageSpec, work: StageWork | None = None) -> Next:
@@ -121,7 +121,7 @@ class StageRunner:
 
     async def _start(self, live: Live, stage: StageSpec, input_ref: StorageRef) -> StageRun:
         # Durable before the handshake: after a crash, the next attempt number fences this one.
-        run = await self.e.commits.commit(lambda: self.records.attempt(live, stage, input_ref))
+        run = await self.records.attempt(live, stage, input_ref)
         self.e.touch(live.execution.id)
         return run
 
@@ -157,7 +157,7 @@ class StageRunner:
             started_at=run.started_at,
             finished_at=run.finished_at,
         )
-        self.e.quota.reserve(live.execution, stage.id, accepted.estimate.cost_usd)
+        await self.e.quota.reserve(live.execution, stage.id, accepted.estimate.cost_usd)
         try:
             reply = await self._process(
                 live,
@@ -172,12 +172,13 @@ class StageRunner:
                 ),
             )
         except BaseException as exc:
-            self.e.quota.release(live.execution, stage.id)
+            with anyio.CancelScope(shield=True):
+                await self.e.quota.release(live.execution, stage.id)
             if isinstance(exc, StageTimeoutError | TransportError):
                 avoid.append(endpoint)  # the next attempt goes to another endpoint if any
             if isinstance(exc, AIFactoryError):
                 message = exc.message
-                await self.e.commits.commit(lambda: self.records.error(live, stage, message))
+                await self.records.error(live, stage, message)
             raise
         return reply, endpoint
 
@@ -271,12 +272,10 @@ class StageRunner:
         """Commit a succeeded attempt (see `Records.success`), then settle its cost."""
         e = self.e
         cost = summary.cost + e.prices.cost(summary.usage)
-        execution, ready = await e.commits.commit(
-            lambda: self.records.success(
-                live, stage, output_ref, summary, cost, cached=cached, cache_key=cache_key
-            )
+        execution, ready = await self.records.success(
+            live, stage, output_ref, summary, cost, cached=cached, cache_key=cache_key
         )
-        e.quota.settle(execution, stage.id, cost.total_usd)
+        await e.quota.settle(execution, stage.id, cost.total_usd)
         if not summary.continue_pipeline:
             live.stop = True
         e.touch(execution.id)
@@ -321,7 +320,7 @@ class StageRunner:
         self, live: Live, stage: StageSpec, work: StageWork, recorded: bool
     ) -> Next | None:
         assert work.cache_key is not None
-        hit = self.e.store.cache_get(work.cache_key, self.e.clock.now())
+        hit = await self.e.store.cache_get(work.cache_key, self.e.clock.now())
         if hit is None:
             return None
         output_ref, summary_data = hit
@@ -342,15 +341,17 @@ class StageRunner:
         summary: StageSummary,
     ) -> Next:
         e = self.e
-
-        def write() -> tuple[Any, Next]:
-            self.records.attempt(live, stage, input_ref)
-            return self.records.success(
-                live, stage, output_ref, summary, summary.cost, cached=True, cache_key=None
-            )
-
-        execution, ready = await e.commits.commit(write)
-        e.quota.settle(execution, stage.id, summary.cost.total_usd)
+        execution, ready = await self.records.success(
+            live,
+            stage,
+            output_ref,
+            summary,
+            summary.cost,
+            cached=True,
+            cache_key=None,
+            input_ref=input_ref,
+        )
+        await e.quota.settle(execution, stage.id, summary.cost.total_usd)
         e.touch(execution.id)
         return ready
 
@@ -359,8 +360,8 @@ class StageRunner:
         template allows partial completion (then only the stages depending on it are
         skipped)."""
         e = self.e
-        execution = await e.commits.commit(lambda: self.records.failure(live, stage, message, code))
-        e.quota.release(execution, stage.id)
+        execution = await self.records.failure(live, stage, message, code)
+        await e.quota.release(execution, stage.id)
         if stage.required and not execution.template.allow_partial:
             live.stop = True
         e.touch(execution.id)

@@ -79,23 +79,23 @@ class _Api:
         self.limiter = RateLimiter(factory.config.clock)
         self.params = {name: params_of(handler) for name, handler in factory.handlers.items()}
 
-    def principal(self, request: Request) -> tuple[Principal, str | None]:
+    async def principal(self, request: Request) -> tuple[Principal, str | None]:
         accounts = self.factory.accounts
         token = request.headers.get(SESSION_HEADER)
         if token:
-            return accounts.authenticate(token), token
+            return await accounts.authenticate(token), token
         key = request.headers.get(API_KEY_HEADER)
         if key:
-            return accounts.authenticate_api_key(key), None
+            return await accounts.authenticate_api_key(key), None
         raise AuthenticationError(
             f"send a session token ({SESSION_HEADER}) or an API key (X-API-Key)"
         )
 
-    def limit(self, principal: Principal) -> None:
+    async def limit(self, principal: Principal) -> None:
         """Client organisations call the API at their tier's pace; staff are not limited."""
         if principal.client_id is None or not self.factory.config.api_rate_limits:
             return
-        client = self.factory.store.get_client(principal.client_id)
+        client = await self.factory.store.get_client(principal.client_id)
         self.limiter.take(client.id, client.limits.rate_limit_per_minute)
 
     async def arguments(self, op: Operation, request: Request) -> dict[str, Any]:
@@ -123,13 +123,13 @@ class _Api:
             try:
                 if op.name == "auth.login":
                     return await self.login(request)
-                principal, token = self.principal(request)
+                principal, token = await self.principal(request)
                 authorize(op.name, principal.role)
-                self.limit(principal)
+                await self.limit(principal)
                 if op.name == "auth.logout":
                     if token is None:
                         raise BadInputError("API keys are revoked, not logged out")
-                    self.factory.accounts.logout(principal, token)
+                    await self.factory.accounts.logout(principal, token)
                     return Response(status_code=204)
                 result = self.factory.handlers[op.name](
                     principal, **await self.arguments(op, request)
@@ -158,7 +158,7 @@ class _Api:
             isinstance(username, str) and isinstance(password, str) and isinstance(login_type, str)
         ):
             raise BadInputError("username, password and loginType are strings")
-        result = self.factory.accounts.login(username, password, login_type)
+        result = await self.factory.accounts.login(username, password, login_type)
         return _json(
             {
                 "success": True,

@@ -249,7 +249,7 @@ def kam_app(
     factory.requests.remote_control = RemoteControl(orchestrator)
 
     async def complete(request: Request, body: dict[str, Any]) -> Any:
-        execution = factory.store.get_execution(request.path_params["execution_id"])
+        execution = await factory.store.get_execution(request.path_params["execution_id"])
         if not execution.status.is_final:
             raise BadInputError("the execution has not finished")
         artifacts = tuple(structure(a, Artifact) for a in body.get("deliverables", []))
@@ -276,7 +276,7 @@ def orchestrator_app(
     orchestrator = factory.orchestrator
 
     async def launch(request: Request, body: dict[str, Any]) -> Any:
-        orchestrator.launch(request.path_params["execution_id"])
+        await orchestrator.launch(request.path_params["execution_id"])
         return {"success": True}
 
     async def cancel(request: Request, body: dict[str, Any]) -> Any:
@@ -297,13 +297,13 @@ def orchestrator_app(
         context = body.get("context") or {}
         if not isinstance(context, dict):
             raise BadInputError("context must be an object")
-        execution = orchestrator.create(
+        execution = await orchestrator.create(
             template,
             context.get("parameters") or {},
             context={k: v for k, v in context.items() if k != "parameters"},
             resources=body.get("resources") or {},
         )
-        orchestrator.launch(execution.id)
+        await orchestrator.launch(execution.id)
         return {"success": True, "execution_id": execution.id}
 
     async def health(request: Request) -> Response:

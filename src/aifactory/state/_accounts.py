@@ -1,22 +1,15 @@
-"""`SQLiteStore`: the state store on SQLite in WAL mode.
-
-One connection, guarded by a re-entrant lock, used from whichever thread calls it (see
-`_db.Database`). `transaction()` groups writes into one atomic commit; nested `transaction()`
-blocks join the outer one. The orchestrator's tables live in `_executions.ExecutionRecords`;
-this module adds the account side: clients, users, sessions, API keys, requests,
-deliverables, notifications, charges, budget reservations and the audit log.
-"""
+"""The account side's records: clients, users, sessions, API keys, requests, deliverables,
+notifications, charges, budget reservations and the audit log (synchronous, see `_sql`)."""
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from .._exceptions import ConflictError, NotFoundError, QuotaExceededError
-from ..api.operations import ApiKeyInfo
 from ..models import (
+    ApiKeyInfo,
     AuditEvent,
     Client,
     Deliverable,
@@ -28,17 +21,13 @@ from ..models import (
 )
 from ..protocol.codec import dumps
 from . import _tables as t
-from ._db import SCHEMA_VERSION
-from ._executions import ExecutionRecords
+from ._sql import Database
 
-__all__ = ["SCHEMA_VERSION", "SQLiteStore"]
+__all__ = ["AccountRecords"]
 
 
-class SQLiteStore(ExecutionRecords):
-    """The state store in one SQLite database (`":memory:"` for tests).
-
-    Raises `StorageError` when the database cannot be opened or written.
-    """
+class AccountRecords(Database):
+    """Clients, users, sessions, API keys, requests and what settles them."""
 
     # -- clients, users, sessions ------------------------------------------------------------
 
@@ -56,7 +45,7 @@ class SQLiteStore(ExecutionRecords):
 
     def list_clients(self) -> list[Client]:
         """Every client, by name."""
-        return self._many(t.CLIENTS, "1 ORDER BY name", ())
+        return self._many(t.CLIENTS, "TRUE ORDER BY name", ())
 
     def add_user(self, user: User, password_hash: str) -> None:
         """Store a new user. Raises `ConflictError` if the email is taken."""
@@ -78,7 +67,7 @@ class SQLiteStore(ExecutionRecords):
     def list_users(self, client_id: str | None = None) -> list[User]:
         """Users of one client, or all users."""
         if client_id is None:
-            return self._many(t.USERS, "1 ORDER BY email", ())
+            return self._many(t.USERS, "TRUE ORDER BY email", ())
         return self._many(t.USERS, "client_id = ? ORDER BY email", (client_id,))
 
     def count_admins(self) -> int:
@@ -123,7 +112,7 @@ class SQLiteStore(ExecutionRecords):
         marks = ", ".join(f":{c}" for c in row)
         self._execute(f"INSERT INTO api_keys ({cols}) VALUES ({marks})", row)  # noqa: S608
 
-    def _api_key(self, row: sqlite3.Row) -> ApiKeyInfo:
+    def _api_key(self, row: Any) -> ApiKeyInfo:
         return ApiKeyInfo(
             row["id"],
             row["prefix"],
@@ -186,7 +175,7 @@ class SQLiteStore(ExecutionRecords):
     def list_requests(self, client_id: str | None = None) -> list[Request]:
         """Requests of one client, or all, newest first."""
         if client_id is None:
-            return self._many(t.REQUESTS, "1 ORDER BY created_at DESC, id DESC", ())
+            return self._many(t.REQUESTS, "TRUE ORDER BY created_at DESC, id DESC", ())
         where = "client_id = ? ORDER BY created_at DESC, id DESC"
         return self._many(t.REQUESTS, where, (client_id,))
 
@@ -318,14 +307,15 @@ class SQLiteStore(ExecutionRecords):
         details: dict[str, Any],
     ) -> AuditEvent:
         """Append to the audit log (which the database refuses to update or delete)."""
-        cur = self._execute(
-            "INSERT INTO audit(at, actor, action, target, outcome, details) VALUES (?,?,?,?,?,?)",
+        [ident] = self._execute(
+            "INSERT INTO audit(at, actor, action, target, outcome, details) "
+            "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
             (at.isoformat(), actor, action, target, outcome, dumps(details).decode()),
-        )
-        return AuditEvent(int(cur.lastrowid or 0), at, actor, action, target, outcome, details)
+        ).fetchone()
+        return AuditEvent(int(ident), at, actor, action, target, outcome, details)
 
     def list_audit(self, *, action: str | None = None, limit: int = 100) -> list[AuditEvent]:
         """Audit events, newest first, optionally of one action."""
         if action is None:
-            return self._many(t.AUDIT, "1 ORDER BY id DESC LIMIT ?", (limit,))
+            return self._many(t.AUDIT, "TRUE ORDER BY id DESC LIMIT ?", (limit,))
         return self._many(t.AUDIT, "action = ? ORDER BY id DESC LIMIT ?", (action, limit))

@@ -13,7 +13,6 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-import attrs
 import cattrs
 
 from .._exceptions import StaleAttemptError, StorageError
@@ -32,8 +31,9 @@ from ..protocol.codec import converter, dumps
 from . import _rows
 from . import _tables as t
 from ._payloads import PayloadColumns
+from .writes import CacheEntry, ExecutionWrite, Pruned
 
-__all__ = ["ExecutionRecords", "Pruned"]
+__all__ = ["ExecutionRecords"]
 
 _TEMPLATES_KEPT = 8
 # Ids per DELETE ... IN (...): well under SQLite's limit on bound parameters.
@@ -66,26 +66,6 @@ class ExecutionRecords(PayloadColumns):
         self._templates = [(template, text), *self._templates[: _TEMPLATES_KEPT - 1]]
         return text
 
-    def _insert_sql(self, table: t.Table[Any], row: dict[str, Any]) -> str:
-        key = ("insert", table.name, *row)
-        sql = self._sql.get(key)
-        if sql is None:
-            marks = ", ".join(f":{c}" for c in row)
-            sql = f"INSERT INTO {table.name} ({', '.join(row)}) VALUES ({marks})"  # noqa: S608
-            self._sql[key] = sql
-        return sql
-
-    def _insert_row(self, table: t.Table[Any], row: dict[str, Any]) -> None:
-        self._execute(self._insert_sql(table, row), row)
-
-    def update_execution(self, execution: Execution) -> None:
-        """Record an execution's progress: status, times, error, totals and run count.
-
-        Its template, parameters, context and resources are fixed when it is created and
-        are not written again.
-        """
-        self._update_columns(t.EXECUTIONS, _rows.execution_progress(execution))
-
     def get_execution(self, execution_id: str) -> Execution:
         """The execution `execution_id`. Raises `NotFoundError`."""
         found = self._one(t.EXECUTIONS, "id = ?", (execution_id,))
@@ -103,7 +83,7 @@ class ExecutionRecords(PayloadColumns):
     def list_executions(self, status: ExecutionStatus | None = None) -> list[Execution]:
         """Executions, optionally only those with `status`, oldest first."""
         if status is None:
-            return self._many(t.EXECUTIONS, "1 ORDER BY created_at, id", ())
+            return self._many(t.EXECUTIONS, "TRUE ORDER BY created_at, id", ())
         return self._many(t.EXECUTIONS, "status = ? ORDER BY created_at, id", (status.value,))
 
     def get_stage_runs(self, execution_id: str) -> list[StageRun]:
@@ -137,41 +117,50 @@ class ExecutionRecords(PayloadColumns):
                     details={"stage_id": run.stage_id, "attempt": run.attempt},
                 )
 
-    def finish_stage(
-        self,
-        run: StageRun,
-        execution: Execution,
-        checkpoint: Checkpoint | None,
-        events: Sequence[ExecutionEvent] = (),
-    ) -> None:
-        """Commit a stage's outcome, the execution's totals, a checkpoint and events at once.
+    def _finish_stage(self, run: StageRun) -> None:
+        """Write an attempt's outcome columns, fenced: the stored attempt must be this one,
+        still running. Raises `StaleAttemptError` otherwise."""
+        row = _rows.outcome_row(run, self._ref_column)
+        fenced = self._update_columns(
+            t.STAGE_RUNS,
+            row,
+            " AND attempt = :_attempt AND status = :_running",
+            _attempt=run.attempt,
+            _running=StageStatus.RUNNING.value,
+        )
+        if not fenced:
+            raise StaleAttemptError(
+                f"stage {run.stage_id} attempt {run.attempt} is not the running attempt",
+                details={"stage_id": run.stage_id, "attempt": run.attempt},
+            )
 
-        The stage row is fenced on its attempt: a stage whose stored attempt differs, or that
-        is no longer running, raises `StaleAttemptError` and nothing is written. Its outcome
-        columns are written (status, handshake, output, summary, usage, cost, error, finish
-        time); the attempt's own were recorded by `start_stage`. Of the execution, the totals
-        a stage changes are written (usage, cost, stages done, update time); its status and
-        the rest change through `update_execution`. `checkpoint.completed` needs to hold only
-        what this version adds (see `latest_checkpoint`).
+    def record(self, write: ExecutionWrite) -> None:
+        """Commit an `ExecutionWrite` in one transaction (see its docstring for the parts).
+
+        Raises `StaleAttemptError` (an attempt fence failed) and `LeaseLostError` (the
+        execution's lease is not `write.lease`); then nothing is written.
         """
         with self.transaction():
-            row = _rows.outcome_row(run, self._ref_column)
-            fenced = self._update_columns(
-                t.STAGE_RUNS,
-                row,
-                " AND attempt = :_attempt AND status = :_running",
-                _attempt=run.attempt,
-                _running=StageStatus.RUNNING.value,
-            )
-            if not fenced:
-                raise StaleAttemptError(
-                    f"stage {run.stage_id} attempt {run.attempt} is not the running attempt",
-                    details={"stage_id": run.stage_id, "attempt": run.attempt},
-                )
-            self._update_columns(t.EXECUTIONS, _rows.execution_totals(execution))
-            if checkpoint is not None:
-                self._insert_checkpoint(checkpoint)
-            self.add_events(events)
+            if write.lease is not None:
+                self._check_lease(write.execution_id, write.lease)
+            for run in write.started:
+                self.start_stage(run)
+            if write.finished is not None:
+                self._finish_stage(write.finished)
+            for run in write.runs:
+                self._update_columns(t.STAGE_RUNS, _rows.stage_run_row(run, self._ref_column))
+            if write.execution is not None:
+                self._update_columns(t.EXECUTIONS, _rows.execution_progress(write.execution))
+            elif write.totals is not None:
+                self._update_columns(t.EXECUTIONS, _rows.execution_totals(write.totals))
+            if write.checkpoint is not None:
+                self._insert_checkpoint(write.checkpoint)
+            if write.cache is not None:
+                self.cache_put(write.cache)
+            self.add_events(write.events)
+
+    def _check_lease(self, execution_id: str, token: int) -> None:
+        raise NotImplementedError  # replaced with leases (see `_leases`)
 
     def _insert_checkpoint(self, checkpoint: Checkpoint) -> None:
         completed = ",".join(
@@ -189,10 +178,12 @@ class ExecutionRecords(PayloadColumns):
             ),
         )
 
-    def put_stage_run(self, run: StageRun) -> None:
-        """Replace a stage run without fencing (skips, resets on retry)."""
+    def reopen(self, execution: Execution, runs: Sequence[StageRun]) -> None:
+        """Store a reopened execution and its reset stage runs at once (unfenced)."""
         with self.transaction():
-            self._update_columns(t.STAGE_RUNS, _rows.stage_run_row(run, self._ref_column))
+            for run in runs:
+                self._update_columns(t.STAGE_RUNS, _rows.stage_run_row(run, self._ref_column))
+            self._update_columns(t.EXECUTIONS, _rows.execution_progress(execution))
 
     def latest_checkpoint(self, execution_id: str) -> Checkpoint | None:
         """The newest checkpoint of an execution, with every output committed up to it.
@@ -258,27 +249,22 @@ class ExecutionRecords(PayloadColumns):
         self._with_payloads([ref])
         return converter.structure(ref, StorageRef), json.loads(row[1])
 
-    def cache_put(
-        self,
-        key: str,
-        worker: str,
-        output_ref: StorageRef,
-        summary: dict[str, Any],
-        now: datetime,
-        expires_at: datetime,
-    ) -> None:
-        """Remember a stage result until `expires_at`."""
+    def cache_put(self, entry: CacheEntry) -> None:
+        """Remember a stage result until its `expires_at`."""
         with self.transaction():  # the output's payload, if any, commits with the entry
             self._execute(
-                "INSERT OR REPLACE INTO result_cache(key, worker, output_ref, summary, created_at, "
-                "expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO result_cache(key, worker, output_ref, summary, created_at, "
+                "expires_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+                "worker = excluded.worker, output_ref = excluded.output_ref, "
+                "summary = excluded.summary, created_at = excluded.created_at, "
+                "expires_at = excluded.expires_at",
                 (
-                    key,
-                    worker,
-                    self._ref_column(output_ref),
-                    dumps(summary).decode(),
-                    now.isoformat(),
-                    expires_at.isoformat(),
+                    entry.key,
+                    entry.worker,
+                    self._ref_column(entry.output_ref),
+                    dumps(entry.summary).decode(),
+                    entry.created_at.isoformat(),
+                    entry.expires_at.isoformat(),
                 ),
             )
 
@@ -372,11 +358,3 @@ class ExecutionRecords(PayloadColumns):
                 chunk,
             ).rowcount
         return deleted
-
-
-@attrs.frozen
-class Pruned:
-    """What `prune` forgot: rows by kind, and the outside blobs left for the caller."""
-
-    counts: dict[str, int]
-    blobs: list[StorageRef]

@@ -17,7 +17,7 @@ from typing import Any
 from ..models import StorageRef
 from ..models.enums import StorageScheme
 from . import _rows
-from ._db import Database
+from ._sql import Database
 
 __all__ = ["PAYLOAD_MIN_BYTES", "PayloadColumns"]
 
@@ -39,11 +39,13 @@ class PayloadColumns(Database):
         seen = self._written.get(id(ref))
         if seen is not None and seen[0] is ref:
             return str(seen[1])
-        cursor = self._execute("INSERT INTO payloads (data) VALUES (?)", (ref.data,))
+        [payload] = self._execute(
+            "INSERT INTO payloads (data) VALUES (?) RETURNING id", (ref.data,)
+        ).fetchone()
         text = _rows.json_text(
             {
                 "media_type": ref.media_type,
-                "payload": cursor.lastrowid,
+                "payload": int(payload),
                 "sha256": ref.sha256,
                 "size": ref.size,
             }
@@ -64,7 +66,7 @@ class PayloadColumns(Database):
             f"SELECT id, data FROM payloads WHERE id IN ({marks})",  # noqa: S608 - only marks
             ids,
         ).fetchall()
-        found = {row[0]: base64.b64encode(row[1]).decode("ascii") for row in rows}
+        found = {int(row[0]): base64.b64encode(row[1]).decode("ascii") for row in rows}
         for ref in pending:
             # A missing payload leaves no data: the reference then fails to load as corrupt.
             data = found.get(int(ref.pop("payload")))

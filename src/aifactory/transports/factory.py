@@ -60,18 +60,20 @@ class InProcessFactoryTransport:
     async def login(self, username: str, password: str, login_type: str) -> LoginResult:
         """Check credentials and open a session."""
         operation("auth.login")
-        return self.factory.accounts.login(username, password, login_type)
+        return await self.factory.accounts.login(username, password, login_type)
 
     async def call(self, name: str, token: str, /, **arguments: Any) -> Any:
         """Authenticate `token`, check the operation's permission, and run it."""
         accounts = self.factory.accounts
         is_key = parse_api_key(token) is not None
-        principal = accounts.authenticate_api_key(token) if is_key else accounts.authenticate(token)
+        principal = await (
+            accounts.authenticate_api_key(token) if is_key else accounts.authenticate(token)
+        )
         authorize(name, principal.role)
         if name == "auth.logout":
             if is_key:
                 raise BadInputError("API keys are revoked, not logged out")
-            return self.factory.accounts.logout(principal, token)
+            return await self.factory.accounts.logout(principal, token)
         result = self.factory.handlers[name](principal, **arguments)
         return await result if inspect.isawaitable(result) else result
 
@@ -79,7 +81,7 @@ class InProcessFactoryTransport:
         """Wake when the execution has news. Raises `ConflictError` if nothing runs it."""
         orchestrator = self.factory.orchestrator
         if not orchestrator.is_running(execution_id):
-            execution = self.factory.store.get_execution(execution_id)
+            execution = await self.factory.store.get_execution(execution_id)
             if not execution.status.is_final:
                 raise ConflictError(
                     f"execution {execution_id} is {execution.status.value} but not running "
@@ -91,7 +93,7 @@ class InProcessFactoryTransport:
 
     async def bootstrap_admin(self, email: str, password: str | None) -> str:
         """Create the first admin; owning the data folder is the authority to do so."""
-        return self.factory.accounts.bootstrap_admin(email, password)
+        return await self.factory.accounts.bootstrap_admin(email, password)
 
     async def aclose(self) -> None:
         """Nothing to release: the embedded factory is closed by its owner."""

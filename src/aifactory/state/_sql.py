@@ -1,0 +1,220 @@
+"""`Database`: one connection to the state database, its transactions and generic row access.
+
+This is the synchronous layer under the async `Store`: every method here blocks, and the
+store runs it on a thread of its own (`_async.SQLStore`), never on the event loop. The SQL is
+written once, in a dialect SQLite and PostgreSQL share (`?` and `:name` placeholders,
+`INSERT ... ON CONFLICT`, `RETURNING`); a backend (`_sqlite`, `_postgres`) subclasses this
+to open the connection, translate placeholders and map its driver's errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from types import TracebackType
+from typing import Any, Protocol, TypeVar
+
+from .._exceptions import NotFoundError
+from . import _tables as t
+
+__all__ = ["Cursor", "Database"]
+
+T = TypeVar("T")
+
+
+class Cursor(Protocol):
+    """What the records need of a driver's cursor (sqlite3's and psycopg's both fit)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class Database:
+    """One connection and the generic row access the records are written with.
+
+    Subclasses implement `_run` (one statement), `_run_many`, `_begin`, and `close`. A
+    connection is used by one thread at a time (the re-entrant lock sees to it).
+    """
+
+    #: `"sqlite"` or `"postgresql"`: the few statements that differ ask.
+    dialect: str = ""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._savepoints = 0
+        # Generated INSERT/UPDATE statements, by table and columns: building them is most of
+        # the Python cost of a small write.
+        self._sql: dict[tuple[str, ...], str] = {}
+        # What the current transaction has written, by the identity of the object written
+        # (see `_payloads`); forgotten when the transaction or a savepoint in it rolls back.
+        self._written: dict[int, tuple[object, Any]] = {}
+        # Recently stored templates and their JSON text, by identity (see `add_execution`).
+        self._templates: list[tuple[object, str]] = []
+
+    # -- what a backend provides ----------------------------------------------------------
+
+    def _run(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> Cursor:
+        """Execute one statement; driver errors become `ConflictError`/`StorageError`."""
+        raise NotImplementedError
+
+    def _run_many(self, sql: str, rows: Sequence[Any]) -> None:
+        raise NotImplementedError
+
+    def _begin(self) -> None:
+        """Start a write transaction (SQLite: `BEGIN IMMEDIATE`, taking the write lock)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Close the connection."""
+        raise NotImplementedError
+
+    # -- transactions ----------------------------------------------------------------------
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether a transaction is open on this connection."""
+        return self._depth > 0
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Run the block as one atomic transaction (joins an enclosing one)."""
+        return _Transaction(self)
+
+    def _commit(self) -> None:
+        self._run("COMMIT", ())
+
+    def _rollback(self) -> None:
+        self._run("ROLLBACK", ())
+
+    def _quiet_rollback(self) -> None:
+        with contextlib.suppress(Exception):  # the transaction is gone either way
+            self._rollback()
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Inside a transaction: undo only this block's writes if it raises."""
+        with self._lock:
+            if self._depth == 0:
+                raise RuntimeError("a savepoint needs an enclosing transaction")
+            self._savepoints += 1
+            name = f"sp{self._savepoints}"
+            self._run(f"SAVEPOINT {name}", ())
+            try:
+                yield
+            except BaseException:
+                self._written.clear()
+                self._run(f"ROLLBACK TO SAVEPOINT {name}", ())
+                self._run(f"RELEASE SAVEPOINT {name}", ())
+                raise
+            finally:
+                self._savepoints -= 1
+            self._run(f"RELEASE SAVEPOINT {name}", ())
+
+    # -- generic row access ----------------------------------------------------------------
+
+    def _execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Cursor:
+        with self._lock:
+            return self._run(sql, params)
+
+    def _executemany(
+        self, sql: str, rows: Sequence[Sequence[Any]] | Sequence[dict[str, Any]]
+    ) -> None:
+        with self._lock:
+            self._run_many(sql, rows)
+
+    def _insert_sql(self, table: t.Table[Any], row: dict[str, Any]) -> str:
+        key = ("insert", table.name, *row)
+        sql = self._sql.get(key)
+        if sql is None:
+            marks = ", ".join(f":{c}" for c in row)
+            sql = f"INSERT INTO {table.name} ({', '.join(row)}) VALUES ({marks})"  # noqa: S608
+            self._sql[key] = sql
+        return sql
+
+    def _insert_row(self, table: t.Table[Any], row: dict[str, Any]) -> None:
+        self._execute(self._insert_sql(table, row), row)
+
+    def _insert(self, table: t.Table[T], obj: T, **extra: Any) -> None:
+        self._insert_row(table, table.to_row(obj) | extra)
+
+    def _update_columns(
+        self, table: t.Table[Any], row: dict[str, Any], where: str = "", **params: Any
+    ) -> int:
+        """UPDATE the columns in `row` (besides the key) of the row `row`'s key names."""
+        key = ("update", table.name, where, *row)
+        sql = self._sql.get(key)
+        if sql is None:
+            sets = ", ".join(f"{c} = :{c}" for c in row if c not in table.key)
+            keys = " AND ".join(f"{c} = :{c}" for c in table.key)
+            sql = f"UPDATE {table.name} SET {sets} WHERE {keys}{where}"  # noqa: S608
+            self._sql[key] = sql
+        return self._execute(sql, row | params if params else row).rowcount
+
+    def _update(self, table: t.Table[T], obj: T, where: str = "", **params: Any) -> int:
+        return self._update_columns(table, table.to_row(obj), where, **params)
+
+    def _one(self, table: t.Table[T], where: str, params: Sequence[Any]) -> T | None:
+        row = self._execute(f"SELECT * FROM {table.name} WHERE {where}", params).fetchone()  # noqa: S608
+        return None if row is None else table.from_row(row)
+
+    def _many(self, table: t.Table[T], where: str, params: Sequence[Any]) -> list[T]:
+        rows = self._execute(f"SELECT * FROM {table.name} WHERE {where}", params).fetchall()  # noqa: S608
+        return [table.from_row(row) for row in rows]
+
+    def _must(self, value: T | None, what: str, ident: str) -> T:
+        if value is None:
+            raise NotFoundError(f"no {what} {ident!r}", details={"id": ident})
+        return value
+
+
+class _Transaction:
+    """`Database.transaction()`: a class rather than a generator, since every stage commit
+    enters several (nested ones join the outer)."""
+
+    __slots__ = ("_database", "_outer")
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._outer = False
+
+    def __enter__(self) -> None:
+        database = self._database
+        database._lock.acquire()
+        try:
+            self._outer = database._depth == 0
+            if self._outer:
+                database._begin()
+        except BaseException:
+            database._lock.release()
+            raise
+        database._depth += 1
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        database = self._database
+        try:
+            database._depth -= 1
+            if self._outer:
+                database._written.clear()
+                if exc_type is None:
+                    try:
+                        database._commit()
+                    except BaseException:
+                        # A failed COMMIT may leave the transaction open: end it.
+                        database._quiet_rollback()
+                        raise
+                else:
+                    database._quiet_rollback()
+        finally:
+            database._lock.release()

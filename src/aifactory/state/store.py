@@ -1,0 +1,299 @@
+"""`Store`: the one port through which the factory keeps its state.
+
+The orchestrator, the account side (KAM) and the server know the state only through this
+protocol: narrow, typed and async. `SQLiteStore` (the embedded default) and `PostgresStore`
+(deployments, shared by replicas) implement it and pass one conformance suite
+(`tests/state/`).
+
+Each method is its own transaction. `transaction()` groups several into one: the object it
+yields is a `Store` whose calls all belong to that transaction, which commits when the block
+ends and rolls back if it raises; a `transaction()` taken on it joins it.
+
+Errors: `NotFoundError`, `ConflictError` (a uniqueness or state conflict),
+`StaleAttemptError`/`LeaseLostError` (a fenced write lost its fence), `QuotaExceededError`
+(budget holds), `StoreBusyError` (another process holds the database's write lock for too
+long; retry later), and `StorageError` for anything else the database refuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from ..models import (
+    ApiKeyInfo,
+    AuditEvent,
+    Checkpoint,
+    Client,
+    Deliverable,
+    Execution,
+    ExecutionEvent,
+    ExecutionStatus,
+    Notification,
+    Request,
+    Session,
+    StageRun,
+    StorageRef,
+    User,
+)
+from .writes import ExecutionWrite, Pruned
+
+__all__ = ["Store"]
+
+
+class Store(Protocol):
+    """The factory's state: accounts, requests, executions and what they record."""
+
+    def transaction(self) -> AbstractAsyncContextManager[Store]:
+        """A transaction spanning several calls (joins an enclosing one)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Finish pending writes and close the database."""
+        ...
+
+    async def add_client(self, client: Client) -> None:
+        """Store a new client. Raises `ConflictError` if the name is taken."""
+        ...
+
+    async def update_client(self, client: Client) -> None:
+        """Replace a stored client."""
+        ...
+
+    async def get_client(self, client_id: str) -> Client:
+        """The client `client_id`. Raises `NotFoundError`."""
+        ...
+
+    async def list_clients(self) -> list[Client]:
+        """Every client, by name."""
+        ...
+
+    async def add_user(self, user: User, password_hash: str) -> None:
+        """Store a new user. Raises `ConflictError` if the email is taken."""
+        ...
+
+    async def get_user(self, user_id: str) -> User:
+        """The user `user_id`. Raises `NotFoundError`."""
+        ...
+
+    async def find_user(self, email: str) -> tuple[User, str] | None:
+        """The user with `email` (case-insensitive) and its password hash, or None."""
+        ...
+
+    async def set_password_hash(self, user_id: str, password_hash: str) -> None:
+        """Replace a user's password hash (after a re-hash with new cost parameters)."""
+        ...
+
+    async def list_users(self, client_id: str | None = None) -> list[User]:
+        """Users of one client, or all users."""
+        ...
+
+    async def count_admins(self) -> int:
+        """How many admin users exist."""
+        ...
+
+    async def add_session(self, session: Session) -> None:
+        """Store a new session."""
+        ...
+
+    async def get_session(self, token_hash: str) -> Session | None:
+        """The session stored under `token_hash`, or None."""
+        ...
+
+    async def revoke_session(self, token_hash: str, at: datetime) -> None:
+        """Mark a session revoked (idempotent)."""
+        ...
+
+    async def delete_sessions_expired_before(self, at: datetime) -> int:
+        """Forget sessions that expired before `at`; returns how many."""
+        ...
+
+    async def add_api_key(self, info: ApiKeyInfo, key_hash: str) -> None:
+        """Store an API key's record and hash (never the key)."""
+        ...
+
+    async def find_api_key(self, prefix: str) -> tuple[ApiKeyInfo, str] | None:
+        """The key with this lookup prefix and its stored hash, or None."""
+        ...
+
+    async def list_api_keys(self, user_id: str | None = None) -> list[ApiKeyInfo]:
+        """API keys (of one user, or all), oldest first."""
+        ...
+
+    async def revoke_api_key(self, key_id: str, at: datetime) -> ApiKeyInfo:
+        """Revoke a key (idempotent). Raises `NotFoundError`."""
+        ...
+
+    async def add_request(self, request: Request) -> None:
+        """Store a new request."""
+        ...
+
+    async def update_request(self, request: Request, *, expect_status: str | None = None) -> None:
+        """Replace a stored request; with `expect_status`, only if it still has that status.
+
+        Raises `ConflictError` if the request changed status meanwhile."""
+        ...
+
+    async def get_request(self, request_id: str) -> Request:
+        """The request `request_id`. Raises `NotFoundError`."""
+        ...
+
+    async def list_requests(self, client_id: str | None = None) -> list[Request]:
+        """Requests of one client, or all, newest first."""
+        ...
+
+    async def count_requests_since(self, client_id: str, since: datetime) -> int:
+        """How many requests `client_id` made at or after `since`."""
+        ...
+
+    async def add_deliverable(self, deliverable: Deliverable) -> None:
+        """Store a deliverable record."""
+        ...
+
+    async def get_deliverable(self, deliverable_id: str) -> Deliverable:
+        """The deliverable `deliverable_id`. Raises `NotFoundError`."""
+        ...
+
+    async def list_deliverables(self, request_id: str) -> list[Deliverable]:
+        """Deliverables of a request, oldest first."""
+        ...
+
+    async def add_notification(self, notification: Notification) -> None:
+        """Store a notification."""
+        ...
+
+    async def list_notifications(
+        self, user_id: str, unread_only: bool = False
+    ) -> list[Notification]:
+        """A user's notifications, newest first."""
+        ...
+
+    async def mark_notification_read(
+        self, notification_id: str, user_id: str, at: datetime
+    ) -> bool:
+        """Mark one of `user_id`'s notifications read; False if it has no such notification."""
+        ...
+
+    async def charge(
+        self, client_id: str, execution_id: str, total: Decimal, at: datetime
+    ) -> Decimal:
+        """Bring an execution's charge up to `total`; returns the amount newly charged.
+
+        Settling the same execution again (a repeated report, or a retried execution that
+        cost more) charges only the difference. A new calendar month (UTC) resets the
+        client's usage before charging."""
+        ...
+
+    async def reserved_usd(self, client_id: str) -> Decimal:
+        """What the client's executions in flight hold of its budget."""
+        ...
+
+    async def reserve(
+        self,
+        client_id: str,
+        execution_id: str,
+        stage_id: str,
+        amount: Decimal,
+        at: datetime,
+        *,
+        check: bool = True,
+    ) -> None:
+        """Hold `amount` of the client's budget for a stage (replacing its earlier hold).
+
+        With `check`, raises `QuotaExceededError` if the budget left after usage and other
+        holds is smaller (without, the hold records a cost already incurred)."""
+        ...
+
+    async def release(self, execution_id: str, stage_id: str | None = None) -> None:
+        """Drop a stage's hold, or every hold of the execution."""
+        ...
+
+    async def append_audit(
+        self,
+        at: datetime,
+        actor: str,
+        action: str,
+        target: str,
+        outcome: str,
+        details: dict[str, Any],
+    ) -> AuditEvent:
+        """Append to the audit log (which the database refuses to update or delete)."""
+        ...
+
+    async def list_audit(self, *, action: str | None = None, limit: int = 100) -> list[AuditEvent]:
+        """Audit events, newest first, optionally of one action."""
+        ...
+
+    async def add_execution(self, execution: Execution, stages: Sequence[StageRun]) -> None:
+        """Store a new execution with its stage runs (all pending), atomically."""
+        ...
+
+    async def get_execution(self, execution_id: str) -> Execution:
+        """The execution `execution_id`. Raises `NotFoundError`."""
+        ...
+
+    async def execution_status(self, execution_id: str) -> tuple[ExecutionStatus, datetime] | None:
+        """An execution's status and last update, or None: a cheap check for staleness."""
+        ...
+
+    async def list_executions(self, status: ExecutionStatus | None = None) -> list[Execution]:
+        """Executions, optionally only those with `status`, oldest first."""
+        ...
+
+    async def get_stage_runs(self, execution_id: str) -> list[StageRun]:
+        """The stage runs of an execution (in no particular order)."""
+        ...
+
+    async def record(self, write: ExecutionWrite) -> None:
+        """Commit an `ExecutionWrite` in one transaction (see its docstring for the parts).
+
+        Raises `StaleAttemptError` (an attempt fence failed) and `LeaseLostError` (the
+        execution's lease is not `write.lease`); then nothing is written."""
+        ...
+
+    async def reopen(self, execution: Execution, runs: Sequence[StageRun]) -> None:
+        """Store a reopened execution and its reset stage runs at once (unfenced)."""
+        ...
+
+    async def latest_checkpoint(self, execution_id: str) -> Checkpoint | None:
+        """The newest checkpoint of an execution, with every output committed up to it.
+
+        Each stored version holds the outputs it added; they are folded here, in version
+        order, so a later version's entry for a stage wins."""
+        ...
+
+    async def last_event_seq(self, execution_id: str) -> int:
+        """The highest event sequence number of an execution (0 if none)."""
+        ...
+
+    async def list_events(
+        self, execution_id: str, after: int = 0, limit: int = 1000
+    ) -> list[ExecutionEvent]:
+        """Events of an execution with `seq > after`, in order."""
+        ...
+
+    async def count_active_executions(self, client_id: str) -> int:
+        """Executions of the client that are pending or running."""
+        ...
+
+    async def cache_get(self, key: str, now: datetime) -> tuple[StorageRef, dict[str, Any]] | None:
+        """A cached stage result that has not expired, or None."""
+        ...
+
+    async def prune(self, finished_before: datetime, now: datetime) -> Pruned:
+        """Forget what long-finished executions no longer need, in one transaction.
+
+        Of executions that finished before `finished_before`: their checkpoints and events;
+        and, of those that *completed*, their stages' inputs and outputs (the stage runs keep
+        their status, times, usage and cost; the references go, and the payload rows behind
+        them unless a live result-cache entry still points there). Failed and cancelled
+        executions keep their stage data, since a retry reuses it, and so does a completed one
+        whose request is still executing (not settled yet). Also expired cache entries.
+        Running, pending and recently finished executions keep everything.
+
+        Inputs and outputs held outside the database (KV files, R2 objects) are returned in
+        `Pruned.blobs` for the caller to delete once this has committed."""
+        ...

@@ -1,0 +1,66 @@
+"""What the orchestrator writes about a running execution, as values the store commits whole.
+
+A stage's commit is one `ExecutionWrite`: the stage's outcome, the execution's new totals,
+the checkpoint, the events and the result-cache entry, and perhaps the first attempt of the
+stage it makes ready. The store writes it in one transaction, applying its parts in the order
+of the fields, and fences it: an attempt that is stale, or an execution whose lease has
+passed to another process, writes nothing and raises.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from ..models import Checkpoint, Execution, ExecutionEvent, StageRun, StorageRef
+
+__all__ = ["CacheEntry", "ExecutionWrite", "Pruned"]
+
+
+@attrs.frozen
+class CacheEntry:
+    """A stage result remembered under its cache key until `expires_at`."""
+
+    key: str
+    worker: str
+    output_ref: StorageRef
+    summary: dict[str, Any]
+    created_at: datetime
+    expires_at: datetime
+
+
+@attrs.frozen
+class ExecutionWrite:
+    """One transaction's writes about one execution.
+
+    - `started`: new attempts, each fenced: the stored attempt must be older.
+    - `finished`: an attempt's outcome, fenced: the stored attempt must be this one, running.
+    - `runs`: stage runs replaced without fencing (skips, resets, errors).
+    - `execution`: the execution's progress (status, times, error, totals, run count).
+    - `totals`: only what a stage changes of the execution (usage, cost, stages done).
+    - `checkpoint`: holding only the outputs its version adds.
+    - `events`, and a result-cache `cache` entry.
+    - `lease`: the fencing token of the lease the writer holds on the execution (`None`:
+      the writer does not run it under a lease).
+    """
+
+    execution_id: str
+    started: tuple[StageRun, ...] = ()
+    finished: StageRun | None = None
+    runs: tuple[StageRun, ...] = ()
+    execution: Execution | None = None
+    totals: Execution | None = None
+    checkpoint: Checkpoint | None = None
+    events: tuple[ExecutionEvent, ...] = ()
+    cache: CacheEntry | None = None
+    lease: int | None = None
+
+
+@attrs.frozen
+class Pruned:
+    """What `prune` forgot: rows by kind, and the outside blobs left for the caller."""
+
+    counts: dict[str, int]
+    blobs: list[StorageRef]
