@@ -153,7 +153,8 @@ def _work(document: bytes, stage: int) -> bytes:
 def durable_floor_run(folder: Path) -> Iterator[Callable[[], dict[str, Any]]]:
     """One execution of the benchmark pipeline, as its durable writes and encoding alone."""
     db = _wal_database(folder / "floor.sqlite3")
-    db.executescript(resources.files("aifactory.state").joinpath("schema.sql").read_text())
+    schema = resources.files("aifactory.state").joinpath("migrations", "sqlite", "0001_initial.sql")
+    db.executescript(schema.read_text())
     template = dumps(unstructure(noop_template()))
     stage_ids = [f"s{i}" for i in range(1, STAGES + 1)]
 

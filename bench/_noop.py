@@ -129,7 +129,7 @@ def embedded_orchestrator(
             store, blobs, registry, _NullSink(), clock=clock, ids=ids, max_workers=max_workers
         )
     finally:
-        store.close()
+        store.close()  # no event loop here: the store closes its lanes synchronously
 
 
 # -- LangGraph ----------------------------------------------------------------------------------

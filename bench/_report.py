@@ -59,6 +59,20 @@ def targets(
             ">=",
             10.0,
         ),
+        # Against DBOS Transact, each on the same storage: SQLite (WAL, synchronous=NORMAL),
+        # and PostgreSQL (`--state`; `aifactory_postgres` is aifactory's PostgreSQL store).
+        _target(
+            "aifactory_embedded / dbos_sqlite per-stage overhead",
+            _ratio(ours, overhead_us.get("dbos_sqlite")),
+            "<=",
+            0.25,
+        ),
+        _target(
+            "aifactory_postgres / dbos_postgres per-stage overhead",
+            _ratio(overhead_us.get("aifactory_postgres"), overhead_us.get("dbos_postgres")),
+            "<=",
+            0.5,
+        ),
     ]
 
 
@@ -66,7 +80,7 @@ def informative_ratios(
     overhead_us: dict[str, float], executions_per_s: dict[str, float]
 ) -> dict[str, float | None]:
     """Ratios that are not targets: the floor of aifactory's writes, LangGraph at aifactory's
-    durability, the wire placement."""
+    durability, the wire placement, throughput against DBOS."""
     pairs = {
         "log_floor / langgraph_sqlite per-stage overhead": (
             overhead_us.get("log_floor"),
@@ -100,6 +114,22 @@ def informative_ratios(
             executions_per_s.get("aifactory_embedded_wire"),
             executions_per_s.get("langgraph_sqlite_async"),
         ),
+        "log_floor / dbos_sqlite per-stage overhead": (
+            overhead_us.get("log_floor"),
+            overhead_us.get("dbos_sqlite"),
+        ),
+        "durable_floor / dbos_sqlite per-stage overhead": (
+            overhead_us.get("durable_floor"),
+            overhead_us.get("dbos_sqlite"),
+        ),
+        "aifactory_embedded / dbos_sqlite_async executions/s": (
+            executions_per_s.get("aifactory_embedded"),
+            executions_per_s.get("dbos_sqlite_async"),
+        ),
+        "aifactory_postgres / dbos_postgres_async executions/s": (
+            executions_per_s.get("aifactory_postgres"),
+            executions_per_s.get("dbos_postgres_async"),
+        ),
     }
     return {
         name: None if (r := _ratio(a, b)) is None else round(r, 4) for name, (a, b) in pairs.items()
@@ -115,8 +145,12 @@ def render(report: dict[str, Any]) -> str:
     w(
         f"median of {env['repeats']} x {env['n']} runs after {env['warmup']} warm-up; "
         f"Python {env['python']}, {env['cpu_count']} CPUs, SQLite {env['sqlite']}, "
-        f"langgraph {env['langgraph'] or 'not installed'}\n\n"
+        f"langgraph {env['langgraph'] or 'not installed'}, "
+        f"dbos {env.get('dbos') or 'not installed'}\n"
     )
+    if env.get("state"):
+        w(f"--state {env['state']}\n")
+    w("\n")
     w(f"{'sequential':<32}{'per run ms':>12}{'overhead µs/stage':>20}  note\n")
     for name, m in report["sequential"].items():
         w(

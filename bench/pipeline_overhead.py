@@ -20,12 +20,17 @@ is reported, and the per-stage overhead is `(per run - plain per run) / 5`:
 - `aifactory_embedded_cached`: result cache on and identical input: every stage is a hit;
 - `langgraph_sqlite`, `langgraph_sqlite_normal`, `langgraph_memory` (with the `bench`
   extra): a 5-node `StateGraph` with `SqliteSaver` (its defaults; then with synchronous=NORMAL
-  like aifactory's store) or `InMemorySaver`, one new thread per run.
+  like aifactory's store) or `InMemorySaver`, one new thread per run;
+- `dbos_sqlite` (with the `bench` extra): a DBOS Transact workflow of five `@DBOS.step`s, its
+  system database on SQLite in WAL mode with synchronous=NORMAL; `dbos_postgres` the same on
+  the PostgreSQL database `--state` names, in a schema of its own (see `_dbos.py`).
 
 Then `--concurrency` executions at a time on one event loop: executions per second of
-aifactory and of LangGraph with `AsyncSqliteSaver` (and with `InMemorySaver`).
+aifactory, of LangGraph with `AsyncSqliteSaver` (and with `InMemorySaver`) and of DBOS's
+async workflows (`dbos_sqlite_async`, `dbos_postgres_async`).
 
     python bench/pipeline_overhead.py [--json] [--n N] [--repeats R] [--concurrency C] [--check]
+    python bench/pipeline_overhead.py --state postgresql://USER@HOST:PORT/DB   # + PostgreSQL
     python bench/pipeline_overhead.py --profile [SYSTEM]   # cProfile, µs per stage
 
 Prints a table (with `--json`, one JSON object on stdout; progress goes to stderr) and exits 0;
@@ -54,6 +59,17 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from _dbos import (
+    DBOS_CONCURRENT,
+    DBOS_NOTES,
+    DBOS_POSTGRES,
+    DBOS_SEQUENTIAL,
+    dbos_concurrent,
+    dbos_sequential,
+    dbos_version,
+    is_postgres_url,
+    redact_url,
+)
 from _floor import durable_floor_run, log_floor_run
 from _noop import (
     STAGES,
@@ -70,12 +86,21 @@ from aifactory.orchestrator import Orchestrator
 
 AIFACTORY = ("aifactory_embedded", "aifactory_embedded_wire", "aifactory_embedded_cached")
 LANGGRAPH = ("langgraph_sqlite", "langgraph_sqlite_normal", "langgraph_memory")
-SEQUENTIAL = ("plain", "sqlite_commit", "log_floor", "durable_floor", *AIFACTORY, *LANGGRAPH)
+SEQUENTIAL = (
+    "plain",
+    "sqlite_commit",
+    "log_floor",
+    "durable_floor",
+    *AIFACTORY,
+    *LANGGRAPH,
+    *DBOS_SEQUENTIAL,
+)
 CONCURRENT = (
     "aifactory_embedded",
     "aifactory_embedded_wire",
     "langgraph_sqlite_async",
     "langgraph_memory_async",
+    *DBOS_CONCURRENT,
 )
 NOTES = {
     "log_floor": "the least writing the issue allows: an event log, by hand (bench/_floor.py)",
@@ -86,8 +111,10 @@ NOTES = {
     "langgraph_sqlite_normal": "SqliteSaver with synchronous=NORMAL, like aifactory's store",
     "langgraph_sqlite_async": "AsyncSqliteSaver (aiosqlite), async nodes",
     "langgraph_memory_async": "InMemorySaver, async nodes",
+    **DBOS_NOTES,
 }
 NEEDS_EXTRA = "needs the bench extra: pip install 'aifactory[bench]'"
+NEEDS_STATE = "needs a PostgreSQL database: --state postgresql://..."
 
 
 @dataclass(frozen=True)
@@ -99,6 +126,9 @@ class Settings:
     warmup: int
     concurrency: int
     folder: Path
+    #: `--state`: a PostgreSQL URL for the systems that store there (DBOS now; aifactory's
+    #: PostgreSQL store later), or `None`.
+    state: str | None = None
 
 
 # -- timing -----------------------------------------------------------------------------------
@@ -181,7 +211,7 @@ def aifactory_run(orchestrator: Orchestrator, *, cache: bool) -> Callable[[], Aw
     resources = {} if cache else {"cache": False}
 
     async def run() -> str:
-        execution = orchestrator.create(template, {"data": {}}, resources=resources)
+        execution = await orchestrator.create(template, {"data": {}}, resources=resources)
         final = await orchestrator.run(execution.id)
         if final.error is not None:
             raise RuntimeError(f"the benchmark pipeline failed: {final.error}")
@@ -190,12 +220,12 @@ def aifactory_run(orchestrator: Orchestrator, *, cache: bool) -> Callable[[], Aw
     return run
 
 
-def verify_aifactory(orchestrator: Orchestrator, execution_id: str, *, cached: bool) -> None:
+async def verify_aifactory(orchestrator: Orchestrator, execution_id: str, *, cached: bool) -> None:
     """Check that an execution did the pipeline's work (and hit the cache when it should).
 
     Raises `RuntimeError` otherwise: a benchmark of the wrong thing is worse than none.
     """
-    runs = {r.stage_id: r for r in orchestrator.store.get_stage_runs(execution_id)}
+    runs = {r.stage_id: r for r in await orchestrator.store.get_stage_runs(execution_id)}
     last = runs[f"s{STAGES}"].output_ref
     output = json.loads(orchestrator.blobs.get(last)) if last is not None else None
     if output != plain_pipeline({}):
@@ -236,6 +266,8 @@ def langgraph_version() -> str | None:
 def measure_sequential(system: str, s: Settings) -> list[float]:
     """Seconds per run of `system`, one figure per repetition."""
     folder = Path(tempfile.mkdtemp(prefix=f"{system}-", dir=s.folder))
+    if system in DBOS_SEQUENTIAL:
+        return dbos_sequential(system, s, folder, s.state)
     if system == "plain":
         return time_sync(plain_run, s)
     if system == "sqlite_commit":
@@ -256,7 +288,7 @@ def measure_sequential(system: str, s: Settings) -> list[float]:
                 cache = system == "aifactory_embedded_cached"
                 run = aifactory_run(orchestrator, cache=cache)
                 figures = await time_async(run, s)
-                verify_aifactory(orchestrator, await run(), cached=cache)
+                await verify_aifactory(orchestrator, await run(), cached=cache)
                 return figures
 
         return anyio.run(main)
@@ -280,13 +312,15 @@ def measure_sequential(system: str, s: Settings) -> list[float]:
 def measure_concurrent(system: str, s: Settings) -> list[float]:
     """Executions per second of `system` at `s.concurrency`, one figure per repetition."""
     folder = Path(tempfile.mkdtemp(prefix=f"{system}-", dir=s.folder))
+    if system in DBOS_CONCURRENT:
+        return dbos_concurrent(system, folder, s.state, lambda run: throughput(run, s))
 
     async def main() -> list[float]:
         if system in AIFACTORY:
             with aifactory(system, folder, max_workers=s.concurrency) as orchestrator:
                 run = aifactory_run(orchestrator, cache=False)
                 figures = await throughput(run, s)
-                verify_aifactory(orchestrator, await run(), cached=False)
+                await verify_aifactory(orchestrator, await run(), cached=False)
                 return figures
         if system == "langgraph_memory_async":
             from langgraph.checkpoint.memory import InMemorySaver
@@ -312,13 +346,19 @@ def run_benchmark(
 ) -> dict[str, Any]:
     """Measure the available systems (`only` some, plus `plain`); return a JSON-ready report."""
     version = langgraph_version()
+    dbos = dbos_version()
     skipped: dict[str, str] = {}
 
     def wanted(system: str) -> bool:
         if only is not None and system != "plain" and system not in only:
             return False
-        if system.startswith("langgraph") and version is None:
+        if (system.startswith("langgraph") and version is None) or (
+            system.startswith("dbos") and dbos is None
+        ):
             skipped[system] = NEEDS_EXTRA
+            return False
+        if system in DBOS_POSTGRES and s.state is None:
+            skipped[system] = NEEDS_STATE
             return False
         return True
 
@@ -361,6 +401,8 @@ def run_benchmark(
             "sqlite": sqlite3.sqlite_version,
             "aifactory": importlib.metadata.version("aifactory"),
             "langgraph": version,
+            "dbos": dbos,
+            "state": None if s.state is None else redact_url(s.state),
             "n": s.n,
             "repeats": s.repeats,
             "warmup": s.warmup,
@@ -406,6 +448,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=50, help="executions in flight (50)")
     parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
     parser.add_argument(
+        "--state",
+        metavar="postgresql://...",
+        help="a PostgreSQL database for the systems that store there (dbos_postgres); "
+        "each measurement uses a schema of its own and drops it",
+    )
+    parser.add_argument(
         "--only",
         type=lambda text: set(text.split(",")),
         metavar="SYSTEM[,SYSTEM]",
@@ -421,12 +469,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if min(args.n, args.repeats, args.concurrency) < 1:
         parser.error("--n, --repeats and --concurrency must be at least 1")
+    if args.state is not None and not is_postgres_url(args.state):
+        parser.error("--state must be a PostgreSQL URL: postgresql://USER@HOST:PORT/DATABASE")
     if args.only and not args.only <= {*SEQUENTIAL, *CONCURRENT}:
         parser.error(
             f"unknown systems: {', '.join(sorted(args.only - {*SEQUENTIAL, *CONCURRENT}))}"
         )
     with tempfile.TemporaryDirectory(prefix="aif-bench-") as folder:
-        s = Settings(args.n, args.repeats, max(2, args.n // 10), args.concurrency, Path(folder))
+        s = Settings(
+            args.n, args.repeats, max(2, args.n // 10), args.concurrency, Path(folder), args.state
+        )
         if args.profile:
             print(profile(args.profile, s), end="")
             return 0

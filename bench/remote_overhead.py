@@ -298,7 +298,7 @@ def pipeline_run(
     """One execution of `template` with the result cache off; returns its id."""
 
     async def run() -> str:
-        execution = orchestrator.create(template, params, resources={"cache": False})
+        execution = await orchestrator.create(template, params, resources={"cache": False})
         final = await orchestrator.run(execution.id)
         if final.error is not None:
             raise RuntimeError(f"the benchmark pipeline failed: {final.error}")
@@ -307,9 +307,9 @@ def pipeline_run(
     return run
 
 
-def output_of(orchestrator: Orchestrator, execution_id: str, stage_id: str) -> Any:
+async def output_of(orchestrator: Orchestrator, execution_id: str, stage_id: str) -> Any:
     """The JSON output a stage of an execution committed."""
-    runs = {r.stage_id: r for r in orchestrator.store.get_stage_runs(execution_id)}
+    runs = {r.stage_id: r for r in await orchestrator.store.get_stage_runs(execution_id)}
     ref = runs[stage_id].output_ref
     return None if ref is None else json.loads(orchestrator.blobs.get(ref))
 
@@ -438,7 +438,7 @@ async def measure_remote(remote: Remote, s: Settings, raw: RoundTrips) -> dict[s
         stages = STAGES * (s.warmup + s.n * s.repeats)
         if sum(m.requests for m in moved) != 3 * stages:
             raise RuntimeError("not every stage made its three calls over HTTP")
-        if output_of(orchestrator, await run(), f"s{STAGES}") != plain_pipeline({}):
+        if await output_of(orchestrator, await run(), f"s{STAGES}") != plain_pipeline({}):
             raise RuntimeError("the remote pipeline produced the wrong output")
     return {
         "per_run": figures,
@@ -461,7 +461,7 @@ async def measure_embedded(s: Settings) -> list[float]:
     with orchestrator_on(s.folder / "embedded", blobs, transports) as orchestrator:
         run = pipeline_run(orchestrator, noop_template(), {"data": {}})
         figures = await time_async(run, s)
-        if output_of(orchestrator, await run(), f"s{STAGES}") != plain_pipeline({}):
+        if await output_of(orchestrator, await run(), f"s{STAGES}") != plain_pipeline({}):
             raise RuntimeError("the embedded pipeline produced the wrong output")
     return figures
 
@@ -508,8 +508,8 @@ async def measure_by_reference(remote: Remote, s: Settings) -> dict[str, Any]:
         big.calls.clear()
         read.calls.clear()
         execution_id = await run()
-        inline = len(dumps(output_of(orchestrator, execution_id, "big")))
-        if output_of(orchestrator, execution_id, "read") != {"chars": BIG_OUTPUT_CHARS}:
+        inline = len(dumps(await output_of(orchestrator, execution_id, "big")))
+        if await output_of(orchestrator, execution_id, "read") != {"chars": BIG_OUTPUT_CHARS}:
             raise RuntimeError("the reading stage did not get the 10 MB output")
     return {
         "big_output_stage": _stage_traffic(big.calls, inline),
