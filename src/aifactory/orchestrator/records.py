@@ -132,13 +132,8 @@ class Records:
         """Record the stage's next attempt, before it starts. Raises `StaleAttemptError`."""
         async with live.lock:
             run = self._next_attempt(live, stage, input_ref)
-            seq = live.seq
             event = live.event(self.e.clock, "stage.started", stage.id, attempt=run.attempt)
-            try:
-                await self._record(live, started=(run,), events=(event,))
-            except BaseException:
-                live.seq = seq
-                raise
+            await self._record(live, started=(run,), events=(event,))
             live.runs[stage.id] = run
             return run
 
@@ -158,9 +153,7 @@ class Records:
         the execution's running totals) and the result cache entry; and the first attempt of
         the stage this makes ready, if any (`prestart`). With `input_ref`, the attempt itself
         is recorded in the same transaction (a cache hit: no worker ran)."""
-        e = self.e
         async with live.lock:
-            seq = live.seq
             started: tuple[StageRun, ...] = ()
             if input_ref is not None:
                 started = (self._next_attempt(live, stage, input_ref),)
@@ -180,9 +173,8 @@ class Records:
                     )
                 elif started:
                     write = attrs.evolve(write, started=started)
-                await e.store.record(write)
+                await self._commit(live, write)
             except BaseException:
-                live.seq = seq
                 if started:
                     live.runs[stage.id] = last_run
                 raise
@@ -320,7 +312,6 @@ class Records:
             execution = attrs.evolve(
                 live.execution, stages_done=live.execution.stages_done + 1, updated_at=now
             )
-            seq = live.seq
             event = live.event(
                 e.clock,
                 "stage.failed",
@@ -330,11 +321,7 @@ class Records:
                 code=code,
                 required=stage.required,
             )
-            try:
-                await self._record(live, runs=(run,), execution=execution, events=(event,))
-            except BaseException:
-                live.seq = seq
-                raise
+            await self._record(live, runs=(run,), execution=execution, events=(event,))
             live.runs[stage.id], live.execution = run, execution
             return execution
 
@@ -354,12 +341,7 @@ class Records:
     async def event(self, live: Live, kind: str, stage_id: str | None, **data: Any) -> None:
         """Record one event."""
         async with live.lock:
-            seq = live.seq
-            try:
-                await self._record(live, events=(live.event(self.e.clock, kind, stage_id, **data),))
-            except BaseException:
-                live.seq = seq
-                raise
+            await self._record(live, events=(live.event(self.e.clock, kind, stage_id, **data),))
 
     async def skip(self, live: Live, stage: StageSpec, reason: str) -> None:
         """Record that a stage will not run."""
@@ -406,17 +388,21 @@ class Records:
             stages_done=live.execution.stages_done + finished_stages,
             **changes,
         )
-        seq = live.seq
         event = live.event(e.clock, kind, stage_id, **(data or {}))
-        try:
-            await self._record(live, runs=stage_runs, execution=execution, events=(event,))
-        except BaseException:
-            live.seq = seq
-            raise
+        await self._record(live, runs=stage_runs, execution=execution, events=(event,))
         live.execution = execution  # once written (see the module's docstring)
 
     async def _record(self, live: Live, **parts: Any) -> None:
-        await self.e.store.record(ExecutionWrite(live.execution.id, lease=live.lease, **parts))
+        await self._commit(live, ExecutionWrite(live.execution.id, lease=live.lease, **parts))
+
+    async def _commit(self, live: Live, write: ExecutionWrite) -> None:
+        """Commit `write`; if it fails, the sequence numbers of its events are used again."""
+        try:
+            await self.e.store.record(write)
+        except BaseException:
+            if write.events:
+                live.seq = write.events[0].seq - 1
+            raise
 
 
 def input_document(action: str, params: dict[str, Any], bindings: dict[str, Binding]) -> bytes:

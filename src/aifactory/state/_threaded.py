@@ -121,139 +121,133 @@ class ThreadedStore:
                 lane.close()
 
     async def add_client(self, client: Client) -> None:
-        """Store a new client. Raises `ConflictError` if the name is taken."""
+        """`Store.add_client`."""
         return await self._write(Records.add_client, client)
 
     async def update_client(self, client: Client) -> None:
-        """Replace a stored client."""
+        """`Store.update_client`."""
         return await self._write(Records.update_client, client)
 
     async def get_client(self, client_id: str) -> Client:
-        """The client `client_id`. Raises `NotFoundError`."""
+        """`Store.get_client`."""
         return await self._read(Records.get_client, client_id)
 
     async def list_clients(self) -> list[Client]:
-        """Every client, by name."""
+        """`Store.list_clients`."""
         return await self._read(Records.list_clients)
 
     async def add_user(self, user: User, password_hash: str) -> None:
-        """Store a new user. Raises `ConflictError` if the email is taken."""
+        """`Store.add_user`."""
         return await self._write(Records.add_user, user, password_hash)
 
     async def get_user(self, user_id: str) -> User:
-        """The user `user_id`. Raises `NotFoundError`."""
+        """`Store.get_user`."""
         return await self._read(Records.get_user, user_id)
 
     async def find_user(self, email: str) -> tuple[User, str] | None:
-        """The user with `email` (case-insensitive) and its password hash, or None."""
+        """`Store.find_user`."""
         return await self._read(Records.find_user, email)
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> None:
-        """Replace a user's password hash (after a re-hash with new cost parameters)."""
+        """`Store.set_password_hash`."""
         return await self._write(Records.set_password_hash, user_id, password_hash)
 
     async def list_users(self, client_id: str | None = None) -> list[User]:
-        """Users of one client, or all users."""
+        """`Store.list_users`."""
         return await self._read(Records.list_users, client_id)
 
     async def count_admins(self) -> int:
-        """How many admin users exist."""
+        """`Store.count_admins`."""
         return await self._read(Records.count_admins)
 
     async def add_session(self, session: Session) -> None:
-        """Store a new session."""
+        """`Store.add_session`."""
         return await self._write(Records.add_session, session)
 
     async def get_session(self, token_hash: str) -> Session | None:
-        """The session stored under `token_hash`, or None."""
+        """`Store.get_session`."""
         return await self._read(Records.get_session, token_hash)
 
     async def revoke_session(self, token_hash: str, at: datetime) -> None:
-        """Mark a session revoked (idempotent)."""
+        """`Store.revoke_session`."""
         return await self._write(Records.revoke_session, token_hash, at)
 
     async def delete_sessions_expired_before(self, at: datetime) -> int:
-        """Forget sessions that expired before `at`; returns how many."""
+        """`Store.delete_sessions_expired_before`."""
         return await self._write(Records.delete_sessions_expired_before, at)
 
     async def add_api_key(self, info: ApiKeyInfo, key_hash: str) -> None:
-        """Store an API key's record and hash (never the key)."""
+        """`Store.add_api_key`."""
         return await self._write(Records.add_api_key, info, key_hash)
 
     async def find_api_key(self, prefix: str) -> tuple[ApiKeyInfo, str] | None:
-        """The key with this lookup prefix and its stored hash, or None."""
+        """`Store.find_api_key`."""
         return await self._read(Records.find_api_key, prefix)
 
     async def list_api_keys(self, user_id: str | None = None) -> list[ApiKeyInfo]:
-        """API keys (of one user, or all), oldest first."""
+        """`Store.list_api_keys`."""
         return await self._read(Records.list_api_keys, user_id)
 
     async def revoke_api_key(self, key_id: str, at: datetime) -> ApiKeyInfo:
-        """Revoke a key (idempotent). Raises `NotFoundError`."""
+        """`Store.revoke_api_key`."""
         return await self._write(Records.revoke_api_key, key_id, at)
 
     async def add_request(self, request: Request) -> None:
-        """Store a new request."""
+        """`Store.add_request`."""
         return await self._write(Records.add_request, request)
 
     async def update_request(self, request: Request, *, expect_status: str | None = None) -> None:
-        """Replace a stored request; with `expect_status`, only if it still has that status.
-
-        Raises `ConflictError` if the request changed status meanwhile."""
+        """`Store.update_request`."""
         return await self._write(lambda db: db.update_request(request, expect_status=expect_status))
 
     async def get_request(self, request_id: str) -> Request:
-        """The request `request_id`. Raises `NotFoundError`."""
+        """`Store.get_request`."""
         return await self._read(Records.get_request, request_id)
 
     async def list_requests(self, client_id: str | None = None) -> list[Request]:
-        """Requests of one client, or all, newest first."""
+        """`Store.list_requests`."""
         return await self._read(Records.list_requests, client_id)
 
     async def count_requests_since(self, client_id: str, since: datetime) -> int:
-        """How many requests `client_id` made at or after `since`."""
+        """`Store.count_requests_since`."""
         return await self._read(Records.count_requests_since, client_id, since)
 
     async def add_deliverable(self, deliverable: Deliverable) -> None:
-        """Store a deliverable record."""
+        """`Store.add_deliverable`."""
         return await self._write(Records.add_deliverable, deliverable)
 
     async def get_deliverable(self, deliverable_id: str) -> Deliverable:
-        """The deliverable `deliverable_id`. Raises `NotFoundError`."""
+        """`Store.get_deliverable`."""
         return await self._read(Records.get_deliverable, deliverable_id)
 
     async def list_deliverables(self, request_id: str) -> list[Deliverable]:
-        """Deliverables of a request, oldest first."""
+        """`Store.list_deliverables`."""
         return await self._read(Records.list_deliverables, request_id)
 
     async def add_notification(self, notification: Notification) -> None:
-        """Store a notification."""
+        """`Store.add_notification`."""
         return await self._write(Records.add_notification, notification)
 
     async def list_notifications(
         self, user_id: str, unread_only: bool = False
     ) -> list[Notification]:
-        """A user's notifications, newest first."""
+        """`Store.list_notifications`."""
         return await self._read(Records.list_notifications, user_id, unread_only)
 
     async def mark_notification_read(
         self, notification_id: str, user_id: str, at: datetime
     ) -> bool:
-        """Mark one of `user_id`'s notifications read; False if it has no such notification."""
+        """`Store.mark_notification_read`."""
         return await self._write(Records.mark_notification_read, notification_id, user_id, at)
 
     async def charge(
         self, client_id: str, execution_id: str, total: Decimal, at: datetime
     ) -> Decimal:
-        """Bring an execution's charge up to `total`; returns the amount newly charged.
-
-        Settling the same execution again (a repeated report, or a retried execution that
-        cost more) charges only the difference. A new calendar month (UTC) resets the
-        client's usage before charging."""
+        """`Store.charge`."""
         return await self._write(Records.charge, client_id, execution_id, total, at)
 
     async def reserved_usd(self, client_id: str) -> Decimal:
-        """What the client's executions in flight hold of its budget."""
+        """`Store.reserved_usd`."""
         return await self._read(Records.reserved_usd, client_id)
 
     async def reserve(
@@ -266,16 +260,13 @@ class ThreadedStore:
         *,
         check: bool = True,
     ) -> None:
-        """Hold `amount` of the client's budget for a stage (replacing its earlier hold).
-
-        With `check`, raises `QuotaExceededError` if the budget left after usage and other
-        holds is smaller (without, the hold records a cost already incurred)."""
+        """`Store.reserve`."""
         return await self._write(
             lambda db: db.reserve(client_id, execution_id, stage_id, amount, at, check=check)
         )
 
     async def release(self, execution_id: str, stage_id: str | None = None) -> None:
-        """Drop a stage's hold, or every hold of the execution."""
+        """`Store.release`."""
         return await self._write(Records.release, execution_id, stage_id)
 
     async def append_audit(
@@ -287,82 +278,65 @@ class ThreadedStore:
         outcome: str,
         details: dict[str, Any],
     ) -> AuditEvent:
-        """Append to the audit log (which the database refuses to update or delete)."""
+        """`Store.append_audit`."""
         return await self._write(Records.append_audit, at, actor, action, target, outcome, details)
 
     async def list_audit(self, *, action: str | None = None, limit: int = 100) -> list[AuditEvent]:
-        """Audit events, newest first, optionally of one action."""
+        """`Store.list_audit`."""
         return await self._read(lambda db: db.list_audit(action=action, limit=limit))
 
     async def add_execution(self, execution: Execution, stages: Sequence[StageRun]) -> None:
-        """Store a new execution with its stage runs (all pending), atomically."""
+        """`Store.add_execution`."""
         return await self._write(Records.add_execution, execution, stages)
 
     async def get_execution(self, execution_id: str) -> Execution:
-        """The execution `execution_id`. Raises `NotFoundError`."""
+        """`Store.get_execution`."""
         return await self._read(Records.get_execution, execution_id)
 
     async def execution_status(self, execution_id: str) -> tuple[ExecutionStatus, datetime] | None:
-        """An execution's status and last update, or None: a cheap check for staleness."""
+        """`Store.execution_status`."""
         return await self._read(Records.execution_status, execution_id)
 
     async def list_executions(self, status: ExecutionStatus | None = None) -> list[Execution]:
-        """Executions, optionally only those with `status`, oldest first."""
+        """`Store.list_executions`."""
         return await self._read(Records.list_executions, status)
 
     async def get_stage_runs(self, execution_id: str) -> list[StageRun]:
-        """The stage runs of an execution (in no particular order)."""
+        """`Store.get_stage_runs`."""
         return await self._read(Records.get_stage_runs, execution_id)
 
     async def record(self, write: ExecutionWrite) -> None:
-        """Commit an `ExecutionWrite` in one transaction (see its docstring for the parts).
-
-        Raises `StaleAttemptError` (an attempt fence failed) and `LeaseLostError` (the
-        execution's lease is not `write.lease`); then nothing is written."""
+        """`Store.record`."""
         return await self._write(Records.record, write)
 
     async def reopen(self, execution: Execution, runs: Sequence[StageRun]) -> None:
-        """Store a reopened execution and its reset stage runs at once (unfenced)."""
+        """`Store.reopen`."""
         return await self._write(Records.reopen, execution, runs)
 
     async def latest_checkpoint(self, execution_id: str) -> Checkpoint | None:
-        """The newest checkpoint of an execution, with every output committed up to it.
-
-        Each stored version holds the outputs it added; they are folded here, in version
-        order, so a later version's entry for a stage wins."""
+        """`Store.latest_checkpoint`."""
         return await self._read(Records.latest_checkpoint, execution_id)
 
     async def last_event_seq(self, execution_id: str) -> int:
-        """The highest event sequence number of an execution (0 if none)."""
+        """`Store.last_event_seq`."""
         return await self._read(Records.last_event_seq, execution_id)
 
     async def list_events(
         self, execution_id: str, after: int = 0, limit: int = 1000
     ) -> list[ExecutionEvent]:
-        """Events of an execution with `seq > after`, in order."""
+        """`Store.list_events`."""
         return await self._read(Records.list_events, execution_id, after, limit)
 
     async def count_active_executions(self, client_id: str) -> int:
-        """Executions of the client that are pending or running."""
+        """`Store.count_active_executions`."""
         return await self._read(Records.count_active_executions, client_id)
 
     async def cache_get(self, key: str, now: datetime) -> tuple[StorageRef, dict[str, Any]] | None:
-        """A cached stage result that has not expired, or None."""
+        """`Store.cache_get`."""
         return await self._read(Records.cache_get, key, now)
 
     async def prune(self, finished_before: datetime, now: datetime) -> Pruned:
-        """Forget what long-finished executions no longer need, in one transaction.
-
-        Of executions that finished before `finished_before`: their checkpoints and events;
-        and, of those that *completed*, their stages' inputs and outputs (the stage runs keep
-        their status, times, usage and cost; the references go, and the payload rows behind
-        them unless a live result-cache entry still points there). Failed and cancelled
-        executions keep their stage data, since a retry reuses it, and so does a completed one
-        whose request is still executing (not settled yet). Also expired cache entries.
-        Running, pending and recently finished executions keep everything.
-
-        Inputs and outputs held outside the database (KV files, R2 objects) are returned in
-        `Pruned.blobs` for the caller to delete once this has committed."""
+        """`Store.prune`."""
         return await self._write(Records.prune, finished_before, now)
 
 
