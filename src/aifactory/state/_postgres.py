@@ -16,7 +16,6 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .._exceptions import ConflictError, StorageError, StoreBusyError
-from ._migrations import pending
 from ._records import Records
 from ._sql import Cursor
 
@@ -66,6 +65,7 @@ class PostgresDatabase(Records):
     """One PostgreSQL connection with the aifactory records on it."""
 
     dialect = "postgresql"
+    migrations = "postgres"
 
     def __init__(self, url: str, *, busy_timeout_s: float) -> None:
         super().__init__(_redact(url))
@@ -137,31 +137,16 @@ class PostgresDatabase(Records):
         if self._conn is not None:
             self._conn.close()
 
-    def migrate(self) -> int:
-        """Bring the schema up to date; returns the version it is at.
-
-        Raises `StorageError` if the database was written by a newer aifactory.
-        """
-        with self.transaction():
-            self._execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
-            current = self.schema_version()
-            for migration in pending("postgres", current, self.label):
-                self._conn.execute(migration.sql)  # several statements, no parameters
-                self._execute(
-                    "INSERT INTO meta(key, value) VALUES ('schema_version', ?) "
-                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    (str(migration.version),),
-                )
-                current = migration.version
-        return current
-
-    def schema_version(self) -> int:
-        """The version the schema is at (0: empty database)."""
+    def _has_schema(self) -> bool:
         [exists] = self._execute("SELECT to_regclass('meta') IS NOT NULL").fetchone()
-        if not exists:
-            return 0
-        row = self._execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        return 0 if row is None else int(row[0])
+        return bool(exists)
+
+    def _lock_schema(self) -> None:
+        # Held until the migrating transaction ends.
+        self._execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
+
+    def _apply_script(self, script: str) -> None:
+        self._conn.execute(script)  # several statements, no parameters: one simple query
 
 
 def _first_line(exc: BaseException) -> str:

@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 
 from .._exceptions import NotFoundError
 from . import _tables as t
+from ._migrations import pending
 
 __all__ = ["Cursor", "Database"]
 
@@ -75,6 +76,50 @@ class Database:
     def close(self) -> None:
         """Close the connection."""
         raise NotImplementedError
+
+    def _has_schema(self) -> bool:
+        """Whether the database has the `meta` table (is not empty)."""
+        raise NotImplementedError
+
+    def _apply_script(self, script: str) -> None:
+        """Run a migration script inside the migrating transaction."""
+        raise NotImplementedError
+
+    def _lock_schema(self) -> None:
+        """Inside a transaction: keep other processes from migrating until it ends (SQLite's
+        `BEGIN IMMEDIATE` does already)."""
+
+    # -- schema ----------------------------------------------------------------------------
+
+    #: The folder of this backend's migrations (`migrations/<name>/`).
+    migrations: str = ""
+
+    def migrate(self) -> int:
+        """Bring the schema up to date; returns the version it is at.
+
+        Each missing migration runs with its version bump in one transaction, one process at
+        a time. Raises `StorageError` if the database was written by a newer aifactory.
+        """
+        current = self.schema_version()
+        for migration in pending(self.migrations, current, self.label):
+            with self.transaction():
+                self._lock_schema()
+                if self.schema_version() >= migration.version:
+                    continue  # another process got there first
+                self._apply_script(migration.sql)
+                self._execute(
+                    "INSERT INTO meta(key, value) VALUES ('schema_version', ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (str(migration.version),),
+                )
+        return self.schema_version()
+
+    def schema_version(self) -> int:
+        """The version the schema is at (0: empty database)."""
+        if not self._has_schema():
+            return 0
+        row = self._execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return 0 if row is None else int(row[0])
 
     # -- transactions ----------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .._exceptions import ConflictError, StorageError, StoreBusyError
-from ._migrations import pending, split_statements
+from ._migrations import split_statements
 from ._records import Records
 from ._sql import Cursor
 
@@ -30,6 +30,7 @@ class SQLiteDatabase(Records):
     """One SQLite connection with the aifactory records on it."""
 
     dialect = "sqlite"
+    migrations = "sqlite"
 
     def __init__(self, path: str, *, busy_timeout_s: float) -> None:
         super().__init__(path)
@@ -80,33 +81,13 @@ class SQLiteDatabase(Records):
         with self._lock:
             self._db.close()
 
-    def migrate(self) -> int:
-        """Bring the schema up to date; returns the version it is at.
+    def _has_schema(self) -> bool:
+        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        return self._execute(sql).fetchone() is not None
 
-        Raises `StorageError` if the database was written by a newer aifactory.
-        """
-        with self.transaction():  # BEGIN IMMEDIATE: one process migrates at a time
-            current = self.schema_version()
-            for migration in pending("sqlite", current, self.label):
-                for statement in split_statements(migration.sql):
-                    self._execute(statement)
-                self._execute(
-                    "INSERT INTO meta(key, value) VALUES ('schema_version', ?) "
-                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    (str(migration.version),),
-                )
-                current = migration.version
-        return current
-
-    def schema_version(self) -> int:
-        """The version the schema is at (0: empty database)."""
-        exists = self._execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
-        ).fetchone()
-        if exists is None:
-            return 0
-        row = self._execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        return 0 if row is None else int(row[0])
+    def _apply_script(self, script: str) -> None:
+        for statement in split_statements(script):
+            self._execute(statement)
 
 
 def _storage_error(exc: sqlite3.Error, busy_timeout_s: float) -> StorageError:
