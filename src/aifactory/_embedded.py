@@ -21,7 +21,7 @@ from .kam.recommend import Recommender
 from .kam.requests import RequestService
 from .kam.settlement import Settlement
 from .orchestrator import Orchestrator, WorkerRegistry
-from .state.sqlite import SQLiteStore
+from .state import open_store
 from .storage import BlobStore
 from .transports.workers import InProcessWorkerTransport, WorkerTransport
 from .workers import builtin_workers
@@ -48,7 +48,7 @@ class EmbeddedFactory:
         self.config = config
         if config.home is not None:
             config.home.mkdir(parents=True, exist_ok=True)
-        self.store = SQLiteStore(config.database)
+        self.store = open_store(config.database)
         self.blobs = BlobStore(config.storage_config(), config.clock)
         self.audit = AuditLog(self.store, config.clock)
         self.accounts = AccountService(
@@ -108,6 +108,8 @@ class EmbeddedFactory:
             max_workers=config.max_workers,
             cache_ttl_s=config.cache_ttl_s,
             sleep=config.sleep,
+            lease_s=config.lease_s,
+            recover=config.recover,
         )
         self.requests.orchestrator = self.orchestrator
         self.executions = ExecutionService(

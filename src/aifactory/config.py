@@ -11,6 +11,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
@@ -25,6 +26,7 @@ from .llm import LLMConfig
 from .models import StagePolicy
 from .orchestrator import RetryPolicy, StoragePrices
 from .orchestrator.live import DEFAULT_TIMEOUTS
+from .state import is_postgres_url
 from .storage import PlacementPolicy, StorageConfig
 from .workers.base import Worker
 from .workers.host import STAGE_NAMESPACE
@@ -41,6 +43,14 @@ EMBEDDED_STAGE_INLINE_BYTES = 64 * 1024
 _ONE_SLASH = re.compile(r"([a-z][a-z0-9+.-]+):/?(?!/)")
 # S3-compatible stores: the protocols an endpoint URL (R2, MinIO) applies to.
 _S3_PROTOCOLS = frozenset({"s3", "s3a"})
+
+
+def _check_state_url(instance: Any, attribute: Any, value: str | None) -> None:
+    if value is not None and not is_postgres_url(value):
+        raise BadInputError(
+            f"the state location must be a postgresql:// URL, not {value.split('://')[0]!r}",
+            details={"field": "state"},
+        )
 
 
 @attrs.frozen
@@ -66,6 +76,12 @@ class FactoryConfig:
     in the state database, as durable as the stage itself. Everything else keeps the seed's
     wire placement (inline under 1 KiB, KV up to 25 MiB, R2 above). `None` applies the wire
     placement to stage payloads too.
+
+    `state_url` puts the state in a PostgreSQL database (`postgresql://user@host/db`; the
+    `postgres` extra) instead of `home`'s SQLite file, so that several processes share it.
+    Executions run under leases of `lease_s` seconds; with `recover` (the default) the
+    factory resumes, as soon as it opens and then every `lease_s / 3`, the executions that
+    a stopped process left running (a notebook that only reads can turn it off).
     """
 
     home: Path | None = DEFAULT_HOME
@@ -86,6 +102,9 @@ class FactoryConfig:
     fetch_policy: FetchPolicy | None = None
     feed_catalogue: tuple[CatalogueEntry, ...] | None = None
     stage_inline_max_bytes: int | None = EMBEDDED_STAGE_INLINE_BYTES
+    state_url: str | None = attrs.field(default=None, validator=_check_state_url)
+    lease_s: float = 30.0
+    recover: bool = True
 
     @classmethod
     def from_environment(
@@ -95,9 +114,13 @@ class FactoryConfig:
         with_llm: bool = False,
         storage: str | None = None,
         storage_endpoint: str | None = None,
+        state: str | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> FactoryConfig:
         """A config whose home is `home`, else `$AIFACTORY_HOME`, else `./.aifactory`.
+
+        The state lives in the PostgreSQL database `state`, else `$AIFACTORY_STATE`, else in
+        the home's SQLite file.
 
         Blobs live at `storage` (an fsspec URL or folder, e.g. `s3://bucket/prefix`), else
         `$AIFACTORY_STORAGE`, else `HOME/blobs`; an S3-compatible store (R2, MinIO) is reached
@@ -116,7 +139,8 @@ class FactoryConfig:
         env = os.environ if environ is None else environ
         chosen = home if home is not None else env.get("AIFACTORY_HOME", DEFAULT_HOME)
         llm = LLMConfig.from_environment(env) if with_llm else None
-        config = cls(home=Path(chosen), llm=llm)
+        state_url = state if state is not None else env.get("AIFACTORY_STATE") or None
+        config = cls(home=Path(chosen), llm=llm, state_url=state_url)
         # An empty variable counts as unset (`AIFACTORY_STORAGE= aifactory ...`); an empty
         # flag is a mistake, refused below.
         url = storage if storage is not None else env.get("AIFACTORY_STORAGE") or None
@@ -154,7 +178,9 @@ class FactoryConfig:
 
     @property
     def database(self) -> str:
-        """Where the state database lives."""
+        """Where the state lives: `state_url`, else the home's SQLite file (or memory)."""
+        if self.state_url is not None:
+            return self.state_url
         return ":memory:" if self.home is None else str(self.home / "state.sqlite3")
 
     def storage_config(self) -> StorageConfig:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import anyio
+import attrs
 import pytest
 
 import aifactory
@@ -155,17 +156,20 @@ async def test_an_interrupted_execution_resumes_from_its_checkpoint(tmp_path: Pa
             async for event in events:
                 if event.kind == "stage.started" and event.stage_id == "report":
                     break
-    # The factory closed with the report stage in flight.
+    # The factory closed with the report stage in flight. Opened without recovery (a
+    # notebook that only reads), the execution waits for someone to resume it.
     healthy = fast_config(
         tmp_path, workers=[_Counting(), ReportBuilder()], ids=aifactory.RandomIds()
     )
-    async with AsyncFactory.embedded(config=healthy) as factory:
+    async with AsyncFactory.embedded(config=attrs.evolve(healthy, recover=False)) as factory:
         admin = await factory.login(ADMIN, people.admin_password, login_type="admin")
         interrupted = await admin.executions.get(execution.id)
         assert interrupted.status is ExecutionStatus.RUNNING
         with pytest.raises(ConflictError, match="resume it"):
             await admin.executions.wait(execution.id)
-        await admin.executions.resume(execution.id)
+    # Opened as usual, the factory resumes it by itself.
+    async with AsyncFactory.embedded(config=healthy) as factory:
+        admin = await factory.login(ADMIN, people.admin_password, login_type="admin")
         final = await admin.executions.wait(execution.id)
         assert final.status is ExecutionStatus.COMPLETED
         stages = {s.stage_id: s.attempt for s in await admin.executions.stages(execution.id)}

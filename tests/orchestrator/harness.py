@@ -58,6 +58,7 @@ class Step(Worker):
         self.running = 0
         self.peak = 0
         self.started: anyio.Event | None = None  # set (if given) when processing begins
+        self.gate: anyio.Event | None = None  # waited for (if given) before finishing
 
     def estimate(
         self, action: str, inputs: Mapping[str, Any], params: Mapping[str, Any]
@@ -82,6 +83,8 @@ class Step(Worker):
                 waited += step
                 if self.beat_s is not None:
                     await ctx.progress(100 * waited / self.delay_s, "working")
+            if self.gate is not None:
+                await self.gate.wait()
         finally:
             self.running -= 1
         trail = [*inputs.get("trail", []), self.name]
@@ -160,6 +163,8 @@ class Harness:
         blobs: BlobStore | None = None,
         extra_endpoints: Sequence[Worker] = (),
         max_workers: int = 4,
+        lease_s: float = 30.0,
+        owner: str | None = None,
     ) -> None:
         self.clock = ManualClock()
         self.ids = SequentialIds()
@@ -188,6 +193,8 @@ class Harness:
             max_workers=max_workers,
             sleep=sleep,
             rng=random.Random(7),  # noqa: S311 - reproducible jitter
+            lease_s=lease_s,
+            owner=owner,
         )
 
     async def run(self, tpl: Template, params: Mapping[str, Any] | None = None, **kw: Any) -> Any:

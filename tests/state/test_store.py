@@ -15,7 +15,13 @@ import anyio
 import attrs
 import pytest
 
-from aifactory import ConflictError, NotFoundError, StaleAttemptError, StorageError
+from aifactory import (
+    ConflictError,
+    LeaseLostError,
+    NotFoundError,
+    StaleAttemptError,
+    StorageError,
+)
 from aifactory.models import (
     Checkpoint,
     Client,
@@ -29,7 +35,7 @@ from aifactory.models import (
     Template,
     Tier,
 )
-from aifactory.state import CacheEntry, ExecutionWrite, PostgresStore, SQLiteStore
+from aifactory.state import CacheEntry, Claim, ExecutionWrite, PostgresStore, SQLiteStore
 from aifactory.state._threaded import ThreadedStore
 
 pytestmark = pytest.mark.anyio
@@ -289,3 +295,59 @@ def test_the_database_file_is_the_owners_only(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite3"
     SQLiteStore(path).close()
     assert path.stat().st_mode & 0o077 == 0
+
+
+async def test_leases_are_claimed_once_renewed_fenced_and_handed_back(
+    store: ThreadedStore,
+) -> None:
+    execution = await _execution(store)
+    later = NOW + timedelta(seconds=30)
+    lease = await store.lease_of("exec_1")
+    assert (lease.owner, lease.token, lease.runnable) == (None, 0, False)
+    await store.record(ExecutionWrite("exec_1", claim=Claim("r1", 0, later)))
+    with pytest.raises(LeaseLostError):  # the same token again: taken already
+        await store.record(ExecutionWrite("exec_1", claim=Claim("r2", 0, later)))
+    lease = await store.lease_of("exec_1")
+    assert (lease.owner, lease.token, lease.runnable) == ("r1", 1, True)
+    assert lease.expires_at == later
+    # Commits are fenced by the token; a stale one writes nothing.
+    event = ExecutionEvent("exec_1", 1, NOW, "x", None)
+    with pytest.raises(LeaseLostError):
+        await store.record(ExecutionWrite("exec_1", events=(event,), lease=0))
+    assert await store.list_events("exec_1") == []
+    await store.record(ExecutionWrite("exec_1", events=(event,), lease=1))
+    # Held and live: nobody else claims it; expired: the next replica does.
+    assert await store.claim_ready("r2", NOW, later, 10) == []
+    assert await store.renew_leases("r1", {"exec_1": 1}, later + timedelta(hours=1)) == []
+    after = later + timedelta(minutes=1)
+    assert await store.claim_ready("r2", after, after + timedelta(seconds=30), 10) == []
+    much_later = later + timedelta(hours=2)
+    claimed = await store.claim_ready("r2", much_later, much_later, 10)
+    assert claimed == [("exec_1", 2)]
+    assert await store.renew_leases("r1", {"exec_1": 1}, much_later) == ["exec_1"]
+    # Handed back, it stays runnable for anyone; finished, nobody holds it.
+    await store.release_leases("r2", {"exec_1": 2})
+    lease = await store.lease_of("exec_1")
+    assert (lease.owner, lease.runnable) == (None, True)
+    assert await store.claim_ready("r3", NOW, later, 10, dead=()) == [("exec_1", 3)]
+    done = attrs.evolve(execution, status=ExecutionStatus.COMPLETED, finished_at=NOW)
+    await store.record(ExecutionWrite("exec_1", execution=done, lease=3))
+    lease = await store.lease_of("exec_1")
+    assert (lease.owner, lease.runnable, lease.status) == (None, False, ExecutionStatus.COMPLETED)
+    assert await store.list_leases() == []
+
+
+async def test_claim_ready_takes_from_dead_owners_and_respects_its_limit(
+    store: ThreadedStore,
+) -> None:
+    await _execution(store)
+    for n in (2, 3):
+        other = Execution(f"exec_{n}", None, None, TEMPLATE, {}, ExecutionStatus.PENDING, NOW, NOW)
+        await store.add_execution(other, [])
+    far = NOW + timedelta(days=1)
+    for n, owner in ((1, "alive"), (2, "dead"), (3, "alive")):
+        await store.record(ExecutionWrite(f"exec_{n}", claim=Claim(owner, 0, far)))
+    assert await store.claim_ready("me", NOW, far, 10, dead=["dead"]) == [("exec_2", 2)]
+    await store.release_leases("alive", {"exec_1": 1, "exec_3": 1})
+    assert await store.claim_ready("me", NOW, far, 1) == [("exec_1", 2)]  # oldest first
+    assert len(await store.list_leases()) == 3

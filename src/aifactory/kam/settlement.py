@@ -13,6 +13,7 @@ from decimal import Decimal
 import attrs
 
 from .._clock import Clock, IdFactory
+from .._exceptions import ConflictError
 from ..models import Deliverable, Execution, ExecutionStatus, RequestStatus
 from ..orchestrator import ExecutionReport
 from ..state import Store
@@ -93,27 +94,34 @@ class Settlement:
             )
             for artifact in report.artifacts
         ]
-        async with self.store.transaction() as tx:
-            charged = await tx.charge(
-                request.client_id, execution.id, execution.cost.total_usd, now
-            )
-            await tx.release(execution.id)
-            for deliverable in deliverables:
-                await tx.add_deliverable(deliverable)
-            await tx.update_request(
-                attrs.evolve(request, status=status, updated_at=now),
-                expect_status=RequestStatus.EXECUTING.value,
-            )
-            await self.audit.within(tx).record(
-                "system",
-                "request.settle",
-                f"request:{request.id}",
-                execution_id=execution.id,
-                status=status.value,
-                cost_usd=str(execution.cost.total_usd),
-                charged_usd=str(charged),
-                deliverables=[d.id for d in deliverables],
-            )
+        try:
+            async with self.store.transaction() as tx:
+                # First: of two reports settling at once (a replica that resumed it and an
+                # admin's resume, say), the second finds the request settled and stops here.
+                await tx.update_request(
+                    attrs.evolve(request, status=status, updated_at=now),
+                    expect_status=RequestStatus.EXECUTING.value,
+                )
+                charged = await tx.charge(
+                    request.client_id, execution.id, execution.cost.total_usd, now
+                )
+                await tx.release(execution.id)
+                for deliverable in deliverables:
+                    await tx.add_deliverable(deliverable)
+                await self.audit.within(tx).record(
+                    "system",
+                    "request.settle",
+                    f"request:{request.id}",
+                    execution_id=execution.id,
+                    status=status.value,
+                    cost_usd=str(execution.cost.total_usd),
+                    charged_usd=str(charged),
+                    deliverables=[d.id for d in deliverables],
+                )
+        except ConflictError:
+            if (await self.store.get_request(request.id)).status is not RequestStatus.EXECUTING:
+                return  # settled meanwhile, by another report
+            raise
         if status is RequestStatus.COMPLETED and execution.error:  # partly (allow_partial)
             message = (
                 f"Your request “{request.title}” is partly complete: "

@@ -21,7 +21,7 @@ from ..models import (
     StorageRef,
     Template,
 )
-from ..state import Store
+from ..state import Claim, Store
 from ..storage import BlobStore
 from .costing import StoragePrices
 from .planning import TemplatePlan
@@ -56,6 +56,8 @@ class Engine:
     cache_ttl_s: float
     sleep: Callable[[float], Awaitable[None]]
     rng: random.Random
+    owner: str
+    lease_s: float
     changed: dict[str, anyio.Event] = attrs.field(factory=dict)
     plans: list[TemplatePlan] = attrs.field(factory=list)
 
@@ -85,6 +87,9 @@ class Live:
     by the scheduler, names the one stage that may start right away when nothing else is in
     flight (see `records.Records.prestart`); `alongside`, set by the scheduler too, runs a
     coroutine function in the execution's task group (the run ends when it has finished).
+    `lock` is held while a write about the execution is built and committed. `lease` is the
+    fencing token of the lease this process runs it under; until its first commit, `claim`
+    is how it takes that lease. `lost`: another process has taken the execution over.
     """
 
     execution: Execution
@@ -100,6 +105,8 @@ class Live:
     scope: anyio.CancelScope = attrs.field(factory=anyio.CancelScope)
     lock: anyio.Lock = attrs.field(factory=anyio.Lock)
     lease: int | None = None
+    claim: Claim | None = None
+    lost: bool = False
     stop: bool = False
     cancelled: bool = False
     crash: str | None = None

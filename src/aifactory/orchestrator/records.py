@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 
+from .._exceptions import LeaseLostError
 from ..models import (
     Checkpoint,
     Cost,
@@ -261,14 +262,13 @@ class Records:
         if cache_key is not None:
             expires = now + timedelta(seconds=e.cache_ttl_s)
             cache = CacheEntry(cache_key, stage.worker, output_ref, summary_data, now, expires)
-        write = ExecutionWrite(
-            execution.id,
+        write = self._write(
+            live,
             finished=run,
             totals=execution,
             checkpoint=checkpoint,
             events=(done,),
             cache=cache,
-            lease=live.lease,
         )
         return write, run, execution
 
@@ -392,17 +392,27 @@ class Records:
         await self._record(live, runs=stage_runs, execution=execution, events=(event,))
         live.execution = execution  # once written (see the module's docstring)
 
+    @staticmethod
+    def _write(live: Live, **parts: Any) -> ExecutionWrite:
+        """A write about `live`, fenced by its lease (or, its first, taking the lease)."""
+        return ExecutionWrite(live.execution.id, lease=live.lease, claim=live.claim, **parts)
+
     async def _record(self, live: Live, **parts: Any) -> None:
-        await self._commit(live, ExecutionWrite(live.execution.id, lease=live.lease, **parts))
+        await self._commit(live, self._write(live, **parts))
 
     async def _commit(self, live: Live, write: ExecutionWrite) -> None:
         """Commit `write`; if it fails, the sequence numbers of its events are used again."""
+        claim = write.claim
         try:
             await self.e.store.record(write)
-        except BaseException:
+        except BaseException as exc:
             if write.events:
                 live.seq = write.events[0].seq - 1
+            if isinstance(exc, LeaseLostError):
+                live.lost = True
             raise
+        if claim is not None:
+            live.claim, live.lease = None, claim.token + 1
 
 
 def input_document(action: str, params: dict[str, Any], bindings: dict[str, Binding]) -> bytes:

@@ -10,9 +10,10 @@ reusing every stage it had already committed.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
@@ -21,7 +22,7 @@ import anyio.abc
 import attrs
 
 from .._clock import Clock, IdFactory
-from .._exceptions import AIFactoryError, ConflictError
+from .._exceptions import AIFactoryError, BadInputError, ConflictError, LeaseLostError
 from ..models import (
     Execution,
     ExecutionStatus,
@@ -30,10 +31,11 @@ from ..models import (
     StageStatus,
     Template,
 )
-from ..state import ExecutionWrite, Store
+from ..state import Claim, ExecutionWrite, Store
 from ..storage import BlobStore
 from .artifacts import collect_artifacts
 from .costing import StoragePrices
+from .leasing import held_elsewhere, is_gone, replica_id
 from .live import DEFAULT_TIMEOUTS, Engine, Live, committed_outputs
 from .quota import QuotaGate, Unlimited
 from .registry import WorkerRegistry
@@ -72,7 +74,13 @@ class Orchestrator:
         cache_ttl_s: float = 3600.0,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         rng: random.Random | None = None,
+        owner: str | None = None,
+        lease_s: float = 30.0,
+        recover: bool = False,
+        recover_every_s: float | None = None,
     ) -> None:
+        if lease_s <= 0:
+            raise BadInputError("lease_s must be positive", details={"field": "lease_s"})
         self.engine = Engine(
             store=store,
             blobs=blobs,
@@ -86,6 +94,8 @@ class Orchestrator:
             cache_ttl_s=cache_ttl_s,
             sleep=sleep,
             rng=rng or random.Random(),  # noqa: S311 - jitter, not secrets
+            owner=owner or replica_id(),
+            lease_s=lease_s,
         )
         self.store, self.blobs, self.registry, self.sink = store, blobs, registry, sink
         self.clock = clock
@@ -95,10 +105,23 @@ class Orchestrator:
         self._live: dict[str, Live] = {}
         self._fresh: dict[str, tuple[Execution, list[StageRun]]] = {}
         self._tg: anyio.abc.TaskGroup | None = None
+        self.recover = recover
+        self.recover_every_s = recover_every_s or lease_s / 3
+
+    @property
+    def owner(self) -> str:
+        """This replica's name as a lease holder (`leasing.replica_id`)."""
+        return self.engine.owner
 
     async def __aenter__(self) -> Self:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
+        self._tg.start_soon(self._keep_leases, name="lease keeper")
+        if self.recover:
+            # What a stopped process left is running again before this one is in use.
+            with contextlib.suppress(AIFactoryError):
+                await self.recover_now()
+            self._tg.start_soon(self._recover_forever, name="recovery")
         return self
 
     async def __aexit__(
@@ -109,10 +132,78 @@ class Orchestrator:
     ) -> bool | None:
         assert self._tg is not None
         self._tg.cancel_scope.cancel()
+        held = self._held()  # before the runs end and forget their leases
         try:
             return await self._tg.__aexit__(exc_type, exc, tb)
         finally:
             self._tg = None
+            # Stopped, not finished: another replica may resume them at once.
+            with anyio.CancelScope(shield=True):
+                if held:
+                    with contextlib.suppress(AIFactoryError):
+                        await self.store.release_leases(self.owner, held)
+
+    # -- leases --------------------------------------------------------------------------------
+
+    def _held(self) -> dict[str, int]:
+        return {i: live.lease for i, live in self._live.items() if live.lease is not None}
+
+    async def _keep_leases(self) -> None:
+        """Renew the leases of what runs here, three times per lease; stop the executions
+        whose lease another replica took (this one may commit nothing more about them)."""
+        while True:
+            await anyio.sleep(self.engine.lease_s / 3)
+            held = self._held()
+            if not held:
+                continue
+            expires = self.clock.now() + timedelta(seconds=self.engine.lease_s)
+            try:
+                lost = await self.store.renew_leases(self.owner, held, expires)
+            except AIFactoryError:
+                continue  # the database is away: try again; the fences keep commits safe
+            for execution_id in lost:
+                live = self._live.get(execution_id)
+                if live is not None:
+                    live.lost = True
+                    live.scope.cancel()
+
+    async def _recover_forever(self) -> None:
+        while True:
+            await anyio.sleep(self.recover_every_s)
+            with contextlib.suppress(AIFactoryError):
+                await self.recover_now()
+
+    async def recover_now(self, limit: int = 100) -> list[str]:
+        """Take over runnable executions nobody runs (never started, their replica gone or
+        its lease expired) and resume them in the background; returns their ids.
+
+        Raises `ConflictError` if the orchestrator is not started.
+        """
+        if self._tg is None:
+            raise ConflictError("the orchestrator is not started (use `async with`)")
+        now = self.clock.now()
+        dead = sorted(
+            {
+                lease.owner
+                for lease in await self.store.list_leases()
+                if lease.owner is not None and lease.owner != self.owner and is_gone(lease.owner)
+            }
+        )
+        expires = now + timedelta(seconds=self.engine.lease_s)
+        claimed = await self.store.claim_ready(self.owner, now, expires, limit, dead)
+        taken = []
+        for execution_id, token in claimed:
+            if execution_id in self._live:
+                continue
+            try:
+                live = await Live.stored(self.engine, execution_id)
+            except AIFactoryError:
+                continue  # finished meanwhile
+            live.lease = token
+            self._live[execution_id] = live
+            self._tg.start_soon(self._drive_in_background, live, name=f"execution {execution_id}")
+            taken.append(execution_id)
+        return taken
 
     # -- creating, starting, stopping ----------------------------------------------------------
 
@@ -159,21 +250,34 @@ class Orchestrator:
         return execution
 
     async def launch(self, execution_id: str) -> None:
-        """Run (or resume) an execution in the background. Raises `ConflictError`."""
+        """Run (or resume) an execution in the background, unless it runs already (here or
+        in another replica). Raises `ConflictError` if it has finished."""
         if self._tg is None:
             raise ConflictError("the orchestrator is not started (use `async with`)")
-        live = await self._prepare(execution_id)
+        if execution_id in self._live:
+            return
+        try:
+            live = await self._prepare(execution_id)
+        except ConflictError as exc:
+            if "owner" in exc.details or execution_id in self._live:
+                return  # it runs elsewhere, or started here meanwhile
+            raise
         self._tg.start_soon(self._drive_in_background, live, name=f"execution {execution_id}")
 
     async def _drive_in_background(self, live: Live) -> None:
         try:
             await self._drive(live)
         except Exception as exc:
+            if isinstance(exc, LeaseLostError) or (
+                isinstance(exc, ConflictError) and "owner" in exc.details
+            ):
+                return  # another replica runs it (took it over, or started it first)
             # Finishing failed (the sink or the state store broke): the execution stays
             # running in the store, resumable, and the other executions go on.
             event = live.event(self.clock, "execution.finish_failed", error=repr(exc))
-            with anyio.CancelScope(shield=True):
-                await self.store.record(ExecutionWrite(live.execution.id, events=(event,)))
+            write = ExecutionWrite(live.execution.id, events=(event,), lease=live.lease)
+            with anyio.CancelScope(shield=True), contextlib.suppress(AIFactoryError):
+                await self.store.record(write)
 
     async def run(self, execution_id: str) -> Execution:
         """Run (or resume) an execution to its end and return its final record.
@@ -304,22 +408,33 @@ class Orchestrator:
     async def _prepare(self, execution_id: str) -> Live:
         if execution_id in self._live:
             raise ConflictError(f"execution {execution_id} is already running")
-        live = await self._fresh_live(execution_id) or await Live.stored(self.engine, execution_id)
+        fresh = self._fresh_live(execution_id)
+        live = fresh or await Live.stored(self.engine, execution_id)
+        now = self.clock.now()
+        token = 0  # created here and not started: nobody has claimed it
+        if fresh is None:
+            lease = await self.store.lease_of(execution_id)
+            if held_elsewhere(lease, self.owner, now):
+                raise ConflictError(
+                    f"execution {execution_id} is running in another process ({lease.owner})",
+                    details={"owner": lease.owner},
+                )
+            token = lease.token
         if execution_id in self._live:  # started meanwhile, while this one read the store
             raise ConflictError(f"execution {execution_id} is already running")
+        # Taken with its first commit; a replica that claims it first makes that fail.
+        live.claim = Claim(self.owner, token, now + timedelta(seconds=self.engine.lease_s))
         self._live[execution_id] = live
         return live
 
-    async def _fresh_live(self, execution_id: str) -> Live | None:
-        """The execution just created here, if the store still has it as created: its
-        first run need not read back what `create` wrote."""
+    def _fresh_live(self, execution_id: str) -> Live | None:
+        """The execution just created here: its first run need not read back what `create`
+        wrote. (Had another process started it meanwhile, it would have claimed its lease,
+        and this run's claim of the first lease fails.)"""
         fresh = self._fresh.pop(execution_id, None)
         if fresh is None:
             return None
         execution, runs = fresh
-        stored = await self.store.execution_status(execution_id)
-        if stored != (execution.status, execution.updated_at):
-            return None  # changed meanwhile (another process?): read it back instead
         return Live.fresh(execution, runs, self.engine.plan(execution.template))
 
     async def _save(self, live: Live, kind: str, **changes: Any) -> None:
@@ -340,6 +455,11 @@ class Orchestrator:
                     started_at=execution.started_at or self.clock.now(),
                     runs=execution.runs + 1,
                 )
+            except LeaseLostError as exc:
+                raise ConflictError(
+                    f"execution {execution.id} was started by another process",
+                    details={"owner": None},
+                ) from exc
             except AIFactoryError as exc:
                 live.crash = f"cannot record the start: {exc.message}"
             limit_ms = execution.resources.get("timeout_ms")
@@ -356,6 +476,9 @@ class Orchestrator:
                     # An unexpected error ends this execution as failed instead of tearing
                     # down every other execution in the task group.
                     live.crash = f"internal error: {exc!r}"
+            if live.lost:
+                # Another replica took it over: it finishes there; nothing more is ours.
+                return await self.store.get_execution(execution.id)
             if live.scope.cancelled_caught and not live.cancelled:
                 live.crash = f"the execution ran out of its {limit:g} s time limit"
             with anyio.CancelScope(shield=True):  # finishing must not be cut short

@@ -19,6 +19,7 @@ from .._exceptions import (
     AIFactoryError,
     HandshakeRejectedError,
     InputRejectedError,
+    LeaseLostError,
     StageTimeoutError,
     TransportError,
 )
@@ -62,6 +63,11 @@ class StageRunner:
         """
         try:
             return await self._run(live, stage, work)
+        except LeaseLostError:
+            # Another replica runs the execution now: this one stops, recording nothing.
+            live.lost = True
+            live.scope.cancel()
+            return []
         except Exception as exc:
             error = exc if isinstance(exc, AIFactoryError) else None
             message = error.message if error else f"internal error: {exc!r}"

@@ -12,11 +12,13 @@ from .._exceptions import BadInputError
 from .postgres import PostgresStore
 from .sqlite import SQLiteStore
 from .store import Store
-from .writes import CacheEntry, ExecutionWrite, Pruned
+from .writes import CacheEntry, Claim, ExecutionWrite, Lease, Pruned
 
 __all__ = [
     "CacheEntry",
+    "Claim",
     "ExecutionWrite",
+    "Lease",
     "PostgresStore",
     "Pruned",
     "SQLiteStore",

@@ -30,6 +30,7 @@ from ..models import (
 from ..protocol.codec import converter, dumps
 from . import _rows
 from . import _tables as t
+from ._leases import LeaseRecords
 from ._payloads import PayloadColumns
 from .writes import CacheEntry, ExecutionWrite, Pruned
 
@@ -44,7 +45,7 @@ _INSERT_EVENT = (
 )
 
 
-class ExecutionRecords(PayloadColumns):
+class ExecutionRecords(PayloadColumns, LeaseRecords):
     """Executions and everything recorded while they run."""
 
     def add_execution(self, execution: Execution, stages: Sequence[StageRun]) -> None:
@@ -138,11 +139,14 @@ class ExecutionRecords(PayloadColumns):
         """Commit an `ExecutionWrite` in one transaction (see its docstring for the parts).
 
         Raises `StaleAttemptError` (an attempt fence failed) and `LeaseLostError` (the
-        execution's lease is not `write.lease`); then nothing is written.
+        execution's lease is not `write.lease`, or `write.claim` lost the race); then nothing
+        is written.
         """
         with self.transaction():
-            if write.lease is not None:
-                self._check_lease(write.execution_id, write.lease)
+            if write.claim is not None:
+                self.claim(write.execution_id, write.claim)
+            elif write.lease is not None:
+                self.check_lease(write.execution_id, write.lease)
             for run in write.started:
                 self.start_stage(run)
             if write.finished is not None:
@@ -150,7 +154,10 @@ class ExecutionRecords(PayloadColumns):
             for run in write.runs:
                 self._update_columns(t.STAGE_RUNS, _rows.stage_run_row(run, self._ref_column))
             if write.execution is not None:
-                self._update_columns(t.EXECUTIONS, _rows.execution_progress(write.execution))
+                row = _rows.execution_progress(write.execution)
+                if write.execution.status.is_final:  # nobody runs it any more
+                    row |= {"runnable": False, "owner": None, "lease_expires_at": None}
+                self._update_columns(t.EXECUTIONS, row)
             elif write.totals is not None:
                 self._update_columns(t.EXECUTIONS, _rows.execution_totals(write.totals))
             if write.checkpoint is not None:
@@ -158,9 +165,6 @@ class ExecutionRecords(PayloadColumns):
             if write.cache is not None:
                 self.cache_put(write.cache)
             self.add_events(write.events)
-
-    def _check_lease(self, execution_id: str, token: int) -> None:
-        raise NotImplementedError  # replaced with leases (see `_leases`)
 
     def _insert_checkpoint(self, checkpoint: Checkpoint) -> None:
         completed = ",".join(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import itertools
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager
 from datetime import datetime
 from decimal import Decimal
@@ -36,7 +36,7 @@ from ..models import (
 from ._lanes import Lane
 from ._records import Records
 from .store import Store
-from .writes import ExecutionWrite, Pruned
+from .writes import ExecutionWrite, Lease, Pruned
 
 __all__ = ["ThreadedStore"]
 
@@ -338,6 +338,35 @@ class ThreadedStore:
     async def prune(self, finished_before: datetime, now: datetime) -> Pruned:
         """`Store.prune`."""
         return await self._write(Records.prune, finished_before, now)
+
+    async def lease_of(self, execution_id: str) -> Lease:
+        """`Store.lease_of`."""
+        return await self._read(Records.lease_of, execution_id)
+
+    async def list_leases(self) -> list[Lease]:
+        """`Store.list_leases`."""
+        return await self._read(Records.list_leases)
+
+    async def claim_ready(
+        self,
+        owner: str,
+        now: datetime,
+        expires_at: datetime,
+        limit: int,
+        dead: Sequence[str] = (),
+    ) -> list[tuple[str, int]]:
+        """`Store.claim_ready`."""
+        return await self._write(Records.claim_ready, owner, now, expires_at, limit, dead)
+
+    async def renew_leases(
+        self, owner: str, leases: Mapping[str, int], expires_at: datetime
+    ) -> list[str]:
+        """`Store.renew_leases`."""
+        return await self._write(Records.renew_leases, owner, leases, expires_at)
+
+    async def release_leases(self, owner: str, leases: Mapping[str, int]) -> None:
+        """`Store.release_leases`."""
+        return await self._write(Records.release_leases, owner, leases)
 
 
 class _Transaction(ThreadedStore):

@@ -17,7 +17,7 @@ long; retry later), and `StorageError` for anything else the database refuses.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from decimal import Decimal
@@ -39,7 +39,7 @@ from ..models import (
     StorageRef,
     User,
 )
-from .writes import ExecutionWrite, Pruned
+from .writes import ExecutionWrite, Lease, Pruned
 
 __all__ = ["Store"]
 
@@ -296,4 +296,36 @@ class Store(Protocol):
 
         Inputs and outputs held outside the database (KV files, R2 objects) are returned in
         `Pruned.blobs` for the caller to delete once this has committed."""
+        ...
+
+    # -- leases ------------------------------------------------------------------------------
+
+    async def lease_of(self, execution_id: str) -> Lease:
+        """Who runs an execution, until when. Raises `NotFoundError`."""
+        ...
+
+    async def list_leases(self) -> list[Lease]:
+        """The leases of executions that are runnable or held, oldest first."""
+        ...
+
+    async def claim_ready(
+        self,
+        owner: str,
+        now: datetime,
+        expires_at: datetime,
+        limit: int,
+        dead: Sequence[str] = (),
+    ) -> list[tuple[str, int]]:
+        """Take the leases of up to `limit` runnable executions nobody holds (never held,
+        expired, or held by one of the `dead` owners); their ids and new tokens."""
+        ...
+
+    async def renew_leases(
+        self, owner: str, leases: Mapping[str, int], expires_at: datetime
+    ) -> list[str]:
+        """Extend `owner`'s leases (execution id → token); the ids it no longer holds."""
+        ...
+
+    async def release_leases(self, owner: str, leases: Mapping[str, int]) -> None:
+        """Hand `owner`'s leases back, for another process to take at once."""
         ...

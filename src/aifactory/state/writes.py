@@ -2,9 +2,9 @@
 
 A stage's commit is one `ExecutionWrite`: the stage's outcome, the execution's new totals,
 the checkpoint, the events and the result-cache entry, and perhaps the first attempt of the
-stage it makes ready. The store writes it in one transaction, applying its parts in the order
-of the fields, and fences it: an attempt that is stale, or an execution whose lease has
-passed to another process, writes nothing and raises.
+stage it makes ready. The store writes it in one transaction and fences it: an attempt that
+is stale, or an execution whose lease has passed to another process, writes nothing and
+raises.
 """
 
 from __future__ import annotations
@@ -14,9 +14,16 @@ from typing import Any
 
 import attrs
 
-from ..models import Checkpoint, Execution, ExecutionEvent, StageRun, StorageRef
+from ..models import (
+    Checkpoint,
+    Execution,
+    ExecutionEvent,
+    ExecutionStatus,
+    StageRun,
+    StorageRef,
+)
 
-__all__ = ["CacheEntry", "ExecutionWrite", "Pruned"]
+__all__ = ["CacheEntry", "Claim", "ExecutionWrite", "Lease", "Pruned"]
 
 
 @attrs.frozen
@@ -42,6 +49,8 @@ class ExecutionWrite:
     - `totals`: only what a stage changes of the execution (usage, cost, stages done).
     - `checkpoint`: holding only the outputs its version adds.
     - `events`, and a result-cache `cache` entry.
+    - `claim`: take the execution's lease first (see `Claim`); the write is then fenced by
+      the new token.
     - `lease`: the fencing token of the lease the writer holds on the execution (`None`:
       the writer does not run it under a lease).
     """
@@ -56,6 +65,7 @@ class ExecutionWrite:
     events: tuple[ExecutionEvent, ...] = ()
     cache: CacheEntry | None = None
     lease: int | None = None
+    claim: Claim | None = None
 
 
 @attrs.frozen
@@ -64,3 +74,26 @@ class Pruned:
 
     counts: dict[str, int]
     blobs: list[StorageRef]
+
+
+@attrs.frozen
+class Claim:
+    """Taking an execution's lease: it passes to `owner` until `expires_at` if its token is
+    still `token` (compare-and-set), and the new token is `token + 1`."""
+
+    owner: str
+    token: int
+    expires_at: datetime
+
+
+@attrs.frozen
+class Lease:
+    """Who runs an execution: its owner and lease (`owner` is `None` when nobody does), and
+    whether it wants running (`runnable`: asked to run and not finished)."""
+
+    execution_id: str
+    status: ExecutionStatus
+    runnable: bool
+    owner: str | None
+    token: int
+    expires_at: datetime | None
