@@ -13,6 +13,8 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import anyio
+import attrs
 import fsspec.core  # type: ignore[import-untyped]
 from rich.console import Console
 from rich.markup import escape
@@ -22,6 +24,7 @@ from ._exceptions import AIFactoryError, ConflictError, StorageError
 from ._sync import Factory
 from .auth import generate_password
 from .config import FactoryConfig
+from .state import open_store
 from .storage._roots import redact
 
 __all__ = ["main"]
@@ -50,8 +53,14 @@ def _config(
         with_llm=with_llm,
         storage=getattr(args, "storage", None),
         storage_endpoint=getattr(args, "storage_endpoint", None),
+        state=getattr(args, "state", None),
         environ=environ,
     )
+
+
+def _state_label(config: FactoryConfig) -> str:
+    """Where the state lives, for the operator (without a password)."""
+    return redact(config.database)
 
 
 def _reach_storage(config: FactoryConfig) -> str:
@@ -196,6 +205,11 @@ def _serve(args: argparse.Namespace, console: Console) -> int:
     from .server.deploy import Deployment, factory_service, load_keys, worker_service
 
     config = _config(args, with_llm=args.llm)
+    if args.lease_seconds is not None:
+        if not 0 < args.lease_seconds <= 3600:
+            console.print("[red]--lease-seconds is between 0 and 3600[/]")
+            return 2
+        config = attrs.evolve(config, lease_s=args.lease_seconds)
     blobs = _reach_storage(config)
     if args.role in ("kam", "orchestrator"):
         from .server.deploy import kam_service, orchestrator_service
@@ -217,6 +231,7 @@ def _serve(args: argparse.Namespace, console: Console) -> int:
             return 2
         app = worker_service(config, args.workers, load_keys(args.trust))
         console.print(f"worker service for {', '.join(args.workers)}")
+    console.print(f"state in {_state_label(config)}")
     console.print(f"blobs in {blobs}")
     console.print(f"listening on http://{args.host}:{args.port}")
     # Worker services answer only the orchestrator: no Server/Date headers on every reply.
@@ -229,6 +244,23 @@ def _serve(args: argparse.Namespace, console: Console) -> int:
         server_header=not lean,
         date_header=not lean,
     )
+    return 0
+
+
+def _migrate(args: argparse.Namespace, console: Console) -> int:
+    config = _config(args)
+    if config.state_url is None and config.home is not None:
+        config.home.mkdir(parents=True, exist_ok=True)
+
+    async def migrate() -> int:
+        store = open_store(config.database)  # migrates, or refuses a newer schema
+        try:
+            return await store.schema_version()
+        finally:
+            await store.aclose()
+
+    version = anyio.run(migrate)
+    console.print(f"state in {_state_label(config)}: schema version {version}, up to date")
     return 0
 
 
@@ -255,6 +287,16 @@ def _storage_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _state_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state",
+        metavar="URL",
+        help="keep the state in PostgreSQL (postgresql://user@host/db; pip install "
+        "'aifactory[postgres]'), shared by every service and replica (default "
+        "$AIFACTORY_STATE, else HOME/state.sqlite3)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aifactory", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -264,6 +306,7 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument(
         "--admin-password", help="the admin's password ('-' reads stdin); generated if omitted"
     )
+    _state_argument(init)
     demo = sub.add_parser("demo", help="run one request from login to deliverable")
     demo.add_argument("--home", help="data folder (default: a fresh temporary folder)")
     demo.add_argument("--admin-password", help="admin password of an existing --home ('-': stdin)")
@@ -281,6 +324,7 @@ def _parser() -> argparse.ArgumentParser:
         choices=["quick_research", "educational_course_basic"],
     )
     _storage_arguments(demo)
+    _state_argument(demo)
     serve = sub.add_parser("serve", help="serve the factory API or worker services over HTTP")
     serve.add_argument("role", choices=["factory", "kam", "orchestrator", "worker"])
     serve.add_argument("workers", nargs="*", help="worker names (for role 'worker')")
@@ -291,7 +335,20 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--trust", help="worker: file of caller keys (one id:secret per line)")
     serve.add_argument("--llm", action="store_true", help="use the model from the environment")
     serve.add_argument("--log-level", default="warning")
+    serve.add_argument(
+        "--lease-seconds",
+        type=float,
+        metavar="S",
+        help="how long a replica's hold on an execution lasts unrenewed; another replica "
+        "takes over a dead one's executions after that (default 30)",
+    )
     _storage_arguments(serve)
+    _state_argument(serve)
+    migrate = sub.add_parser(
+        "migrate", help="bring the state's schema up to date (opening it does so too)"
+    )
+    migrate.add_argument("--home", help="data folder (default $AIFACTORY_HOME or ./.aifactory)")
+    _state_argument(migrate)
     keys = sub.add_parser("keys", help="make a service signing key")
     keys.add_argument("action", choices=["new"])
     keys.add_argument("id", help="the service's id, e.g. orchestrator")
@@ -312,6 +369,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args, console)
         if args.command == "keys":
             return _keys(args)
+        if args.command == "migrate":
+            return _migrate(args, console)
         print(__version__)
         return 0
     except AIFactoryError as exc:

@@ -1,6 +1,6 @@
 """A worker service whose stages a test can hold in flight; see test_service_crash.py.
 
-`python -m tests.remote.held_worker HOME PORT TRUST` serves the content granulator and the
+`python -m tests.remote.held_worker HOME PORT TRUST [DELAY_S]` serves the content granulator and the
 report builder as `aifactory serve worker` does (the same `worker_service`, the same blobs
 under HOME), with two hooks for tests that kill services mid-stage:
 
@@ -33,9 +33,10 @@ HOLD = "hold"
 class Held(Counting):
     """Wraps a worker: records each call, and waits while the hold file names its stage."""
 
-    def __init__(self, inner: Worker, home: Path) -> None:
+    def __init__(self, inner: Worker, home: Path, delay_s: float = 0.0) -> None:
         super().__init__(inner, home / CALLS)
         self.home = home
+        self.delay_s = delay_s
 
     def line(self, ctx: WorkerContext) -> str:
         """What a call records: `EXECUTION STAGE ATTEMPT`."""
@@ -50,15 +51,17 @@ class Held(Counting):
             # Another process lifts the hold, by deleting a file: nothing to wait on but time.
             while hold.exists() and hold.read_text().strip() == ctx.stage_id:  # noqa: ASYNC110
                 await anyio.sleep(0.02)
+        await anyio.sleep(self.delay_s)  # work that takes time: a kill may land in it
         return await self.inner.process(action, inputs, params, ctx)
 
 
-def main(home: Path, port: int, trust: Path) -> None:
-    workers = [Held(ContentGranulator(), home), Held(ReportBuilder(), home)]
+def main(home: Path, port: int, trust: Path, delay_s: float = 0.0) -> None:
+    workers = [Held(ContentGranulator(), home, delay_s), Held(ReportBuilder(), home, delay_s)]
     config = attrs.evolve(FactoryConfig(home=home), workers=workers)
     app = worker_service(config, [w.info.name for w in workers], load_keys(trust))
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]))
+    delay = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
+    main(Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]), delay)

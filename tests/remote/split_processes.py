@@ -124,14 +124,30 @@ class Service:
 
 
 class SplitDeployment:
-    """KAM, orchestrator and a held worker service on one home, as separate processes."""
+    """KAM, orchestrator and a held worker service on one home, as separate processes.
 
-    def __init__(self, home: Path) -> None:
+    `state` (a PostgreSQL URL) replaces the home's SQLite file; `orchestrators` replicas share
+    it (the KAM service launches on the first; the others take over what is left), with
+    leases of `lease_s`; the worker service spends `worker_delay_s` on each call.
+    """
+
+    def __init__(
+        self,
+        home: Path,
+        *,
+        state: str | None = None,
+        orchestrators: int = 1,
+        lease_s: float | None = None,
+        worker_delay_s: float = 0.0,
+    ) -> None:
         self.home = home
+        self.state = state
         self.admin_password = generate_password()
         cli = [sys.executable, "-m", "aifactory.cli"]
         kam_key, orch_key = generate_worker_key("kam"), generate_worker_key("orchestrator")
-        ports = {name: _free_port() for name in ("kam", "orchestrator", "worker")}
+        names = ["kam", "worker", *(f"orchestrator{i}" for i in range(orchestrators))]
+        ports = {name: _free_port() for name in names}
+        ports["orchestrator"] = ports["orchestrator0"]
         url = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
         files = {
             "kam.json": {
@@ -156,6 +172,9 @@ class SplitDeployment:
         (home / "worker.keys").write_text(orch_key.to_text() + "\n")
         (home / "worker.keys").chmod(0o600)
         common = ["--home", str(home), "--log-level", "warning"]
+        if state is not None:
+            common += ["--state", state]
+        replica = ["--lease-seconds", str(lease_s)] if lease_s is not None else []
         self.kam = Service(
             "kam",
             [
@@ -171,21 +190,26 @@ class SplitDeployment:
             ports["kam"],
             home / "kam.log",
         )
-        self.orchestrator = Service(
-            "orchestrator",
-            [
-                *cli,
-                "serve",
-                "orchestrator",
-                "--deployment",
-                str(home / "orchestrator.json"),
-                *common,
-                "--port",
-                str(ports["orchestrator"]),
-            ],
-            ports["orchestrator"],
-            home / "orchestrator.log",
-        )
+        self.orchestrators = [
+            Service(
+                f"orchestrator{i}",
+                [
+                    *cli,
+                    "serve",
+                    "orchestrator",
+                    "--deployment",
+                    str(home / "orchestrator.json"),
+                    *common,
+                    *replica,
+                    "--port",
+                    str(ports[f"orchestrator{i}"]),
+                ],
+                ports[f"orchestrator{i}"],
+                home / f"orchestrator{i}.log",
+            )
+            for i in range(orchestrators)
+        ]
+        self.orchestrator = self.orchestrators[0]
         self.worker = Service(
             "worker",
             [
@@ -195,15 +219,17 @@ class SplitDeployment:
                 str(home),
                 str(ports["worker"]),
                 str(home / "worker.keys"),
+                str(worker_delay_s),
             ],
             ports["worker"],
             home / "worker.log",
         )
-        self.services = (self.kam, self.orchestrator, self.worker)
+        self.services = (self.kam, *self.orchestrators, self.worker)
 
     def __enter__(self) -> Self:
         try:
-            with aifactory.embedded(config=FactoryConfig(home=self.home)) as factory:
+            config = FactoryConfig(home=self.home, state_url=self.state, recover=False)
+            with aifactory.embedded(config=config) as factory:
                 factory.bootstrap_admin(ADMIN, self.admin_password)
             for service in self.services:
                 service.start()
@@ -253,7 +279,12 @@ class SplitDeployment:
     # -- the shared state, read while a service is down ----------------------------------------
 
     def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        """Rows of a read-only query on the home's state database."""
+        """Rows of a read-only query (`?` placeholders) on the shared state database."""
+        if self.state is not None:
+            import psycopg
+
+            with psycopg.connect(self.state, autocommit=True) as db:
+                return list(db.execute(sql.replace("?", "%s"), args).fetchall())
         uri = f"file:{self.home / 'state.sqlite3'}?mode=ro"
         with closing(sqlite3.connect(uri, uri=True, timeout=5)) as db:
             return db.execute(sql, args).fetchall()

@@ -330,10 +330,15 @@ async def test_leases_are_claimed_once_renewed_fenced_and_handed_back(
     lease = await store.lease_of("exec_1")
     assert (lease.owner, lease.runnable) == (None, True)
     assert await store.claim_ready("r3", NOW, later, 10, dead=()) == [("exec_1", 3)]
+    # Finished, it stays held until reported (a replica dying in between leaves it to be
+    # reported by another); reported, nobody need take it up again.
     done = attrs.evolve(execution, status=ExecutionStatus.COMPLETED, finished_at=NOW)
     await store.record(ExecutionWrite("exec_1", execution=done, lease=3))
     lease = await store.lease_of("exec_1")
-    assert (lease.owner, lease.runnable, lease.status) == (None, False, ExecutionStatus.COMPLETED)
+    assert (lease.owner, lease.runnable, lease.status) == ("r3", True, ExecutionStatus.COMPLETED)
+    await store.release_leases("r3", {"exec_1": 3}, finished=True)
+    lease = await store.lease_of("exec_1")
+    assert (lease.owner, lease.runnable) == (None, False)
     assert await store.list_leases() == []
 
 

@@ -338,6 +338,7 @@ class RequestService:
                 request_id=request.id,
                 client_id=request.client_id,
                 store=tx,
+                runnable=True,  # should the launch below be lost, a replica takes it up
             )
             updated = attrs.evolve(
                 request,

@@ -167,6 +167,13 @@ class Orchestrator:
                     live.lost = True
                     live.scope.cancel()
 
+    async def _report_again(self, execution_id: str, token: int) -> None:
+        try:
+            await self.report(execution_id)
+            await self.store.release_leases(self.owner, {execution_id: token}, finished=True)
+        except AIFactoryError:
+            pass  # the lease runs out and this is tried again, here or elsewhere
+
     async def _recover_forever(self) -> None:
         while True:
             await anyio.sleep(self.recover_every_s)
@@ -193,12 +200,21 @@ class Orchestrator:
         claimed = await self.store.claim_ready(self.owner, now, expires, limit, dead)
         taken = []
         for execution_id, token in claimed:
-            if execution_id in self._live:
+            running = self._live.get(execution_id)
+            if running is not None:
+                # Launched here while this claimed it: that run's claim expects this token.
+                if running.claim is not None:
+                    running.claim = Claim(self.owner, token, expires)
                 continue
             try:
                 live = await Live.stored(self.engine, execution_id)
+            except ConflictError:
+                # It finished, but the process that ran it stopped before its report.
+                self._tg.start_soon(self._report_again, execution_id, token)
+                taken.append(execution_id)
+                continue
             except AIFactoryError:
-                continue  # finished meanwhile
+                continue
             live.lease = token
             self._live[execution_id] = live
             self._tg.start_soon(self._drive_in_background, live, name=f"execution {execution_id}")
@@ -217,9 +233,11 @@ class Orchestrator:
         request_id: str | None = None,
         client_id: str | None = None,
         store: Store | None = None,
+        runnable: bool = False,
     ) -> Execution:
         """Record a new pending execution of `template` (in `store`, a transaction the caller
-        holds, if given).
+        holds, if given). `runnable` lets any replica take it up, should `launch` never
+        come; else it waits for `launch` or `run`.
 
         Raises `BadInputError` for an invalid template or resources and `WorkerError` when
         one of its workers has no endpoint.
@@ -243,7 +261,7 @@ class Orchestrator:
         runs = [
             StageRun(execution.id, s.id, s.worker, StageStatus.PENDING) for s in template.stages
         ]
-        await (store or self.store).add_execution(execution, runs)
+        await (store or self.store).add_execution(execution, runs, runnable)
         self._fresh[execution.id] = (execution, runs)
         while len(self._fresh) > _FRESH_KEPT:
             del self._fresh[next(iter(self._fresh))]
@@ -536,4 +554,8 @@ class Orchestrator:
             finished_at=self.clock.now(),
         )
         await self.sink.execution_finished(ExecutionReport(live.execution, artifacts))
+        if live.lease is not None:  # reported: nobody need take it up again
+            await self.store.release_leases(
+                self.owner, {live.execution.id: live.lease}, finished=True
+            )
         return live.execution

@@ -128,6 +128,8 @@ def kam_service(config: FactoryConfig, deployment: Deployment) -> Starlette:
     if not deployment.orchestrator_url:
         raise BadInputError("the deployment names no orchestrator_url")
     orchestrator = ServiceClient(deployment.orchestrator_url, deployment.key)
+    # Executions run on the orchestrator services, which also take over orphaned ones.
+    config = attrs.evolve(config, recover=False)
     return kam_app(_factory(config, deployment), deployment.verifier(), orchestrator)
 
 

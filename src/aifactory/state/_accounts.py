@@ -270,20 +270,29 @@ class AccountRecords(Database):
         with self.transaction():
             client = self.get_client(client_id)
             used = client.used_in(at.strftime("%Y-%m"))
-            self._execute(
-                "DELETE FROM reservations WHERE execution_id = ? AND stage_id = ?",
+            held = self._execute(
+                "SELECT amount_usd FROM reservations WHERE execution_id = ? AND stage_id = ?",
                 (execution_id, stage_id),
+            ).fetchone()
+            # What the client's other holds leave (this stage's own hold is being replaced).
+            available = (
+                client.monthly_budget_usd
+                - used
+                - self.reserved_usd(client_id)
+                + (Decimal(held[0]) if held else Decimal(0))
             )
-            available = client.monthly_budget_usd - used - self.reserved_usd(client_id)
             if check and amount > available:
                 raise QuotaExceededError(
                     f"stage {stage_id} needs an estimated {amount} USD but only "
                     f"{max(available, Decimal(0))} USD of the monthly budget is left",
                     details={"estimate_usd": str(amount), "available_usd": str(available)},
                 )
+            # An upsert: two processes holding for the same stage at once (a replica that
+            # lost the execution and the one that took it over) do not collide.
             self._execute(
                 "INSERT INTO reservations(execution_id, stage_id, client_id, amount_usd, at) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(execution_id, stage_id) DO UPDATE SET "
+                "amount_usd = excluded.amount_usd, at = excluded.at",
                 (execution_id, stage_id, client_id, str(amount), at.isoformat()),
             )
 

@@ -48,9 +48,14 @@ _INSERT_EVENT = (
 class ExecutionRecords(PayloadColumns, LeaseRecords):
     """Executions and everything recorded while they run."""
 
-    def add_execution(self, execution: Execution, stages: Sequence[StageRun]) -> None:
-        """Store a new execution with its stage runs (all pending), atomically."""
+    def add_execution(
+        self, execution: Execution, stages: Sequence[StageRun], runnable: bool = False
+    ) -> None:
+        """Store a new execution with its stage runs (all pending), atomically; `runnable`:
+        any replica may take it up (else it waits to be launched)."""
         row = _rows.execution_row(execution, self._template_json(execution.template))
+        if runnable:
+            row["runnable"] = True
         with self.transaction():
             self._insert_row(t.EXECUTIONS, row)
             if stages:
@@ -154,10 +159,10 @@ class ExecutionRecords(PayloadColumns, LeaseRecords):
             for run in write.runs:
                 self._update_columns(t.STAGE_RUNS, _rows.stage_run_row(run, self._ref_column))
             if write.execution is not None:
-                row = _rows.execution_progress(write.execution)
-                if write.execution.status.is_final:  # nobody runs it any more
-                    row |= {"runnable": False, "owner": None, "lease_expires_at": None}
-                self._update_columns(t.EXECUTIONS, row)
+                # A finished execution stays runnable and leased until its report is
+                # delivered (`release_leases(..., finished=True)`): a replica that dies in
+                # between leaves it for another to report.
+                self._update_columns(t.EXECUTIONS, _rows.execution_progress(write.execution))
             elif write.totals is not None:
                 self._update_columns(t.EXECUTIONS, _rows.execution_totals(write.totals))
             if write.checkpoint is not None:

@@ -119,15 +119,18 @@ class LeaseRecords(Database):
                     lost.append(execution_id)
         return lost
 
-    def release_leases(self, owner: str, leases: Mapping[str, int]) -> None:
-        """Hand `owner`'s leases back (they stay runnable: another process may take them at
-        once); leases it no longer holds are left alone."""
+    def release_leases(
+        self, owner: str, leases: Mapping[str, int], *, finished: bool = False
+    ) -> None:
+        """Hand `owner`'s leases back: they stay runnable, for another process to take at
+        once; or, `finished`, the executions ended and were reported, and nobody need run
+        them again. Leases `owner` no longer holds are left alone."""
         with self.transaction():
             for execution_id, token in leases.items():
                 self._execute(
-                    "UPDATE executions SET owner = NULL, lease_expires_at = NULL "
-                    "WHERE id = ? AND owner = ? AND lease_token = ?",
-                    (execution_id, owner, token),
+                    "UPDATE executions SET owner = NULL, lease_expires_at = NULL, "
+                    "runnable = runnable AND ? WHERE id = ? AND owner = ? AND lease_token = ?",
+                    (not finished, execution_id, owner, token),
                 )
 
     def check_lease(self, execution_id: str, token: int) -> None:

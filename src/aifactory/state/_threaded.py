@@ -285,9 +285,11 @@ class ThreadedStore:
         """`Store.list_audit`."""
         return await self._read(lambda db: db.list_audit(action=action, limit=limit))
 
-    async def add_execution(self, execution: Execution, stages: Sequence[StageRun]) -> None:
+    async def add_execution(
+        self, execution: Execution, stages: Sequence[StageRun], runnable: bool = False
+    ) -> None:
         """`Store.add_execution`."""
-        return await self._write(Records.add_execution, execution, stages)
+        return await self._write(Records.add_execution, execution, stages, runnable)
 
     async def get_execution(self, execution_id: str) -> Execution:
         """`Store.get_execution`."""
@@ -339,6 +341,10 @@ class ThreadedStore:
         """`Store.prune`."""
         return await self._write(Records.prune, finished_before, now)
 
+    async def schema_version(self) -> int:
+        """`Store.schema_version`."""
+        return await self._read(Records.schema_version)
+
     async def lease_of(self, execution_id: str) -> Lease:
         """`Store.lease_of`."""
         return await self._read(Records.lease_of, execution_id)
@@ -364,9 +370,11 @@ class ThreadedStore:
         """`Store.renew_leases`."""
         return await self._write(Records.renew_leases, owner, leases, expires_at)
 
-    async def release_leases(self, owner: str, leases: Mapping[str, int]) -> None:
+    async def release_leases(
+        self, owner: str, leases: Mapping[str, int], *, finished: bool = False
+    ) -> None:
         """`Store.release_leases`."""
-        return await self._write(Records.release_leases, owner, leases)
+        return await self._write(lambda db: db.release_leases(owner, leases, finished=finished))
 
 
 class _Transaction(ThreadedStore):

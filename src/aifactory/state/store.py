@@ -55,6 +55,10 @@ class Store(Protocol):
         """Finish pending writes and close the database."""
         ...
 
+    async def schema_version(self) -> int:
+        """The version of the database's schema (migrated when the store opened)."""
+        ...
+
     async def add_client(self, client: Client) -> None:
         """Store a new client. Raises `ConflictError` if the name is taken."""
         ...
@@ -227,8 +231,11 @@ class Store(Protocol):
         """Audit events, newest first, optionally of one action."""
         ...
 
-    async def add_execution(self, execution: Execution, stages: Sequence[StageRun]) -> None:
-        """Store a new execution with its stage runs (all pending), atomically."""
+    async def add_execution(
+        self, execution: Execution, stages: Sequence[StageRun], runnable: bool = False
+    ) -> None:
+        """Store a new execution with its stage runs (all pending), atomically; `runnable`:
+        any replica may take it up (else it waits to be launched)."""
         ...
 
     async def get_execution(self, execution_id: str) -> Execution:
@@ -326,6 +333,9 @@ class Store(Protocol):
         """Extend `owner`'s leases (execution id → token); the ids it no longer holds."""
         ...
 
-    async def release_leases(self, owner: str, leases: Mapping[str, int]) -> None:
-        """Hand `owner`'s leases back, for another process to take at once."""
+    async def release_leases(
+        self, owner: str, leases: Mapping[str, int], *, finished: bool = False
+    ) -> None:
+        """Hand `owner`'s leases back, for another process to take at once; `finished`: the
+        executions ended and were reported, and nobody need run them again."""
         ...
