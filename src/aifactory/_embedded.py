@@ -146,6 +146,7 @@ class EmbeddedFactory:
             "executions.retry": x.retry,
             "executions.resume": x.resume,
             "executions.prune": x.prune,
+            "executions.owners": x.owners,
             "deliverables.list": r.list_deliverables,
             "deliverables.get": r.get_deliverable,
             "deliverables.download": r.download,

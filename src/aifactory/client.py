@@ -40,6 +40,7 @@ from .models import (
     Deliverable,
     Execution,
     ExecutionEvent,
+    ExecutionOwner,
     Notification,
     Request,
     Role,
@@ -289,6 +290,11 @@ class Executions(_Group):
     async def resume(self, execution_id: str) -> Execution:
         """Continue an interrupted execution from its last checkpoint (staff)."""
         return await self._call("executions.resume", execution_id=execution_id)
+
+    async def owners(self) -> builtins.list[ExecutionOwner]:
+        """Executions that want running and which replica runs each (staff): `running`,
+        `interrupted` (its replica gone; another takes it over) or `waiting`."""
+        return await self._call("executions.owners")
 
 
 class Deliverables(_Group):

@@ -11,10 +11,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from aifactory import ConflictError
+from aifactory import ConflictError, PermissionDeniedError
 from aifactory.models import ExecutionStatus, StageStatus
 from aifactory.orchestrator.leasing import is_gone, replica_id
-from aifactory.state import PostgresStore, SQLiteStore
+from aifactory.state import ExecutionWrite, PostgresStore, SQLiteStore
 from aifactory.state._threaded import ThreadedStore
 from tests.orchestrator.harness import Harness, Step, stage, template
 
@@ -162,3 +162,32 @@ async def _status(
 ) -> bool:
     runs = {r.stage_id: r for r in await store.get_stage_runs(execution_id)}
     return runs[stage_id].status is want
+
+
+async def test_staff_see_which_replica_runs_what(tmp_path: Path) -> None:
+    from aifactory import AsyncFactory
+    from aifactory.models import Execution
+    from aifactory.state import Claim
+    from tests.helpers import fast_config, setup_people
+
+    config = fast_config(tmp_path, recover=False)
+    async with AsyncFactory.embedded(config=config) as factory:
+        people = await setup_people(factory)
+        runtime = factory._runtime
+        assert runtime is not None
+        store, now = runtime.store, config.clock.now()
+        alive, dead = replica_id("elsewhere"), f"{socket.gethostname()}:999999999:1:x"
+        for name, owner in (("e_run", alive), ("e_gone", dead), ("e_wait", None)):
+            execution = Execution(name, None, None, PIPELINE, {}, ExecutionStatus.RUNNING, now, now)
+            await store.add_execution(execution, [], runnable=owner is None)
+            if owner is not None:
+                claim = Claim(owner, 0, now + timedelta(seconds=30))
+                await store.record(ExecutionWrite(name, claim=claim))
+        owners = await people.admin.executions.owners()
+        assert [(o.execution_id, o.state, o.owner) for o in owners] == [
+            ("e_gone", "interrupted", dead),  # equal creation times: by id
+            ("e_run", "running", alive),
+            ("e_wait", "waiting", None),
+        ]
+        with pytest.raises(PermissionDeniedError):
+            await people.ana.executions.owners()

@@ -32,6 +32,7 @@ from aifactory.models import (
     Deliverable,
     Execution,
     ExecutionEvent,
+    ExecutionOwner,
     ExecutionStatus,
     Notification,
     ParameterSpec,
@@ -405,6 +406,14 @@ MODELS: dict[type[Any], st.SearchStrategy[Any]] = {
         version=counts,
         completed=st.dictionaries(ids, refs, max_size=3),
         created_at=datetimes,
+    ),
+    ExecutionOwner: st.builds(
+        ExecutionOwner,
+        execution_id=ids,
+        status=st.sampled_from(list(ExecutionStatus)),
+        state=st.sampled_from(["running", "interrupted", "waiting"]),
+        owner=st.none() | texts,
+        expires_at=maybe_datetimes,
     ),
     ExecutionEvent: st.builds(
         ExecutionEvent,

@@ -27,6 +27,7 @@ from ..models import (
     Deliverable,
     Execution,
     ExecutionEvent,
+    ExecutionOwner,
     Notification,
     Recommendation,
     Request,
@@ -176,6 +177,14 @@ OPERATIONS: tuple[Operation, ...] = (
         _STAFF,
         Execution,
         "Resume an interrupted execution from its last checkpoint",
+    ),
+    _op(
+        "executions.owners",
+        "GET",
+        "/api/pipelines/leases",
+        _STAFF,
+        list[ExecutionOwner],
+        "Which replica runs what: executions running, interrupted or waiting for an owner",
     ),
     _op(
         "executions.prune",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
@@ -10,9 +10,17 @@ import attrs
 
 from .._clock import Clock
 from .._exceptions import BadInputError, NotFoundError
-from ..models import Execution, ExecutionEvent, Principal, RequestStatus, StageRun
+from ..models import (
+    Execution,
+    ExecutionEvent,
+    ExecutionOwner,
+    Principal,
+    RequestStatus,
+    StageRun,
+)
 from ..orchestrator import Orchestrator
-from ..state import Store
+from ..orchestrator.leasing import is_gone
+from ..state import Lease, Store
 from .audit import AuditLog
 from .requests import RequestService
 
@@ -187,6 +195,20 @@ class ExecutionService:
         await self.requests.control().launch(execution_id)
         return reopened
 
+    async def owners(self, principal: Principal) -> list[ExecutionOwner]:
+        """Executions that want running and who runs them (staff), oldest first."""
+        now = self.clock.now()
+        return [
+            ExecutionOwner(
+                lease.execution_id,
+                lease.status,
+                _ownership(lease, now),
+                lease.owner,
+                lease.expires_at,
+            )
+            for lease in await self.store.list_leases()
+        ]
+
     async def prune(self, principal: Principal, older_than_days: float = 30) -> dict[str, int]:
         """Forget checkpoints and events of executions finished more than `older_than_days`
         ago, and the stage data of those that completed (admins; see `Orchestrator.prune`).
@@ -198,3 +220,11 @@ class ExecutionService:
         counts = await self.orchestrator.prune(self.clock.now() - timedelta(days=older_than_days))
         await self.audit.record(principal.actor, "execution.prune", "executions", "ok", **counts)
         return counts
+
+
+def _ownership(lease: Lease, now: datetime) -> str:
+    if lease.owner is None:
+        return "waiting"
+    if lease.expires_at is None or lease.expires_at <= now or is_gone(lease.owner):
+        return "interrupted"
+    return "running"

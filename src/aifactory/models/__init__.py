@@ -3,7 +3,15 @@
 from .accounts import TIER_LIMITS, ApiKeyInfo, Client, Principal, Session, TierLimits, User
 from .audit import AuditEvent
 from .enums import ExecutionStatus, RequestStatus, Role, StageStatus, StorageScheme, Tier, Urgency
-from .execution import Checkpoint, Cost, Execution, ExecutionEvent, StageRun, Usage
+from .execution import (
+    Checkpoint,
+    Cost,
+    Execution,
+    ExecutionEvent,
+    ExecutionOwner,
+    StageRun,
+    Usage,
+)
 from .storage_ref import StorageRef, check_key, check_namespace
 from .work import (
     Deliverable,
@@ -26,6 +34,7 @@ __all__ = [
     "Deliverable",
     "Execution",
     "ExecutionEvent",
+    "ExecutionOwner",
     "ExecutionStatus",
     "Notification",
     "ParameterSpec",

@@ -26,7 +26,15 @@ from .enums import ExecutionStatus, StageStatus
 from .storage_ref import StorageRef
 from .work import Template
 
-__all__ = ["Checkpoint", "Cost", "Execution", "ExecutionEvent", "StageRun", "Usage"]
+__all__ = [
+    "Checkpoint",
+    "Cost",
+    "Execution",
+    "ExecutionEvent",
+    "ExecutionOwner",
+    "StageRun",
+    "Usage",
+]
 
 
 @attrs.frozen
@@ -170,3 +178,20 @@ class ExecutionEvent:
     def _repr_html_(self) -> str:
         """Jupyter's rich display: sequence number, kind, stage, time and data."""
         return _html.event(self)
+
+
+@attrs.frozen
+class ExecutionOwner:
+    """Who runs an execution that wants running (the staff's view of the replicas).
+
+    `state` is `running` (a live replica holds its lease), `interrupted` (its replica is
+    gone or let the lease run out: another will take it over) or `waiting` (nobody has
+    taken it up yet). `owner` names the replica (`host:pid:start:nonce`); `expires_at` is
+    when its lease runs out unless renewed.
+    """
+
+    execution_id: str
+    status: ExecutionStatus
+    state: str
+    owner: str | None = None
+    expires_at: datetime | None = attrs.field(default=None, repr=iso_repr)
