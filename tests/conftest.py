@@ -4,6 +4,7 @@ PostgreSQL on a throwaway server on 127.0.0.1, a fresh schema for each test that
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -100,3 +101,21 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
     url = postgres_server.fresh_schema()
     yield url
     postgres_server.drop_schema(url)
+
+
+@pytest.fixture(autouse=True)
+def state_backend(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """With `AIFACTORY_TEST_STATE=postgresql`, the factories and orchestrators that tests
+    build with `fast_config` or the orchestrator `Harness` keep their state in PostgreSQL (a
+    fresh schema per test) instead of SQLite: the store-dependent suites run on both."""
+    if os.environ.get("AIFACTORY_TEST_STATE", "sqlite") != "postgresql":
+        yield
+        return
+    from tests import helpers
+
+    monkeypatch.setattr(helpers, "TEST_STATE_URL", request.getfixturevalue("postgres_url"))
+    yield
+    while helpers.TEST_STORES:
+        helpers.TEST_STORES.pop().close()

@@ -17,6 +17,13 @@ ANA_PASSWORD = "ana-password-123"
 BOB = "bob@globex.example"
 BOB_PASSWORD = "bob-password-456"
 
+#: Set by the `state_backend` fixture (conftest) when the suite runs on PostgreSQL
+#: (`AIFACTORY_TEST_STATE=postgresql`): the schema this test's factories keep their state in.
+TEST_STATE_URL: str | None = None
+#: The stores tests opened on it without closing them (the orchestrator `Harness`'s): the
+#: fixture closes them, so that their connections do not pile up on the server.
+TEST_STORES: list[Any] = []
+
 # Argon2 at its cheapest: tests hash dozens of passwords; production keeps the defaults.
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
@@ -32,6 +39,7 @@ def fast_config(home: Path | None = None, **changes: Any) -> FactoryConfig:
         # The clock stands still in tests, so rate buckets would never refill; the limits
         # have their own test.
         api_rate_limits=False,
+        state_url=TEST_STATE_URL,
     )
     return attrs.evolve(config, **changes)
 

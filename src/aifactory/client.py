@@ -237,6 +237,7 @@ class Executions(_Group):
                 continue
             execution = await self._through_outages("executions.get", execution_id=execution_id)
             if execution.status.is_final:
+                await transport.reported(token, execution_id)
                 # The final status and the last events commit together: one more read drains.
                 for event in await self._call(
                     "executions.events", execution_id=execution_id, after=after

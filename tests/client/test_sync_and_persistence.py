@@ -81,7 +81,9 @@ def test_a_reopened_home_shows_the_same_state(tmp_path: Path) -> None:
         from tests.helpers import fast_config
         from aifactory import RandomIds, SystemClock
         from pathlib import Path
-        config = fast_config(Path({str(tmp_path)!r}), clock=SystemClock(), ids=RandomIds())
+        config = fast_config(
+            Path({str(tmp_path)!r}), clock=SystemClock(), ids=RandomIds(), state_url=None
+        )
         with aifactory.embedded(config=config) as factory:
             password, request_id, report = _flow(factory)
         print(password, request_id, report.hex())
@@ -92,8 +94,10 @@ def test_a_reopened_home_shows_the_same_state(tmp_path: Path) -> None:
     ).stdout.split()
     password, request_id, report = out[0], out[1], bytes.fromhex(out[2])
 
-    config = fast_config(tmp_path, clock=aifactory.SystemClock(), ids=aifactory.RandomIds())
-    with aifactory.embedded(config=config) as factory:
+    config = fast_config(
+        tmp_path, clock=aifactory.SystemClock(), ids=aifactory.RandomIds(), state_url=None
+    )
+    with aifactory.embedded(config=config) as factory:  # the home the other process wrote
         admin = factory.login(ADMIN, password, login_type="admin")
         [acme] = admin.clients.list()
         assert acme.name == "Acme"

@@ -67,6 +67,7 @@ def _config(feeds: FeedServer, model: OpenAIServer | None = None) -> object:
     if model is not None:
         llm = LLMConfig(model="gpt-4o-mini", api_key=secrets.token_hex(16), base_url=model.base_url)
     return fast_config(
+        state_url=None,  # a fresh factory each time, whatever the suite's state backend
         llm=llm,
         fetch_policy=FetchPolicy(allow_loopback=True),  # the local feed server only
         feed_catalogue=_catalogue(feeds),

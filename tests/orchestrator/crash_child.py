@@ -27,7 +27,8 @@ from aifactory.protocol import (
     ProcessReply,
     ProcessRequest,
 )
-from aifactory.state.sqlite import SQLiteStore
+from aifactory.state import PostgresStore, SQLiteStore
+from aifactory.state._threaded import ThreadedStore
 from aifactory.storage import BlobStore, StorageConfig
 from aifactory.transports import InProcessWorkerTransport
 from aifactory.workers import ContentGranulator, ReportBuilder, Worker, WorkerContext, WorkerHost
@@ -126,7 +127,7 @@ class Crashing(InProcessWorkerTransport):
         return reply
 
 
-def crash_in_checkpoint(store: SQLiteStore, stage: str) -> None:
+def crash_in_checkpoint(store: ThreadedStore, stage: str) -> None:
     """Make the store die inside the transaction that writes `stage`'s checkpoint."""
     database = store.writer.database
     insert = database._insert_checkpoint
@@ -150,7 +151,9 @@ class FileSink:
 
 async def main(home: Path, counters: Path, out: Path, crash: str | None) -> None:
     stage, _, point = (crash or ":").partition(":")
-    store = SQLiteStore(home / "state.sqlite3")
+    # The state lives in the home's SQLite file, or in PostgreSQL at $CRASH_STATE_URL.
+    url = os.environ.get("CRASH_STATE_URL")
+    store = SQLiteStore(home / "state.sqlite3") if url is None else PostgresStore(url)
     if point == "during_checkpoint":
         crash_in_checkpoint(store, stage)
     clock, ids = SystemClock(), SequentialIds()

@@ -16,7 +16,7 @@ from aifactory.orchestrator import ExecutionReport, Orchestrator, RetryPolicy, W
 from aifactory.orchestrator.live import DEFAULT_TIMEOUTS
 from aifactory.orchestrator.quota import QuotaGate
 from aifactory.protocol import ResourceEstimate, StageSummary
-from aifactory.state import SQLiteStore
+from aifactory.state import PostgresStore, SQLiteStore
 from aifactory.state._threaded import ThreadedStore
 from aifactory.storage import BlobStore, StorageConfig
 from aifactory.transports import InProcessWorkerTransport
@@ -149,6 +149,17 @@ class Budget:
         self.held.pop(stage_id, None)
 
 
+def _default_store() -> ThreadedStore:
+    from tests import helpers  # read when called: the `state_backend` fixture may set it
+
+    url = helpers.TEST_STATE_URL
+    if url is None:
+        return SQLiteStore(":memory:")
+    store = PostgresStore(url)
+    helpers.TEST_STORES.append(store)
+    return store
+
+
 class Harness:
     """Store, storage, registry, sink and orchestrator, all real, in memory."""
 
@@ -168,7 +179,7 @@ class Harness:
     ) -> None:
         self.clock = ManualClock()
         self.ids = SequentialIds()
-        self.store = store or SQLiteStore(":memory:")
+        self.store = store or _default_store()
         self.blobs = blobs or BlobStore(StorageConfig.memory(), self.clock)
         self.sleeps: list[float] = []
         self.registry = WorkerRegistry(

@@ -3,6 +3,7 @@ and check that committed stages never ran again and the deliverable is byte-iden
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -16,7 +17,10 @@ STAGES = ("outline", "summary", "report")
 POINTS = ("before_process", "after_process", "during_checkpoint", "after_ack")
 
 
-def _child(home: Path, *crash: str) -> subprocess.CompletedProcess[str]:
+def _child(home: Path, *crash: str, state: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "CRASH_STATE_URL"}
+    if state is not None:
+        env["CRASH_STATE_URL"] = state
     return subprocess.run(
         [
             sys.executable,
@@ -30,6 +34,7 @@ def _child(home: Path, *crash: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         cwd=ROOT,
+        env=env,
         timeout=120,
     )
 
@@ -52,16 +57,22 @@ def clean_report(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return (home / "report.md").read_bytes()
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def state(request: pytest.FixtureRequest) -> str | None:
+    """Where the child keeps its state: the home's SQLite file, or a PostgreSQL schema."""
+    return None if request.param == "sqlite" else str(request.getfixturevalue("postgres_url"))
+
+
 @pytest.mark.parametrize("point", POINTS)
 @pytest.mark.parametrize("stage", ["summary", "report"])
 def test_a_killed_pipeline_resumes_without_rerunning_committed_stages(
-    tmp_path: Path, clean_report: bytes, stage: str, point: str
+    tmp_path: Path, clean_report: bytes, stage: str, point: str, state: str | None
 ) -> None:
-    crashed = _child(tmp_path, f"{stage}:{point}")
+    crashed = _child(tmp_path, f"{stage}:{point}", state=state)
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     assert not (tmp_path / "report.md").exists()
 
-    resumed = _child(tmp_path)
+    resumed = _child(tmp_path, state=state)
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stdout.strip() == "completed"
 

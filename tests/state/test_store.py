@@ -356,3 +356,12 @@ async def test_claim_ready_takes_from_dead_owners_and_respects_its_limit(
     await store.release_leases("alive", {"exec_1": 1, "exec_3": 1})
     assert await store.claim_ready("me", NOW, far, 1) == [("exec_1", 2)]  # oldest first
     assert len(await store.list_leases()) == 3
+
+
+async def test_claim_ready_leaves_out_what_the_caller_excludes(store: ThreadedStore) -> None:
+    await _execution(store)
+    far = NOW + timedelta(days=1)
+    await store.record(ExecutionWrite("exec_1", claim=Claim("a", 0, far)))
+    await store.release_leases("a", {"exec_1": 1})
+    assert await store.claim_ready("me", NOW, far, 10, exclude=["exec_1"]) == []
+    assert await store.claim_ready("me", NOW, far, 10, exclude=["other"]) == [("exec_1", 2)]

@@ -14,6 +14,7 @@ from ..models import (
     Execution,
     ExecutionEvent,
     ExecutionOwner,
+    ExecutionStatus,
     Principal,
     RequestStatus,
     StageRun,
@@ -31,6 +32,10 @@ def _ms(run: StageRun) -> int | None:
     if run.started_at is None or run.finished_at is None:
         return None
     return int((run.finished_at - run.started_at).total_seconds() * 1000)
+
+
+#: The events that end a run of an execution.
+_ENDINGS = frozenset(f"execution.{s.value}" for s in ExecutionStatus if s.is_final)
 
 
 class ExecutionService:
@@ -86,6 +91,10 @@ class ExecutionService:
         while True:
             found = await self.store.list_events(execution_id, after, limit)
             remaining = deadline - anyio.current_time()
+            if found and found[-1].kind in _ENDINGS and remaining > 0:
+                # The end is told once its request is settled too (charge, deliverables),
+                # so that whoever waited for the end finds the deliverables there.
+                await self._until_settled(execution_id, found[-1].seq, deadline)
             if found or remaining <= 0:
                 return found
             if (await self.store.get_execution(execution_id)).status.is_final:
@@ -93,6 +102,16 @@ class ExecutionService:
             # Whoever runs it (this process, or an orchestrator service) says when there is
             # news; the execution's end is news too.
             await self.requests.control().changed(execution_id, after, min(remaining, 5.0))
+
+    async def _until_settled(self, execution_id: str, seq: int, deadline: float) -> None:
+        while anyio.current_time() < deadline:
+            execution = await self.store.get_execution(execution_id)
+            if not await self._unsettled(execution):
+                return
+            # The process that ran it tells when it is done reporting; a remote one is
+            # asked again shortly.
+            wait = min(deadline - anyio.current_time(), 0.2)
+            await self.requests.control().changed(execution_id, seq, max(wait, 0.0))
 
     async def metrics(self, principal: Principal, execution_id: str) -> dict[str, Any]:
         """Durations, attempts, tokens, cost and bytes stored, per stage and in total."""

@@ -103,6 +103,8 @@ class Orchestrator:
         self._stages = StageRunner(self.engine)
         self._scheduler = StageScheduler(self._stages)
         self._live: dict[str, Live] = {}
+        # Executions being prepared to run here (between their first read and `_live`).
+        self._starting: set[str] = set()
         self._fresh: dict[str, tuple[Execution, list[StageRun]]] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self.recover = recover
@@ -197,15 +199,12 @@ class Orchestrator:
             }
         )
         expires = now + timedelta(seconds=self.engine.lease_s)
-        claimed = await self.store.claim_ready(self.owner, now, expires, limit, dead)
+        # Not what runs here or is starting here: that takes its lease itself.
+        exclude = sorted({*self._live, *self._starting})
+        claimed = await self.store.claim_ready(self.owner, now, expires, limit, dead, exclude)
         taken = []
         for execution_id, token in claimed:
-            running = self._live.get(execution_id)
-            if running is not None:
-                # Launched here while this claimed it: that run's claim expects this token.
-                if running.claim is not None:
-                    running.claim = Claim(self.owner, token, expires)
-                continue
+            self._starting.add(execution_id)
             try:
                 live = await Live.stored(self.engine, execution_id)
             except ConflictError:
@@ -214,6 +213,13 @@ class Orchestrator:
                 taken.append(execution_id)
                 continue
             except AIFactoryError:
+                continue
+            finally:
+                self._starting.discard(execution_id)
+            running = self._live.get(execution_id)
+            if running is not None:  # launched here meanwhile: that run takes this token
+                if running.claim is not None:
+                    running.claim = Claim(self.owner, token, expires)
                 continue
             live.lease = token
             self._live[execution_id] = live
@@ -272,7 +278,7 @@ class Orchestrator:
         in another replica). Raises `ConflictError` if it has finished."""
         if self._tg is None:
             raise ConflictError("the orchestrator is not started (use `async with`)")
-        if execution_id in self._live:
+        if execution_id in self._live or execution_id in self._starting:
             return
         try:
             live = await self._prepare(execution_id)
@@ -323,7 +329,8 @@ class Orchestrator:
                 final = await self._finish(live)
             return final
         finally:
-            del self._live[execution_id]
+            if self._live.get(execution_id) is live:
+                del self._live[execution_id]
             live.done.set()
             self.engine.touch(execution_id)
 
@@ -424,8 +431,15 @@ class Orchestrator:
     # -- driving -------------------------------------------------------------------------------
 
     async def _prepare(self, execution_id: str) -> Live:
-        if execution_id in self._live:
+        if execution_id in self._live or execution_id in self._starting:
             raise ConflictError(f"execution {execution_id} is already running")
+        self._starting.add(execution_id)
+        try:
+            return await self._claimable(execution_id)
+        finally:
+            self._starting.discard(execution_id)
+
+    async def _claimable(self, execution_id: str) -> Live:
         fresh = self._fresh_live(execution_id)
         live = fresh or await Live.stored(self.engine, execution_id)
         now = self.clock.now()
@@ -503,7 +517,8 @@ class Orchestrator:
                 final = await self._finish(live)
             return final
         finally:
-            del self._live[execution.id]
+            if self._live.get(execution.id) is live:
+                del self._live[execution.id]
             live.done.set()
             self.engine.touch(execution.id)
 

@@ -88,18 +88,22 @@ class LeaseRecords(Database):
         expires_at: datetime,
         limit: int,
         dead: Sequence[str] = (),
+        exclude: Sequence[str] = (),
     ) -> list[tuple[str, int]]:
         """Take the leases of up to `limit` runnable executions nobody holds: never held,
-        expired, or held by one of the `dead` owners. Returns their ids and new tokens."""
+        expired, or held by one of the `dead` owners; never those in `exclude` (what the
+        caller is starting itself). Returns their ids and new tokens."""
         skip = " FOR UPDATE SKIP LOCKED" if self.dialect == "postgresql" else ""
         dead_marks = ", ".join("?" * len(dead)) or "NULL"  # only placeholders
+        # (`NOT IN (NULL)` would be false for every row: an empty list leaves the test out.)
+        excluded = f"AND id NOT IN ({', '.join('?' * len(exclude))}) " if exclude else ""
         sql = (
             "UPDATE executions SET owner = ?, lease_token = lease_token + 1, "  # noqa: S608
             "lease_expires_at = ? WHERE id IN (SELECT id FROM executions WHERE runnable AND "
             f"(owner IS NULL OR lease_expires_at < ? OR owner IN ({dead_marks})) "
-            f"ORDER BY created_at, id LIMIT ?{skip}) RETURNING id, lease_token"
+            f"{excluded}ORDER BY created_at, id LIMIT ?{skip}) RETURNING id, lease_token"
         )
-        params = (owner, expires_at.isoformat(), now.isoformat(), *dead, limit)
+        params = (owner, expires_at.isoformat(), now.isoformat(), *dead, *exclude, limit)
         rows = self._execute(sql, params).fetchall()
         return [(str(row[0]), int(row[1])) for row in rows]
 

@@ -360,9 +360,10 @@ class ThreadedStore:
         expires_at: datetime,
         limit: int,
         dead: Sequence[str] = (),
+        exclude: Sequence[str] = (),
     ) -> list[tuple[str, int]]:
         """`Store.claim_ready`."""
-        return await self._write(Records.claim_ready, owner, now, expires_at, limit, dead)
+        return await self._write(Records.claim_ready, owner, now, expires_at, limit, dead, exclude)
 
     async def renew_leases(
         self, owner: str, leases: Mapping[str, int], expires_at: datetime

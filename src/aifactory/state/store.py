@@ -322,9 +322,11 @@ class Store(Protocol):
         expires_at: datetime,
         limit: int,
         dead: Sequence[str] = (),
+        exclude: Sequence[str] = (),
     ) -> list[tuple[str, int]]:
         """Take the leases of up to `limit` runnable executions nobody holds (never held,
-        expired, or held by one of the `dead` owners); their ids and new tokens."""
+        expired, or held by one of the `dead` owners), except those in `exclude`; their ids
+        and new tokens."""
         ...
 
     async def renew_leases(

@@ -40,6 +40,11 @@ class FactoryTransport(Protocol):
         """Wait until an execution may have new events (or `timeout_s` passes)."""
         ...
 
+    async def reported(self, token: str, execution_id: str) -> None:
+        """Wait until a finished execution's end has been reported (its request settled),
+        where the factory cannot tell so with the events themselves."""
+        ...
+
     async def bootstrap_admin(self, email: str, password: str | None) -> str:
         """Create the first admin (only where the caller owns the factory's data)."""
         ...
@@ -90,6 +95,10 @@ class InProcessFactoryTransport:
                 )
             return
         await orchestrator.changed(execution_id, timeout_s)
+
+    async def reported(self, token: str, execution_id: str) -> None:
+        """Wait while this process is still reporting the execution's end."""
+        await self.factory.orchestrator.wait(execution_id)
 
     async def bootstrap_admin(self, email: str, password: str | None) -> str:
         """Create the first admin; owning the data folder is the authority to do so."""

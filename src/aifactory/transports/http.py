@@ -125,6 +125,9 @@ class HttpFactoryTransport:
     async def changed(self, token: str, execution_id: str, timeout_s: float) -> None:
         """Nothing to do: the server already held the events call open (long polling)."""
 
+    async def reported(self, token: str, execution_id: str) -> None:
+        """Nothing to do: the server tells an execution's end once it is settled."""
+
     async def bootstrap_admin(self, email: str, password: str | None) -> str:
         """Refused: the first admin is made where the data lives (`aifactory init`)."""
         raise PermissionDeniedError(
