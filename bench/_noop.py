@@ -17,7 +17,7 @@ from aifactory.config import EMBEDDED_STAGE_INLINE_BYTES
 from aifactory.models import StageSpec, Template, Tier
 from aifactory.orchestrator import ExecutionReport, Orchestrator, WorkerRegistry
 from aifactory.protocol.messages import StageSummary
-from aifactory.state.sqlite import SQLiteStore
+from aifactory.state import PostgresStore, SQLiteStore
 from aifactory.storage import BlobStore
 from aifactory.transports import InProcessWorkerTransport
 from aifactory.workers import Worker, WorkerContext, WorkerHost, WorkerInfo, WorkerResult
@@ -109,6 +109,7 @@ def embedded_orchestrator(
     *,
     stage_inline_max_bytes: int | None = EMBEDDED_STAGE_INLINE_BYTES,
     max_workers: int = 4,
+    state: str | None = None,
 ) -> Iterator[Orchestrator]:
     """An orchestrator with durable state and blobs under `folder` and in-process workers.
 
@@ -118,7 +119,7 @@ def embedded_orchestrator(
     """
     clock, ids = SystemClock(), RandomIds()
     config = FactoryConfig(home=folder, stage_inline_max_bytes=stage_inline_max_bytes)
-    store = SQLiteStore(config.database)
+    store = SQLiteStore(config.database) if state is None else PostgresStore(state)
     blobs = BlobStore(config.storage_config(), clock)
     registry = WorkerRegistry(
         InProcessWorkerTransport(WorkerHost(_noop_worker(i), blobs, clock, ids))

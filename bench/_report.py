@@ -170,6 +170,10 @@ def render(report: dict[str, Any]) -> str:
     w("informative ratios (not targets)\n")
     for name, ratio in report["ratios_informative"].items():
         w(f"  {name:<68}{'n/a' if ratio is None else f'{ratio:.3f}':>9}\n")
+    if report.get("statements_per_stage"):
+        w("statements per stage, one run (round trips on PostgreSQL; a read-back included)\n")
+        for name, count in report["statements_per_stage"].items():
+            w(f"  {name:<68}{count:>9.2f}\n")
     for name, why in report["skipped"].items():
         w(f"skipped {name}: {why}\n")
     return "\n".join(line.rstrip() for line in out.getvalue().splitlines()) + "\n"

@@ -79,12 +79,18 @@ from _noop import (
     noop_template,
     plain_pipeline,
 )
+from _pg import pg_schema
 from _report import informative_ratios, profile_table, render, targets
 from _timing import time_async, time_sync
 
 from aifactory.orchestrator import Orchestrator
 
-AIFACTORY = ("aifactory_embedded", "aifactory_embedded_wire", "aifactory_embedded_cached")
+AIFACTORY = (
+    "aifactory_embedded",
+    "aifactory_embedded_wire",
+    "aifactory_embedded_cached",
+    "aifactory_postgres",
+)
 LANGGRAPH = ("langgraph_sqlite", "langgraph_sqlite_normal", "langgraph_memory")
 SEQUENTIAL = (
     "plain",
@@ -97,6 +103,7 @@ SEQUENTIAL = (
 )
 CONCURRENT = (
     "aifactory_embedded",
+    "aifactory_postgres",
     "aifactory_embedded_wire",
     "langgraph_sqlite_async",
     "langgraph_memory_async",
@@ -113,6 +120,8 @@ NOTES = {
     "langgraph_memory_async": "InMemorySaver, async nodes",
     **DBOS_NOTES,
 }
+#: Statements per stage, as the store counted them in one run of each aifactory system.
+STATEMENTS: dict[str, float] = {}
 NEEDS_EXTRA = "needs the bench extra: pip install 'aifactory[bench]'"
 NEEDS_STATE = "needs a PostgreSQL database: --state postgresql://..."
 
@@ -198,8 +207,25 @@ def sqlite_commit_run(folder: Path) -> Iterator[Callable[[], None]]:
         db.close()
 
 
-def aifactory(system: str, folder: Path, max_workers: int) -> AbstractContextManager[Orchestrator]:
-    """The embedded orchestrator `system` names (its placement policy), under `folder`."""
+@contextmanager
+def aifactory(
+    system: str, folder: Path, max_workers: int, state: str | None = None
+) -> Iterator[Orchestrator]:
+    """The orchestrator `system` names (its placement policy, its store), under `folder`;
+    `aifactory_postgres` keeps its state in a schema of its own in `state`, dropped after."""
+    if system == "aifactory_postgres":
+        assert state is not None
+        with (
+            pg_schema(state) as url,
+            embedded_orchestrator(folder, max_workers=max_workers, state=url) as orchestrator,
+        ):
+            yield orchestrator
+        return
+    with _embedded(system, folder, max_workers) as orchestrator:
+        yield orchestrator
+
+
+def _embedded(system: str, folder: Path, max_workers: int) -> AbstractContextManager[Orchestrator]:
     if system == "aifactory_embedded_wire":
         return embedded_orchestrator(folder, stage_inline_max_bytes=None, max_workers=max_workers)
     return embedded_orchestrator(folder, max_workers=max_workers)
@@ -284,11 +310,14 @@ def measure_sequential(system: str, s: Settings) -> list[float]:
     if system in AIFACTORY:
 
         async def main() -> list[float]:
-            with aifactory(system, folder, max_workers=4) as orchestrator:
+            with aifactory(system, folder, max_workers=4, state=s.state) as orchestrator:
                 cache = system == "aifactory_embedded_cached"
                 run = aifactory_run(orchestrator, cache=cache)
                 figures = await time_async(run, s)
+                store = orchestrator.store
+                before = store.statements  # type: ignore[attr-defined]
                 await verify_aifactory(orchestrator, await run(), cached=cache)
+                STATEMENTS[system] = (store.statements - before) / STAGES  # type: ignore[attr-defined]
                 return figures
 
         return anyio.run(main)
@@ -317,7 +346,9 @@ def measure_concurrent(system: str, s: Settings) -> list[float]:
 
     async def main() -> list[float]:
         if system in AIFACTORY:
-            with aifactory(system, folder, max_workers=s.concurrency) as orchestrator:
+            with aifactory(
+                system, folder, max_workers=s.concurrency, state=s.state
+            ) as orchestrator:
                 run = aifactory_run(orchestrator, cache=False)
                 figures = await throughput(run, s)
                 await verify_aifactory(orchestrator, await run(), cached=False)
@@ -357,7 +388,7 @@ def run_benchmark(
         ):
             skipped[system] = NEEDS_EXTRA
             return False
-        if system in DBOS_POSTGRES and s.state is None:
+        if (system in DBOS_POSTGRES or system == "aifactory_postgres") and s.state is None:
             skipped[system] = NEEDS_STATE
             return False
         return True
@@ -417,6 +448,9 @@ def run_benchmark(
         "targets_met": all(measured) if measured else None,
         "ratios_informative": informative_ratios(overhead, rates),
         "skipped": skipped,
+        # Statements per stage of one run (each a round trip on PostgreSQL), counted by the
+        # store, a verifying read of the stage runs included.
+        "statements_per_stage": {k: round(v, 2) for k, v in STATEMENTS.items()},
     }
 
 
@@ -426,7 +460,7 @@ def profile(system: str, s: Settings, top: int = 35) -> str:
     profiler = cProfile.Profile()
 
     async def main() -> None:
-        with aifactory(system, folder, max_workers=4) as orchestrator:
+        with aifactory(system, folder, max_workers=4, state=s.state) as orchestrator:
             run = aifactory_run(orchestrator, cache=system == "aifactory_embedded_cached")
             for _ in range(s.warmup):
                 await run()

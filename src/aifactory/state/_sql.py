@@ -59,6 +59,9 @@ class Database:
         self._written: dict[int, tuple[object, Any]] = {}
         # Recently stored templates and their JSON text, by identity (see `add_execution`).
         self._templates: list[tuple[object, str]] = []
+        #: Statements sent on this connection (each one a round trip on PostgreSQL), for
+        #: tests and benchmarks.
+        self.statements = 0
 
     # -- what a backend provides ----------------------------------------------------------
 
@@ -133,6 +136,7 @@ class Database:
         return _Transaction(self)
 
     def _commit(self) -> None:
+        self.statements += 1
         self._run("COMMIT", ())
 
     def _rollback(self) -> None:
@@ -150,28 +154,30 @@ class Database:
                 raise RuntimeError("a savepoint needs an enclosing transaction")
             self._savepoints += 1
             name = f"sp{self._savepoints}"
-            self._run(f"SAVEPOINT {name}", ())
+            self._execute(f"SAVEPOINT {name}")
             try:
                 yield
             except BaseException:
                 self._written.clear()
-                self._run(f"ROLLBACK TO SAVEPOINT {name}", ())
-                self._run(f"RELEASE SAVEPOINT {name}", ())
+                self._execute(f"ROLLBACK TO SAVEPOINT {name}")
+                self._execute(f"RELEASE SAVEPOINT {name}")
                 raise
             finally:
                 self._savepoints -= 1
-            self._run(f"RELEASE SAVEPOINT {name}", ())
+            self._execute(f"RELEASE SAVEPOINT {name}")
 
     # -- generic row access ----------------------------------------------------------------
 
     def _execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Cursor:
         with self._lock:
+            self.statements += 1
             return self._run(sql, params)
 
     def _executemany(
         self, sql: str, rows: Sequence[Sequence[Any]] | Sequence[dict[str, Any]]
     ) -> None:
         with self._lock:
+            self.statements += 1
             self._run_many(sql, rows)
 
     def _insert_sql(self, table: t.Table[Any], row: dict[str, Any]) -> str:
@@ -235,6 +241,7 @@ class _Transaction:
         try:
             self._outer = database._depth == 0
             if self._outer:
+                database.statements += 1
                 database._begin()
         except BaseException:
             database._lock.release()

@@ -62,6 +62,12 @@ class ThreadedStore:
         self._closed = False
 
     @property
+    def statements(self) -> int:
+        """Statements sent so far on all its connections (round trips, on PostgreSQL)."""
+        lanes = dict.fromkeys([self._writer, *self._readers])
+        return sum(lane.database.statements for lane in lanes)
+
+    @property
     def writer(self) -> Lane[Records]:
         """The writer's lane (its `transactions` and `writes` counters)."""
         return self._writer
