@@ -101,6 +101,11 @@ PAGES: dict[str, Page] = {
         # "The key is never printed (repr, errors, logs)."
         epilogue="assert os.environ['OPENAI_API_KEY'] not in repr(config)",
     ),
+    "docs/scaling.md": Page(
+        run=1,
+        skipped=2,
+        expect=(r"^postgresql://factory@db\.internal/aifactory$",),
+    ),
     "docs/remote.md": Page(
         run=1,
         server=True,
@@ -342,6 +347,7 @@ def test_page_runs_as_written(path: str, tmp_path: Path) -> None:
 PLACEHOLDERS = {
     "H": "./home",
     "P": "8001",
+    "S": "30",
     "F": "deployment.json",
     "FILE": "file.json",
     "T": "Market analysis",
