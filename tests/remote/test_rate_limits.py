@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -55,3 +57,23 @@ async def test_clients_are_held_to_their_tiers_pace_and_staff_are_not() -> None:
                 (await client.get("/api/kam/requests", headers=ana)).status_code for _ in range(11)
             ]
             assert codes == [200] * 10 + [429]
+
+
+async def test_a_clients_pace_holds_across_api_replicas(tmp_path: Path) -> None:
+    # Two API processes on one state (here one home's database): their buckets are one.
+    config = fast_config(tmp_path, api_rate_limits=True)
+    async with EmbeddedFactory(config) as first, EmbeddedFactory(config) as second:
+        password = await first.accounts.bootstrap_admin(ADMIN)
+        admin = await first.accounts.login(ADMIN, password, "admin")
+        principal = await first.accounts.authenticate(admin.session_token)
+        acme = await first.accounts.create_client(principal, "Acme", "basic", "5")
+        await first.accounts.create_user(principal, ANA, ANA_PASSWORD, client_id=acme.id)
+        codes = []
+        for replica in (first, second) * 6:  # basic: 10 a minute, whichever replica counts
+            transport = httpx.ASGITransport(app=factory_app(replica))
+            async with httpx.AsyncClient(transport=transport, base_url="http://f.test") as c:
+                body = {"username": ANA, "password": ANA_PASSWORD, "loginType": "client"}
+                token = (await c.post("/api/auth/login", json=body)).json()["sessionToken"]
+                headers = {"x-bitware-session-token": token}
+                codes.append((await c.get("/api/kam/requests", headers=headers)).status_code)
+    assert codes == [200] * 10 + [429] * 2

@@ -1,6 +1,15 @@
 """The domain's values: attrs classes and enums, no I/O."""
 
-from .accounts import TIER_LIMITS, ApiKeyInfo, Client, Principal, Session, TierLimits, User
+from .accounts import (
+    TIER_LIMITS,
+    ApiKeyInfo,
+    Client,
+    Principal,
+    Session,
+    TierLimits,
+    User,
+    refill_bucket,
+)
 from .audit import AuditEvent
 from .enums import ExecutionStatus, RequestStatus, Role, StageStatus, StorageScheme, Tier, Urgency
 from .execution import (
@@ -58,4 +67,5 @@ __all__ = [
     "User",
     "check_key",
     "check_namespace",
+    "refill_bucket",
 ]

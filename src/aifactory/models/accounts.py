@@ -10,7 +10,16 @@ import attrs
 from ._display import decimal_repr, enum_repr, iso_repr, short_digest_repr
 from .enums import Role, Tier
 
-__all__ = ["TIER_LIMITS", "ApiKeyInfo", "Client", "Principal", "Session", "TierLimits", "User"]
+__all__ = [
+    "TIER_LIMITS",
+    "ApiKeyInfo",
+    "Client",
+    "Principal",
+    "Session",
+    "TierLimits",
+    "User",
+    "refill_bucket",
+]
 
 
 @attrs.frozen
@@ -129,3 +138,16 @@ class ApiKeyInfo:
     revoked_at: datetime | None = None
     name: str = ""
     key: str | None = None
+
+
+def refill_bucket(
+    tokens: float, at: float, now: float, per_minute: int
+) -> tuple[float, float | None]:
+    """A rate-limit token bucket (up to a minute's allowance, refilling continuously) of
+    `tokens` as of `at` (seconds), refilled until `now` and asked for one request: the
+    tokens it has left, and `None` if the request may go, else the seconds until it may."""
+    rate = per_minute / 60.0
+    tokens = min(float(per_minute), tokens + max(0.0, now - at) * rate)
+    if tokens < 1.0:
+        return tokens, (1.0 - tokens) / rate
+    return tokens - 1.0, None

@@ -76,7 +76,7 @@ async def _body(request: Request) -> dict[str, Any]:
 class _Api:
     def __init__(self, factory: EmbeddedFactory) -> None:
         self.factory = factory
-        self.limiter = RateLimiter(factory.config.clock)
+        self.limiter = RateLimiter(factory.store, factory.config.clock)
         self.params = {name: params_of(handler) for name, handler in factory.handlers.items()}
 
     async def principal(self, request: Request) -> tuple[Principal, str | None]:
@@ -96,7 +96,7 @@ class _Api:
         if principal.client_id is None or not self.factory.config.api_rate_limits:
             return
         client = await self.factory.store.get_client(principal.client_id)
-        self.limiter.take(client.id, client.limits.rate_limit_per_minute)
+        await self.limiter.take(client.id, client.limits.rate_limit_per_minute)
 
     async def arguments(self, op: Operation, request: Request) -> dict[str, Any]:
         params: dict[str, Param] = {p.name: p for p in self.params[op.name]}

@@ -18,6 +18,7 @@ from ..models import (
     Role,
     Session,
     User,
+    refill_bucket,
 )
 from ..protocol.codec import dumps
 from . import _tables as t
@@ -305,6 +306,27 @@ class AccountRecords(Database):
                 "DELETE FROM reservations WHERE execution_id = ? AND stage_id = ?",
                 (execution_id, stage_id),
             )
+
+    def take_rate_token(self, key: str, per_minute: int, now: float) -> float | None:
+        """Take one request's token from `key`'s bucket (see `models.refill_bucket`): `None`
+        if it may go, else the seconds until it may. Atomic across processes."""
+        lock = " FOR UPDATE" if self.dialect == "postgresql" else ""
+        with self.transaction():
+            self._execute(
+                "INSERT INTO rate_buckets(key, tokens, at) VALUES (?, ?, ?) "
+                "ON CONFLICT(key) DO NOTHING",
+                (key, float(per_minute), now),
+            )
+            tokens, at = self._execute(
+                f"SELECT tokens, at FROM rate_buckets WHERE key = ?{lock}",  # noqa: S608
+                (key,),
+            ).fetchone()
+            left, wait = refill_bucket(float(tokens), float(at), now, per_minute)
+            self._execute(
+                "UPDATE rate_buckets SET tokens = ?, at = ? WHERE key = ?",
+                (left, max(now, float(at)), key),
+            )
+            return wait
 
     def append_audit(
         self,

@@ -275,6 +275,10 @@ class ThreadedStore:
         """`Store.release`."""
         return await self._write(Records.release, execution_id, stage_id)
 
+    async def take_rate_token(self, key: str, per_minute: int, now: float) -> float | None:
+        """`Store.take_rate_token`."""
+        return await self._write(Records.take_rate_token, key, per_minute, now)
+
     async def append_audit(
         self,
         at: datetime,

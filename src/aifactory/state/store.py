@@ -215,6 +215,11 @@ class Store(Protocol):
         """Drop a stage's hold, or every hold of the execution."""
         ...
 
+    async def take_rate_token(self, key: str, per_minute: int, now: float) -> float | None:
+        """Take one request's token from `key`'s rate-limit bucket: `None` if the request
+        may go, else the seconds until it may (atomic across processes)."""
+        ...
+
     async def append_audit(
         self,
         at: datetime,
