@@ -376,7 +376,7 @@ class RequestService:
     async def download(self, principal: Principal, deliverable_id: str) -> bytes:
         """A deliverable's bytes, verified against its sha256. Raises `IntegrityError`."""
         deliverable = await self.get_deliverable(principal, deliverable_id)
-        data = self.blobs.get(deliverable.ref)
+        data = await self.blobs.aget(deliverable.ref)
         await self.audit.record(
             principal.actor,
             "deliverable.download",

@@ -16,7 +16,7 @@ __all__ = ["collect_artifacts"]
 _DESCRIBED = ("ref", "type", "name", "media_type")
 
 
-def collect_artifacts(
+async def collect_artifacts(
     stages: Iterable[StageSpec], outputs: Mapping[str, StorageRef], blobs: BlobStore
 ) -> tuple[Artifact, ...]:
     """The artifacts listed (`{"artifacts": [{"name", "ref", ...}]}`) in the outputs of
@@ -27,7 +27,7 @@ def collect_artifacts(
         if ref is None:
             continue
         try:
-            output = json.loads(blobs.get(ref))
+            output = json.loads(await blobs.aget(ref))
         except ValueError as exc:
             raise StageFailedError(f"stage {stage.id} output is not JSON") from exc
         for item in output.get("artifacts", []) if isinstance(output, dict) else []:

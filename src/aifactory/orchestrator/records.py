@@ -68,17 +68,16 @@ class Records:
         bindings = planning.bind_inputs(stage, live.outputs, params, execution.context)
         return params, bindings
 
-    def input_ref(
+    async def input_ref(
         self,
         live: Live,
         stage: StageSpec,
         params: dict[str, Any],
         bindings: dict[str, Binding],
-        body: bytes | None = None,
     ) -> StorageRef:
         """Store the stage's input document; its reference."""
-        return self.e.blobs.put(
-            input_document(stage.action, params, bindings) if body is None else body,
+        return await self.e.blobs.aput(
+            input_document(stage.action, params, bindings),
             namespace=STAGE_NAMESPACE,
             key=f"{live.execution.id}/{stage.id}/input.json",
             media_type="application/json",
@@ -101,10 +100,8 @@ class Records:
         body = input_document(stage.action, params, bindings)
         placement = self.e.blobs.config.placement_for(STAGE_NAMESPACE)
         if placement.scheme_for(len(body)) is not StorageScheme.INLINE:
-            return None  # no file writes inside a transaction
-        return StageWork(
-            params, bindings, self.input_ref(live, stage, params, bindings, body), cache_key
-        )
+            return None  # written to storage: not without I/O
+        return StageWork(params, bindings, StorageRef.inline(body, "application/json"), cache_key)
 
     # -- writes ---------------------------------------------------------------------------
 

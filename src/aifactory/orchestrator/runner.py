@@ -384,7 +384,7 @@ class Orchestrator:
         if execution.status is ExecutionStatus.COMPLETED:
             outputs = committed_outputs(await self.store.get_stage_runs(execution_id))
             plan = self.engine.plan(execution.template)
-            artifacts = collect_artifacts(plan.deliverables, outputs, self.blobs)
+            artifacts = await collect_artifacts(plan.deliverables, outputs, self.blobs)
         await self.sink.execution_finished(ExecutionReport(execution, artifacts))
         return execution
 
@@ -419,7 +419,7 @@ class Orchestrator:
         counts["blobs"] = 0
         for ref in pruned.blobs:
             try:
-                self.blobs.delete(ref)
+                await self.blobs.adelete(ref)
             except AIFactoryError:
                 # The references are gone from the store already: what is left is an
                 # orphan file or object, which the count reports to whoever pruned.
@@ -549,11 +549,11 @@ class Orchestrator:
         artifacts: tuple[Artifact, ...] = ()
         data: dict[str, Any] = {}
         if status is ExecutionStatus.COMPLETED:
-            artifacts = collect_artifacts(live.plan.deliverables, live.outputs, self.blobs)
+            artifacts = await collect_artifacts(live.plan.deliverables, live.outputs, self.blobs)
         elif status is ExecutionStatus.FAILED and template.allow_partial and live.crash is None:
             # Partial completion: only required stages failed, and what finished has
             # something to deliver.
-            artifacts = collect_artifacts(live.plan.deliverables, live.outputs, self.blobs)
+            artifacts = await collect_artifacts(live.plan.deliverables, live.outputs, self.blobs)
             if artifacts:
                 status = ExecutionStatus.COMPLETED
                 errors[0] = f"completed partially; {errors[0]}"

@@ -79,7 +79,7 @@ class StageRunner:
         recorded = work is not None
         if work is None:
             params, bindings = self.records.inputs(live, stage)
-            input_ref = self.records.input_ref(live, stage, params, bindings)
+            input_ref = await self.records.input_ref(live, stage, params, bindings)
             cache_key = await self._cache_key(live, stage, params, bindings)
             work = StageWork(params, bindings, input_ref, cache_key)
         if work.cache_key is not None:
@@ -330,7 +330,7 @@ class StageRunner:
         if hit is None:
             return None
         output_ref, summary_data = hit
-        if output_ref.data is None and not self.e.blobs.exists(output_ref):
+        if output_ref.data is None and not await self.e.blobs.aexists(output_ref):
             return None  # the cached blob is gone: compute afresh
         summary = cached_summary(structure(summary_data, StageSummary))
         if not recorded:

@@ -25,11 +25,15 @@ keys fail with `StorageError` before any request.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import math
 import os
 import threading
 from datetime import timedelta
+
+import anyio
+import anyio.to_thread
 
 from .._clock import Clock, SystemClock
 from .._exceptions import BadInputError, NotFoundError, StorageError
@@ -137,6 +141,48 @@ class BlobStore:
         except _BACKEND_ERRORS as exc:
             raise StorageError(f"cannot write {ref.uri}: {exc}", details={"ref": ref.uri}) from exc
         return ref
+
+    # -- the same, for async code: file and network I/O on a worker thread ----------------------
+
+    def stays_inline(self, size: int, namespace: str, scheme: StorageScheme | None = None) -> bool:
+        """Whether `put` would keep `size` bytes in `namespace` inline (no I/O)."""
+        if scheme is not None:
+            return StorageScheme(scheme) is StorageScheme.INLINE
+        return self._config.placement_for(namespace).scheme_for(size) is StorageScheme.INLINE
+
+    async def aput(
+        self,
+        data: bytes,
+        *,
+        namespace: str,
+        key: str,
+        media_type: str = "application/octet-stream",
+        ttl_s: float | None = None,
+    ) -> StorageRef:
+        """`put`, off the event loop when it writes (inline data is placed at once)."""
+        call = functools.partial(
+            self.put, data, namespace=namespace, key=key, media_type=media_type, ttl_s=ttl_s
+        )
+        if self.stays_inline(len(data), namespace):
+            return call()
+        return await anyio.to_thread.run_sync(call)
+
+    async def aget(self, ref: StorageRef) -> bytes:
+        """`get`, off the event loop when it reads."""
+        if ref.scheme is StorageScheme.INLINE:
+            return self.get(ref)
+        return await anyio.to_thread.run_sync(self.get, ref)
+
+    async def aexists(self, ref: StorageRef) -> bool:
+        """`exists`, off the event loop when it asks the filesystem."""
+        if ref.scheme is StorageScheme.INLINE:
+            return True
+        return await anyio.to_thread.run_sync(self.exists, ref)
+
+    async def adelete(self, ref: StorageRef) -> None:
+        """`delete`, off the event loop."""
+        if ref.scheme is not StorageScheme.INLINE:
+            await anyio.to_thread.run_sync(self.delete, ref)
 
     def get(self, ref: StorageRef) -> bytes:
         """The bytes `ref` points to, checked against its size and sha256.

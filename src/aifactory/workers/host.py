@@ -98,16 +98,16 @@ class WorkerHost:
             info.version,
         )
 
-    def _load_json(self, ref: StorageRef) -> Any:
+    async def _load_json(self, ref: StorageRef) -> Any:
         try:
-            return json.loads(self._blobs.get(ref))
+            return json.loads(await self._blobs.aget(ref))
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise BadInputError(
                 f"{ref.uri or 'inline data'} is not JSON (or nested too deeply)"
             ) from exc
 
-    def _resolve(self, request: HandshakeRequest) -> tuple[dict[str, Any], dict[str, Any]]:
-        doc = stage_input(self._load_json(request.input_ref))
+    async def _resolve(self, request: HandshakeRequest) -> tuple[dict[str, Any], dict[str, Any]]:
+        doc = stage_input(await self._load_json(request.input_ref))
         loaded: dict[str, Any] = {}
         inputs: dict[str, Any] = {}
         for name, binding in doc.bindings.items():
@@ -116,7 +116,7 @@ class WorkerHost:
                 continue
             key = binding.ref.uri if binding.ref.data is None else binding.ref.sha256
             if key not in loaded:
-                loaded[key] = self._load_json(binding.ref)
+                loaded[key] = await self._load_json(binding.ref)
             inputs[name] = extract_path(loaded[key], binding.path)
         # The first layer of the merge: the worker's defaults, under what the stage was given.
         params = {
@@ -148,7 +148,7 @@ class WorkerHost:
                 False, handshake_id, self.name, reason="over capacity", capabilities=capabilities
             )
         try:
-            inputs, params = self._resolve(request)
+            inputs, params = await self._resolve(request)
             self.worker.check_input(request.action, inputs, params)
             estimate = self.worker.estimate(request.action, inputs, params)
         except BadInputError as exc:
@@ -210,7 +210,7 @@ class WorkerHost:
         try:
             result = await self.worker.process(hs.action, accepted.inputs, accepted.parameters, ctx)
             body = dumps(result.output)
-            output_ref = self._blobs.put(
+            output_ref = await self._blobs.aput(
                 body,
                 namespace=STAGE_NAMESPACE,
                 key=f"{hs.execution_id}/{hs.stage_id}/output-{hs.attempt}.json",
