@@ -57,7 +57,8 @@ class Held(Counting):
 
 def main(home: Path, port: int, trust: Path, delay_s: float = 0.0) -> None:
     workers = [Held(ContentGranulator(), home, delay_s), Held(ReportBuilder(), home, delay_s)]
-    config = attrs.evolve(FactoryConfig(home=home), workers=workers)
+    # Blob storage from the environment, as `aifactory serve` takes it (AIFACTORY_STORAGE).
+    config = attrs.evolve(FactoryConfig.from_environment(home), workers=workers)
     app = worker_service(config, [w.info.name for w in workers], load_keys(trust))
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 

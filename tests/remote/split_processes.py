@@ -58,8 +58,16 @@ def eventually(probe: Callable[[], T | None], what: str, timeout_s: float = 20) 
 class Service:
     """One server process, started and stopped by the test; its output goes to a log file."""
 
-    def __init__(self, name: str, command: list[str], port: int, log: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        port: int,
+        log: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name, self.command, self.port, self.log = name, command, port, log
+        self.env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -73,6 +81,7 @@ class Service:
         # Only what the services need from the environment: no storage or model settings
         # of whoever runs the tests.
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIFACTORY_", "AWS_"))}
+        env |= self.env  # what the test gives it (storage, credentials)
         self._log = self.log.open("ab")
         self.process = subprocess.Popen(
             self.command, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
@@ -128,7 +137,9 @@ class SplitDeployment:
 
     `state` (a PostgreSQL URL) replaces the home's SQLite file; `orchestrators` replicas share
     it (the KAM service launches on the first; the others take over what is left), with
-    leases of `lease_s`; the worker service spends `worker_delay_s` on each call.
+    leases of `lease_s`; the worker service spends `worker_delay_s` on each call. `storage`
+    (a URL and an S3 endpoint) puts every service's blobs there, with `env` (credentials)
+    in their environment; `worker_services` runs that many equal worker services.
     """
 
     def __init__(
@@ -139,15 +150,21 @@ class SplitDeployment:
         orchestrators: int = 1,
         lease_s: float | None = None,
         worker_delay_s: float = 0.0,
+        storage: tuple[str, str] | None = None,
+        env: dict[str, str] | None = None,
+        worker_services: int = 1,
     ) -> None:
         self.home = home
         self.state = state
+        self.storage = storage
         self.admin_password = generate_password()
         cli = [sys.executable, "-m", "aifactory.cli"]
         kam_key, orch_key = generate_worker_key("kam"), generate_worker_key("orchestrator")
-        names = ["kam", "worker", *(f"orchestrator{i}" for i in range(orchestrators))]
+        workers = [f"worker{i}" for i in range(worker_services)]
+        names = ["kam", *workers, *(f"orchestrator{i}" for i in range(orchestrators))]
         ports = {name: _free_port() for name in names}
         ports["orchestrator"] = ports["orchestrator0"]
+        ports["worker"] = ports["worker0"]
         url = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
         files = {
             "kam.json": {
@@ -160,8 +177,9 @@ class SplitDeployment:
                 "trust": [kam_key.to_text()],
                 "kam_url": url["kam"],
                 "workers": [
-                    {"worker": "content_granulator", "url": url["worker"]},
-                    {"worker": "report_builder", "url": url["worker"]},
+                    {"worker": worker, "url": url[service]}
+                    for service in workers
+                    for worker in ("content_granulator", "report_builder")
                 ],
             },
         }
@@ -174,6 +192,14 @@ class SplitDeployment:
         common = ["--home", str(home), "--log-level", "warning"]
         if state is not None:
             common += ["--state", state]
+        if storage is not None:
+            common += ["--storage", storage[0], "--storage-endpoint", storage[1]]
+        service_env = dict(env or {})
+        if storage is not None:  # the worker services read it from the environment
+            service_env |= {
+                "AIFACTORY_STORAGE": storage[0],
+                "AIFACTORY_STORAGE_ENDPOINT": storage[1],
+            }
         replica = ["--lease-seconds", str(lease_s)] if lease_s is not None else []
         self.kam = Service(
             "kam",
@@ -189,6 +215,7 @@ class SplitDeployment:
             ],
             ports["kam"],
             home / "kam.log",
+            service_env,
         )
         self.orchestrators = [
             Service(
@@ -206,25 +233,31 @@ class SplitDeployment:
                 ],
                 ports[f"orchestrator{i}"],
                 home / f"orchestrator{i}.log",
+                service_env,
             )
             for i in range(orchestrators)
         ]
         self.orchestrator = self.orchestrators[0]
-        self.worker = Service(
-            "worker",
-            [
-                sys.executable,
-                "-m",
-                "tests.remote.held_worker",
-                str(home),
-                str(ports["worker"]),
-                str(home / "worker.keys"),
-                str(worker_delay_s),
-            ],
-            ports["worker"],
-            home / "worker.log",
-        )
-        self.services = (self.kam, *self.orchestrators, self.worker)
+        self.workers = [
+            Service(
+                name,
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.remote.held_worker",
+                    str(home),
+                    str(ports[name]),
+                    str(home / "worker.keys"),
+                    str(worker_delay_s),
+                ],
+                ports[name],
+                home / f"{name}.log",
+                service_env,
+            )
+            for name in workers
+        ]
+        self.worker = self.workers[0]
+        self.services = (self.kam, *self.orchestrators, *self.workers)
 
     def __enter__(self) -> Self:
         try:
