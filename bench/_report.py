@@ -171,8 +171,12 @@ def render(report: dict[str, Any]) -> str:
     for name, ratio in report["ratios_informative"].items():
         w(f"  {name:<68}{'n/a' if ratio is None else f'{ratio:.3f}':>9}\n")
     if report.get("statements_per_stage"):
-        w("statements per stage, one run (round trips on PostgreSQL; a read-back included)\n")
+        w("statements per stage, one run (the execution's own and a read-back included)\n")
         for name, count in report["statements_per_stage"].items():
+            w(f"  {name:<68}{count:>9.2f}\n")
+    if report.get("round_trips_per_stage"):
+        w("round trips to PostgreSQL per stage, one run (as above; a stage commit is 2)\n")
+        for name, count in report["round_trips_per_stage"].items():
             w(f"  {name:<68}{count:>9.2f}\n")
     for name, why in report["skipped"].items():
         w(f"skipped {name}: {why}\n")

@@ -122,6 +122,7 @@ NOTES = {
 }
 #: Statements per stage, as the store counted them in one run of each aifactory system.
 STATEMENTS: dict[str, float] = {}
+ROUND_TRIPS: dict[str, float] = {}
 NEEDS_EXTRA = "needs the bench extra: pip install 'aifactory[bench]'"
 NEEDS_STATE = "needs a PostgreSQL database: --state postgresql://..."
 
@@ -315,9 +316,11 @@ def measure_sequential(system: str, s: Settings) -> list[float]:
                 run = aifactory_run(orchestrator, cache=cache)
                 figures = await time_async(run, s)
                 store = orchestrator.store
-                before = store.statements  # type: ignore[attr-defined]
+                before = store.statements, store.round_trips  # type: ignore[attr-defined]
                 await verify_aifactory(orchestrator, await run(), cached=cache)
-                STATEMENTS[system] = (store.statements - before) / STAGES  # type: ignore[attr-defined]
+                STATEMENTS[system] = (store.statements - before[0]) / STAGES  # type: ignore[attr-defined]
+                if system == "aifactory_postgres":
+                    ROUND_TRIPS[system] = (store.round_trips - before[1]) / STAGES  # type: ignore[attr-defined]
                 return figures
 
         return anyio.run(main)
@@ -451,6 +454,7 @@ def run_benchmark(
         # Statements per stage of one run (each a round trip on PostgreSQL), counted by the
         # store, a verifying read of the stage runs included.
         "statements_per_stage": {k: round(v, 2) for k, v in STATEMENTS.items()},
+        "round_trips_per_stage": {k: round(v, 2) for k, v in ROUND_TRIPS.items()},
     }
 
 

@@ -185,6 +185,93 @@ async def _succeed(store: ThreadedStore, stage: str, version: int, data: bytes) 
     return ref
 
 
+async def _stage_commit(
+    store: ThreadedStore, stage: str, attempt: int, token: int
+) -> ExecutionWrite:
+    """What the orchestrator commits when stage `stage` succeeds: its outcome (a few-KB
+    output), the totals, a checkpoint, two events and the next stage's first attempt (with a
+    few-KB input), fenced by the lease."""
+    execution = await store.get_execution("exec_1")
+    output = StorageRef.inline(b"o" * 3000 + stage.encode())
+    done = attrs.evolve(await _run(store, stage), status=StageStatus.SUCCEEDED, output_ref=output)
+    following = attrs.evolve(
+        await _run(store, "b"),
+        status=StageStatus.RUNNING,
+        attempt=attempt,
+        input_ref=StorageRef.inline(b"i" * 3000 + stage.encode()),
+    )
+    seq = await store.last_event_seq("exec_1")
+    return ExecutionWrite(
+        "exec_1",
+        started=(following,),
+        finished=done,
+        totals=attrs.evolve(execution, stages_done=execution.stages_done + 1),
+        checkpoint=Checkpoint("exec_1", seq + 1, {stage: output}, NOW),
+        events=(
+            ExecutionEvent("exec_1", seq + 1, NOW, "stage.succeeded", stage),
+            ExecutionEvent("exec_1", seq + 2, NOW, "stage.started", "b"),
+        ),
+        lease=token,
+    )
+
+
+async def test_a_stage_commit_costs_at_most_two_round_trips(store: ThreadedStore) -> None:
+    await _execution(store)
+    running = attrs.evolve(
+        await _run(store, "a"),
+        status=StageStatus.RUNNING,
+        attempt=1,
+        input_ref=StorageRef.inline(b"i" * 3000),  # takes a block of payload ids first
+    )
+    claim = Claim("me", 0, NOW + timedelta(minutes=1))
+    await store.record(ExecutionWrite("exec_1", started=(running,), claim=claim))
+    write = await _stage_commit(store, "a", 1, claim.token + 1)
+    before = (store.round_trips, store.statements)
+    await store.record(write)
+    if isinstance(store, PostgresStore):
+        assert store.round_trips - before[0] == 2  # the pipeline, then COMMIT
+    else:
+        assert store.round_trips == 0  # in process
+    assert store.statements - before[1] >= 8  # the statements themselves all ran
+    # And it was all written, each payload once.
+    assert (await _run(store, "b")).input_ref == StorageRef.inline(b"i" * 3000 + b"a")
+    assert (await _run(store, "a")).output_ref == StorageRef.inline(b"o" * 3000 + b"a")
+    assert [e.kind for e in await store.list_events("exec_1")] == [
+        "stage.succeeded",
+        "stage.started",
+    ]
+    assert (await _sql(store, "SELECT COUNT(*) FROM payloads"))[0][0] == 3
+
+
+async def test_fences_in_a_group_of_commits_undo_only_the_stale_one(
+    store: ThreadedStore,
+) -> None:
+    """Commits grouped into one transaction, one of them stale: the stale one raises and
+    writes nothing; the others commit (on PostgreSQL, each fenced in its own pipeline)."""
+    await _execution(store)
+    running = attrs.evolve(await _run(store, "a"), status=StageStatus.RUNNING, attempt=1)
+    await store.record(ExecutionWrite("exec_1", started=(running,)))
+    outcomes: dict[int, BaseException | None] = {}
+
+    async def commit(i: int) -> None:
+        event = ExecutionEvent("exec_1", 10 + i, NOW, "note", None)
+        # Write 0 replays attempt 1's start: stale. The others only add events.
+        write = ExecutionWrite("exec_1", started=(running,) if i == 0 else (), events=(event,))
+        try:
+            await store.record(write)
+        except StaleAttemptError as exc:
+            outcomes[i] = exc
+        else:
+            outcomes[i] = None
+
+    async with anyio.create_task_group() as tg:
+        for i in range(6):
+            tg.start_soon(commit, i)
+    assert isinstance(outcomes.pop(0), StaleAttemptError)
+    assert outcomes == dict.fromkeys(range(1, 6))
+    assert [e.seq for e in await store.list_events("exec_1")] == [11, 12, 13, 14, 15]
+
+
 async def test_the_latest_checkpoint_folds_the_versions(store: ThreadedStore) -> None:
     await _execution(store)
     a = await _succeed(store, "a", 1, b'{"a": 1}')

@@ -117,37 +117,38 @@ class ExecutionRecords(PayloadColumns, LeaseRecords):
         """
         with self.transaction():  # the input's payload, if any, commits with the row
             row = _rows.attempt_row(run, self._ref_column)
-            if not self._update_columns(t.STAGE_RUNS, row, " AND attempt < :attempt"):
-                raise StaleAttemptError(
+            sql = self._update_sql(t.STAGE_RUNS, row, " AND attempt < :attempt")
+            self._fence(
+                self._execute(sql, row),
+                lambda: StaleAttemptError(
                     f"stage {run.stage_id} already has attempt {run.attempt} or newer",
                     details={"stage_id": run.stage_id, "attempt": run.attempt},
-                )
+                ),
+            )
 
     def _finish_stage(self, run: StageRun) -> None:
         """Write an attempt's outcome columns, fenced: the stored attempt must be this one,
         still running. Raises `StaleAttemptError` otherwise."""
         row = _rows.outcome_row(run, self._ref_column)
-        fenced = self._update_columns(
-            t.STAGE_RUNS,
-            row,
-            " AND attempt = :_attempt AND status = :_running",
-            _attempt=run.attempt,
-            _running=StageStatus.RUNNING.value,
-        )
-        if not fenced:
-            raise StaleAttemptError(
+        sql = self._update_sql(t.STAGE_RUNS, row, " AND attempt = :_attempt AND status = :_running")
+        row |= {"_attempt": run.attempt, "_running": StageStatus.RUNNING.value}
+        self._fence(
+            self._execute(sql, row),
+            lambda: StaleAttemptError(
                 f"stage {run.stage_id} attempt {run.attempt} is not the running attempt",
                 details={"stage_id": run.stage_id, "attempt": run.attempt},
-            )
+            ),
+        )
 
     def record(self, write: ExecutionWrite) -> None:
         """Commit an `ExecutionWrite` in one transaction (see its docstring for the parts).
 
         Raises `StaleAttemptError` (an attempt fence failed) and `LeaseLostError` (the
         execution's lease is not `write.lease`, or `write.claim` lost the race); then nothing
-        is written.
+        is written. On PostgreSQL the statements go out as one pipeline: with the commit, two
+        round trips.
         """
-        with self.transaction():
+        with self.transaction(), self.pipeline():
             if write.claim is not None:
                 self.claim(write.execution_id, write.claim)
             elif write.lease is not None:

@@ -61,10 +61,10 @@ class LeaseRecords(Database):
         """Take the lease if its token is still `claim.token`, marking the execution runnable;
         returns the new token. Raises `LeaseLostError` if another process took it meanwhile
         (or the execution has ended)."""
-        row = self._execute(
+        cursor = self._execute(
             "UPDATE executions SET owner = ?, lease_token = lease_token + 1, "
             "lease_expires_at = ?, runnable = ? WHERE id = ? AND lease_token = ? "
-            "AND status NOT IN (?, ?, ?) RETURNING lease_token",
+            "AND status NOT IN (?, ?, ?)",
             (
                 claim.owner,
                 claim.expires_at.isoformat(),
@@ -73,13 +73,15 @@ class LeaseRecords(Database):
                 claim.token,
                 *_FINAL,
             ),
-        ).fetchone()
-        if row is None:
-            raise LeaseLostError(
+        )
+        self._fence(
+            cursor,
+            lambda: LeaseLostError(
                 f"execution {execution_id} was taken by another process",
                 details={"execution_id": execution_id},
-            )
-        return int(row[0])
+            ),
+        )
+        return claim.token + 1
 
     def claim_ready(
         self,
@@ -141,12 +143,14 @@ class LeaseRecords(Database):
         """Inside a transaction: fence it on the lease token (on PostgreSQL this also locks
         the row until the commit, so a claim cannot slip in between). Raises
         `LeaseLostError`."""
-        held = self._execute(
+        cursor = self._execute(
             "UPDATE executions SET lease_token = lease_token WHERE id = ? AND lease_token = ?",
             (execution_id, token),
-        ).rowcount
-        if not held:
-            raise LeaseLostError(
+        )
+        self._fence(
+            cursor,
+            lambda: LeaseLostError(
                 f"execution {execution_id} has been taken over by another process",
                 details={"execution_id": execution_id},
-            )
+            ),
+        )

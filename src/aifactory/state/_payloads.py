@@ -39,9 +39,13 @@ class PayloadColumns(Database):
         seen = self._written.get(id(ref))
         if seen is not None and seen[0] is ref:
             return str(seen[1])
-        [payload] = self._execute(
-            "INSERT INTO payloads (data) VALUES (?) RETURNING id", (ref.data,)
-        ).fetchone()
+        payload = self._new_payload_id()
+        if payload is None:
+            [payload] = self._execute(
+                "INSERT INTO payloads (data) VALUES (?) RETURNING id", (ref.data,)
+            ).fetchone()
+        else:
+            self._execute("INSERT INTO payloads (id, data) VALUES (?, ?)", (payload, ref.data))
         text = _rows.json_text(
             {
                 "media_type": ref.media_type,
@@ -53,6 +57,11 @@ class PayloadColumns(Database):
         if self._depth:  # outside a transaction there is nothing to share it with
             self._written[id(ref)] = (ref, text)
         return text
+
+    def _new_payload_id(self) -> int | None:
+        """An id for the next payload, known before its INSERT (which then needs no answer,
+        and can go out in a pipeline); `None`: the INSERT returns one."""
+        return None
 
     def _with_payloads(self, refs: Iterable[dict[str, Any]]) -> None:
         """Put the bytes back into reference documents that point at a payload (in place),

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
-from .._exceptions import NotFoundError
+from .._exceptions import AIFactoryError, NotFoundError
 from . import _tables as t
 from ._migrations import pending
 
@@ -59,9 +59,12 @@ class Database:
         self._written: dict[int, tuple[object, Any]] = {}
         # Recently stored templates and their JSON text, by identity (see `add_execution`).
         self._templates: list[tuple[object, str]] = []
-        #: Statements sent on this connection (each one a round trip on PostgreSQL), for
-        #: tests and benchmarks.
+        # Inside `pipeline()`: the fenced statements whose row counts are checked at its end.
+        self._fences: list[tuple[Cursor, Callable[[], AIFactoryError]]] | None = None
+        #: Statements run on this connection, for tests and benchmarks.
         self.statements = 0
+        #: Waits for the database server's answer (PostgreSQL; SQLite, in process, has none).
+        self.round_trips = 0
 
     # -- what a backend provides ----------------------------------------------------------
 
@@ -154,17 +157,49 @@ class Database:
                 raise RuntimeError("a savepoint needs an enclosing transaction")
             self._savepoints += 1
             name = f"sp{self._savepoints}"
-            self._execute(f"SAVEPOINT {name}")
+            self._mark(f"SAVEPOINT {name}")
             try:
                 yield
             except BaseException:
                 self._written.clear()
-                self._execute(f"ROLLBACK TO SAVEPOINT {name}")
-                self._execute(f"RELEASE SAVEPOINT {name}")
+                self._undo_savepoint(name)
                 raise
             finally:
                 self._savepoints -= 1
-            self._execute(f"RELEASE SAVEPOINT {name}")
+            self._mark(f"RELEASE SAVEPOINT {name}")
+
+    def _mark(self, sql: str) -> None:
+        """Run a transaction-control statement that answers nothing (a backend may send it
+        along with the next statement)."""
+        self._execute(sql)
+
+    def _undo_savepoint(self, name: str) -> None:
+        self._mark(f"ROLLBACK TO SAVEPOINT {name}")
+        self._mark(f"RELEASE SAVEPOINT {name}")
+
+    @contextmanager
+    def pipeline(self) -> Iterator[None]:
+        """Inside a transaction: send the block's statements without waiting for each one's
+        answer (PostgreSQL's pipeline mode; on SQLite, in process, nothing changes).
+
+        The block's statements must not read what they return; what they must have changed
+        is checked with `_fence`, at the latest when the block ends, so before the
+        transaction commits. Raises the first failed fence's error.
+        """
+        yield
+
+    def _fence(self, cursor: Cursor, error: Callable[[], AIFactoryError]) -> None:
+        """`cursor`'s statement must have changed a row, else `error()` is raised: now, or
+        inside `pipeline()`, when its answers are in."""
+        if self._fences is not None:
+            self._fences.append((cursor, error))
+        elif cursor.rowcount < 1:
+            raise error()
+
+    def _check_fences(self, fences: Sequence[tuple[Cursor, Callable[[], AIFactoryError]]]) -> None:
+        for cursor, error in fences:
+            if cursor.rowcount < 1:
+                raise error()
 
     # -- generic row access ----------------------------------------------------------------
 
@@ -195,10 +230,8 @@ class Database:
     def _insert(self, table: t.Table[T], obj: T, **extra: Any) -> None:
         self._insert_row(table, table.to_row(obj) | extra)
 
-    def _update_columns(
-        self, table: t.Table[Any], row: dict[str, Any], where: str = "", **params: Any
-    ) -> int:
-        """UPDATE the columns in `row` (besides the key) of the row `row`'s key names."""
+    def _update_sql(self, table: t.Table[Any], row: dict[str, Any], where: str = "") -> str:
+        """The UPDATE of the columns in `row` (besides the key) of the row its key names."""
         key = ("update", table.name, where, *row)
         sql = self._sql.get(key)
         if sql is None:
@@ -206,6 +239,14 @@ class Database:
             keys = " AND ".join(f"{c} = :{c}" for c in table.key)
             sql = f"UPDATE {table.name} SET {sets} WHERE {keys}{where}"  # noqa: S608
             self._sql[key] = sql
+        return sql
+
+    def _update_columns(
+        self, table: t.Table[Any], row: dict[str, Any], where: str = "", **params: Any
+    ) -> int:
+        """UPDATE the columns in `row` (besides the key) of the row `row`'s key names; the
+        number of rows changed (inside `pipeline()`, not known yet: -1)."""
+        sql = self._update_sql(table, row, where)
         return self._execute(sql, row | params if params else row).rowcount
 
     def _update(self, table: t.Table[T], obj: T, where: str = "", **params: Any) -> int:

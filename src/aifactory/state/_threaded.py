@@ -63,9 +63,16 @@ class ThreadedStore:
 
     @property
     def statements(self) -> int:
-        """Statements sent so far on all its connections (round trips, on PostgreSQL)."""
+        """Statements run so far on all its connections."""
         lanes = dict.fromkeys([self._writer, *self._readers])
         return sum(lane.database.statements for lane in lanes)
+
+    @property
+    def round_trips(self) -> int:
+        """Waits for the database server so far, on all its connections (PostgreSQL; 0 on
+        SQLite, which runs in process)."""
+        lanes = dict.fromkeys([self._writer, *self._readers])
+        return sum(lane.database.round_trips for lane in lanes)
 
     @property
     def writer(self) -> Lane[Records]:
