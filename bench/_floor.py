@@ -15,8 +15,8 @@ Per execution, as `SQLiteStore` does it:
 2. start: the execution turns running (and an event), in one transaction with stage 1's
    first attempt (its input document as a payload, the stage run, an event);
 3. each stage: its output as a payload, the stage run's outcome, the execution's totals, a
-   checkpoint version and an event, in one transaction with the next stage's first attempt;
-4. finish: the execution turns completed, and an event.
+   checkpoint version and an event, in one transaction with the next stage's first attempt
+   or, the last stage, with the execution turning completed (and an event).
 
 `log_floor` goes further: the least writing the issue's requirements leave (every attempt
 durable before its worker sees it, one atomic checkpoint per stage, an event per change), as
@@ -238,12 +238,10 @@ def durable_floor_run(folder: Path) -> Iterator[Callable[[], dict[str, Any]]]:
             if stage < STAGES:
                 document = _input_document(output, {})
                 start(stage + 1, document)
+            else:
+                db.execute(_UPDATE_STATUS, ("completed", now, started, now, execution))
+                event("execution.completed", None, {"error": None})
             db.execute("COMMIT")
-        db.execute("BEGIN IMMEDIATE")
-        finished = _now()
-        db.execute(_UPDATE_STATUS, ("completed", finished, started, finished, execution))
-        event("execution.completed", None, {"error": None})
-        db.execute("COMMIT")
         # What the last stage committed, read back (a benchmark of the wrong thing is
         # worse than none): its output's payload, as its stage run points at it.
         [(column,)] = db.execute(
@@ -306,10 +304,9 @@ def log_floor_run(folder: Path) -> Iterator[Callable[[], dict[str, Any]]]:
             if stage < STAGES:
                 document = _input_document(output, {})
                 start(stage + 1, document)
+            else:
+                append("execution.completed", None, {})
             db.execute("COMMIT")
-        db.execute("BEGIN IMMEDIATE")
-        append("execution.completed", None, {})
-        db.execute("COMMIT")
         [(body,)] = db.execute(
             "SELECT body FROM log WHERE execution_id = ? AND kind = 'stage.succeeded' "
             "ORDER BY seq DESC LIMIT 1",

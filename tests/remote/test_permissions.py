@@ -76,9 +76,9 @@ async def world() -> AsyncIterator[World]:
                 x = (
                     await client.post(f"/api/kam/requests/{r['id']}/execute", headers=admin)
                 ).json()
-                for _ in range(200):
+                for _ in range(200):  # settled: deliverables stored, client notified
                     status = (
-                        await client.get(f"/api/pipelines/executions/{x['id']}", headers=admin)
+                        await client.get(f"/api/kam/requests/{r['id']}", headers=admin)
                     ).json()["status"]
                     if status == "completed":
                         break

@@ -9,7 +9,7 @@ import anyio
 import attrs
 
 from .._clock import Clock
-from .._exceptions import BadInputError, NotFoundError
+from .._exceptions import BadInputError, ConflictError, NotFoundError
 from ..models import (
     Execution,
     ExecutionEvent,
@@ -163,8 +163,9 @@ class ExecutionService:
         """Continue an interrupted execution from its last checkpoint (staff).
 
         An execution that finished but whose request was never settled (the process stopped,
-        or settling failed, after its final commit) is settled now instead. Raises
-        `ConflictError` for one that finished and was settled.
+        or settling failed, after its final commit) is settled now instead. One that a
+        replica's recovery took up and finished while this was asked is returned as it
+        ended. Raises `ConflictError` for one that had finished and was settled.
         """
         execution = await self.store.get_execution(execution_id)
         if execution.status.is_final and await self._unsettled(execution):
@@ -173,7 +174,14 @@ class ExecutionService:
                 principal.actor, "execution.report", f"execution:{execution_id}"
             )
             return await self.store.get_execution(execution_id)
-        await self.requests.control().launch(execution_id)
+        try:
+            await self.requests.control().launch(execution_id)
+        except ConflictError:
+            if execution.status.is_final:
+                raise
+            if not (await self.store.get_execution(execution_id)).status.is_final:
+                raise
+            # Recovered and run to its end by a replica meanwhile: what was asked is done.
         await self.audit.record(principal.actor, "execution.resume", f"execution:{execution_id}")
         return await self.store.get_execution(execution_id)
 

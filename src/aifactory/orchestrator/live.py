@@ -23,6 +23,7 @@ from ..models import (
 )
 from ..state import Claim, Store
 from ..storage import BlobStore
+from . import planning
 from .costing import StoragePrices
 from .planning import TemplatePlan
 from .quota import QuotaGate
@@ -117,6 +118,36 @@ class Live:
         """The next event of this execution."""
         self.seq += 1
         return ExecutionEvent(self.execution.id, self.seq, clock.now(), kind, stage_id, data)
+
+    def statuses(self) -> dict[str, StageStatus]:
+        """The stages' statuses as the scheduler sees them: a started stage counts as running
+        until it reaches a final status, even before its first attempt is recorded."""
+        started = self.started
+        return {
+            sid: StageStatus.RUNNING if sid in started and not r.status.is_final else r.status
+            for sid, r in self.runs.items()
+        }
+
+    def first_ready(self) -> StageSpec | None:
+        """The stage that may start at once, its first attempt recorded by the commit that
+        makes it ready: the first ready one, when nothing else is in flight and there is
+        nothing to skip first (so events keep their order)."""
+        now = self.statuses()
+        if self.stop or StageStatus.RUNNING in now.values():
+            return None
+        plan = self.plan
+        ready, blocked = planning.frontier(plan.template, now, plan.deps)
+        ready = [s for s in ready if s.id not in self.started]
+        if blocked or not ready:
+            return None
+        first = ready[0]
+        if not planning.evaluate_condition(first.condition, self.execution.parameters):
+            return None
+        return first
+
+    def all_succeeded(self, but: str) -> bool:
+        """Whether every stage other than `but` has succeeded."""
+        return all(r.status is StageStatus.SUCCEEDED for sid, r in self.runs.items() if sid != but)
 
     @classmethod
     def fresh(cls, execution: Execution, runs: Sequence[StageRun], plan: TemplatePlan) -> Live:

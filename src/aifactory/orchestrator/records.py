@@ -9,7 +9,9 @@ overwriting the other's totals, and a write that fails leaves the live execution
 A stage's commit also records the first attempt of the stage it makes ready, when nothing
 else of the execution is in flight (`prestart`): that attempt is then durable before its
 handshake, as every attempt must be, and a linear pipeline pays one transaction per stage
-instead of two.
+instead of two. In the same way the execution's start records its first stage's first
+attempt (`start`), and the commit of its last stage, when every stage has succeeded, records
+its completion: a linear pipeline of n stages commits n + 1 times while it runs.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ..models import (
     Cost,
     Execution,
     ExecutionEvent,
+    ExecutionStatus,
     StageRun,
     StageSpec,
     StageStatus,
@@ -135,6 +138,40 @@ class Records:
             live.runs[stage.id] = run
             return run
 
+    async def start(
+        self, live: Live, kind: str, *, data: dict[str, Any], **changes: Any
+    ) -> list[tuple[StageSpec, StageWork]]:
+        """Record the execution's start (or resumption) with `changes` and one event of
+        `kind`, and in the same commit the first attempt of the stage that can start at once,
+        if any; returns that stage and its work, for the scheduler to go on with."""
+        async with live.lock:
+            e = self.e
+            execution = attrs.evolve(live.execution, updated_at=e.clock.now(), **changes)
+            events = [live.event(e.clock, kind, None, **data)]
+            started: tuple[StageRun, ...] = ()
+            stage = live.first_ready()
+            work = self._work_or_none(live, stage) if stage is not None else None
+            if stage is not None and work is not None:
+                started = (self._next_attempt(live, stage, work.input_ref),)
+                events.append(
+                    live.event(e.clock, "stage.started", stage.id, attempt=started[0].attempt)
+                )
+            await self._record(live, execution=execution, started=started, events=tuple(events))
+            live.execution = execution
+            if stage is None or work is None:
+                return []
+            live.runs[stage.id] = started[0]
+            live.started.add(stage.id)
+            return [(stage, work)]
+
+    def _work_or_none(self, live: Live, stage: StageSpec) -> StageWork | None:
+        try:
+            return self.work_now(live, stage)
+        except Exception:
+            # Its input cannot be built (parameters that are not JSON, say): not a reason to
+            # undo the commit. Started the usual way, the stage reports it as its own failure.
+            return None
+
     async def success(
         self,
         live: Live,
@@ -149,8 +186,9 @@ class Records:
     ) -> tuple[Execution, list[tuple[StageSpec, StageWork]]]:
         """Commit a succeeded attempt: stage run, totals, checkpoint, event (which carries
         the execution's running totals) and the result cache entry; and the first attempt of
-        the stage this makes ready, if any (`prestart`). With `input_ref`, the attempt itself
-        is recorded in the same transaction (a cache hit: no worker ran)."""
+        the stage this makes ready, if any (`prestart`), or, when this was the last stage and
+        every stage has succeeded, the execution's completion. With `input_ref`, the attempt
+        itself is recorded in the same transaction (a cache hit: no worker ran)."""
         async with live.lock:
             started: tuple[StageRun, ...] = ()
             if input_ref is not None:
@@ -169,8 +207,15 @@ class Records:
                         started=(*started, ready[2]),
                         events=(*write.events, ready[3]),
                     )
-                elif started:
-                    write = attrs.evolve(write, started=started)
+                else:
+                    if started:
+                        write = attrs.evolve(write, started=started)
+                    if (
+                        summary.continue_pipeline
+                        and not live.cancelled
+                        and live.all_succeeded(but=stage.id)
+                    ):
+                        write, execution = self._completion(live, write, execution)
                 await self._commit(live, write)
             except BaseException:
                 if started:
@@ -269,6 +314,18 @@ class Records:
         )
         return write, run, execution
 
+    def _completion(
+        self, live: Live, write: ExecutionWrite, execution: Execution
+    ) -> tuple[ExecutionWrite, Execution]:
+        """`write` (the last stage's commit) with the execution's completion added."""
+        now = self.e.clock.now()
+        completed = attrs.evolve(
+            execution, status=ExecutionStatus.COMPLETED, error=None, finished_at=now
+        )
+        event = live.event(self.e.clock, "execution.completed", None, error=None)
+        write = attrs.evolve(write, totals=None, execution=completed, events=(*write.events, event))
+        return write, completed
+
     def prestart(
         self, live: Live, finishing: StageSpec, output_ref: StorageRef
     ) -> tuple[StageSpec, StageWork, StageRun, ExecutionEvent] | None:
@@ -285,11 +342,7 @@ class Records:
         live.outputs = outputs | {finishing.id: output_ref}
         try:
             stage = live.next_stage() if live.next_stage is not None else None
-            work = None if stage is None else self.work_now(live, stage)
-        except Exception:
-            # Its input cannot be built (parameters that are not JSON, say): not a reason to
-            # undo this commit. Started the usual way, the stage reports it as its own failure.
-            return None
+            work = None if stage is None else self._work_or_none(live, stage)
         finally:
             runs[finishing.id], live.outputs = finished, outputs
         if stage is None or work is None:

@@ -28,6 +28,7 @@ from ..models import (
     ExecutionStatus,
     StagePolicy,
     StageRun,
+    StageSpec,
     StageStatus,
     Template,
 )
@@ -38,6 +39,7 @@ from .costing import StoragePrices
 from .leasing import held_elsewhere, is_gone, replica_id
 from .live import DEFAULT_TIMEOUTS, Engine, Live, committed_outputs
 from .quota import QuotaGate, Unlimited
+from .records import StageWork
 from .registry import WorkerRegistry
 from .retry import RetryPolicy
 from .scheduler import StageScheduler
@@ -306,9 +308,25 @@ class Orchestrator:
     async def run(self, execution_id: str) -> Execution:
         """Run (or resume) an execution to its end and return its final record.
 
-        Raises `ConflictError` if it has finished or is already running in this process.
+        An execution that finished but was never reported (its process stopped between its
+        final commit and the end of its report) is reported now. Raises `ConflictError` if
+        it has finished and was reported, or runs already (here or in another process).
         """
-        return await self._drive(await self._prepare(execution_id))
+        try:
+            live = await self._prepare(execution_id)
+        except ConflictError as exc:
+            if "status" not in exc.details:
+                raise
+            lease = await self.store.lease_of(execution_id)
+            if not lease.runnable or held_elsewhere(lease, self.owner, self.clock.now()):
+                raise
+            # Fenced on the stopped holder's token: a process that took it up meanwhile
+            # keeps it.
+            execution = await self.report(execution_id)
+            owner = lease.owner or self.owner
+            await self.store.release_leases(owner, {execution_id: lease.token}, finished=True)
+            return execution
+        return await self._drive(live)
 
     async def cancel(self, execution_id: str) -> Execution:
         """Stop an execution; it ends `cancelled` (stages in flight too) and is reported.
@@ -478,8 +496,9 @@ class Orchestrator:
         try:
             kind = "execution.resumed" if execution.started_at is not None else "execution.started"
             # Durable before anything reaches a worker.
+            first: list[tuple[StageSpec, StageWork]] = []
             try:
-                await self._stages.records.execution(
+                first = await self._stages.records.start(
                     live,
                     kind,
                     data={"run": execution.runs + 1},
@@ -501,7 +520,7 @@ class Orchestrator:
                 try:
                     if live.crash is None:
                         width = execution.resources.get("max_workers") or self.max_workers
-                        await self._scheduler.run(live, int(width))
+                        await self._scheduler.run(live, int(width), first)
                 except AIFactoryError as exc:
                     live.crash = exc.message
                 except Exception as exc:
@@ -523,6 +542,11 @@ class Orchestrator:
             self.engine.touch(execution.id)
 
     async def _finish(self, live: Live) -> Execution:
+        if live.execution.status is ExecutionStatus.COMPLETED:
+            # The last stage's commit recorded the completion.
+            delivered = await collect_artifacts(live.plan.deliverables, live.outputs, self.blobs)
+            await self._report(live, delivered)
+            return live.execution
         template = live.execution.template
         for stage in template.stages:
             run = live.runs[stage.id]
@@ -568,9 +592,12 @@ class Orchestrator:
             error=error,
             finished_at=self.clock.now(),
         )
+        await self._report(live, artifacts)
+        return live.execution
+
+    async def _report(self, live: Live, artifacts: tuple[Artifact, ...]) -> None:
         await self.sink.execution_finished(ExecutionReport(live.execution, artifacts))
         if live.lease is not None:  # reported: nobody need take it up again
             await self.store.release_leases(
                 self.owner, {live.execution.id: live.lease}, finished=True
             )
-        return live.execution

@@ -9,13 +9,13 @@ instead of handing it to a new task.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import anyio
 import anyio.abc
 
-from ..models import StageSpec, StageStatus
+from ..models import StageSpec
 from . import planning
 from .live import Live
 from .records import StageWork
@@ -31,9 +31,12 @@ class StageScheduler:
         self._stages = stages
         self.e = stages.e
 
-    async def run(self, live: Live, width: int) -> None:
-        """Run the execution's stages until none is left to start and none is in flight."""
-        await _Run(self, live, max(1, width)).run()
+    async def run(
+        self, live: Live, width: int, first: Sequence[tuple[StageSpec, StageWork]] = ()
+    ) -> None:
+        """Run the execution's stages until none is left to start and none is in flight;
+        `first`: stages whose first attempt the execution's start recorded."""
+        await _Run(self, live, max(1, width)).run(first)
 
     async def skip(self, live: Live, stage: StageSpec, reason: str) -> None:
         """Record that `stage` will not run."""
@@ -51,11 +54,13 @@ class _Run:
         self.running = 0  # stages in flight; new ones start only while fewer than `width`
         self.tg: anyio.abc.TaskGroup | None = None
 
-    async def run(self) -> None:
-        self.live.next_stage = self.next_stage
+    async def run(self, first: Sequence[tuple[StageSpec, StageWork]]) -> None:
+        self.live.next_stage = self.live.first_ready
         try:
             async with anyio.create_task_group() as self.tg:
                 self.live.alongside = self._alongside
+                for stage, work in first:
+                    self._spawn(stage, work)
                 await self.schedule()
         finally:
             self.live.next_stage = self.live.alongside = None
@@ -85,19 +90,10 @@ class _Run:
             self.running -= 1
         await self.schedule()
 
-    def statuses(self) -> dict[str, StageStatus]:
-        # A started stage counts as running until it reaches a final status, even before
-        # its task has recorded its first attempt.
-        started = self.live.started
-        return {
-            sid: StageStatus.RUNNING if sid in started and not r.status.is_final else r.status
-            for sid, r in self.live.runs.items()
-        }
-
     async def schedule(self) -> None:
         live, plan = self.live, self.live.plan
         while not live.stop:
-            ready, blocked = planning.frontier(plan.template, self.statuses(), plan.deps)
+            ready, blocked = planning.frontier(plan.template, live.statuses(), plan.deps)
             for stage in blocked:
                 await self.scheduler.skip(live, stage, "a stage it depends on did not succeed")
             progressed = bool(blocked)
@@ -114,19 +110,3 @@ class _Run:
                     progressed = True
             if not progressed:
                 return
-
-    def next_stage(self) -> StageSpec | None:
-        """The stage a commit may start at once: the first ready one, when nothing else is
-        in flight and there is nothing to skip first (so events keep their order)."""
-        live, plan = self.live, self.live.plan
-        now = self.statuses()
-        if live.stop or StageStatus.RUNNING in now.values():
-            return None
-        ready, blocked = planning.frontier(plan.template, now, plan.deps)
-        ready = [s for s in ready if s.id not in live.started]
-        if blocked or not ready:
-            return None
-        first = ready[0]
-        if not planning.evaluate_condition(first.condition, live.execution.parameters):
-            return None
-        return first
