@@ -11,7 +11,9 @@ with aifactory.embedded(home="./.aifactory") as factory:
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ._clock import Clock, IdFactory, ManualClock, RandomIds, SequentialIds, SystemClock
 from ._exceptions import (
@@ -38,21 +40,82 @@ from ._exceptions import (
     UnsafeKeyError,
     WorkerError,
 )
-from ._sync import Factory, Session
 from ._version import __version__
-from .client import AsyncFactory, AsyncSession
-from .config import FactoryConfig
-from .kam.notifier import Notifier
-from .storage import StorageConfig
+from .models import (
+    ApiKeyInfo,
+    AuditEvent,
+    Client,
+    Cost,
+    Deliverable,
+    Execution,
+    ExecutionEvent,
+    ExecutionOwner,
+    ExecutionStatus,
+    Notification,
+    Recommendation,
+    Request,
+    RequestStatus,
+    Role,
+    StageRun,
+    StageStatus,
+    StorageRef,
+    Template,
+    Tier,
+    Urgency,
+    Usage,
+    User,
+)
+
+if TYPE_CHECKING:
+    from ._sync import Factory, Session
+    from .client import AsyncFactory, AsyncSession
+    from .config import FactoryConfig
+    from .kam.notifier import Notifier
+    from .storage import StorageConfig
+
+# The clients, the factory's configuration and what they bring in (httpx, the embedded
+# factory, fsspec, ...) load on first use: `import aifactory` stays quick.
+_LAZY = {
+    "AsyncFactory": ".client",
+    "AsyncSession": ".client",
+    "Factory": "._sync",
+    "Session": "._sync",
+    "FactoryConfig": ".config",
+    "Notifier": ".kam.notifier",
+    "StorageConfig": ".storage",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aifactory' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "AIFactoryError",
+    "ApiKeyInfo",
     "AsyncFactory",
     "AsyncSession",
+    "AuditEvent",
     "AuthenticationError",
     "BadInputError",
+    "Client",
     "Clock",
     "ConflictError",
+    "Cost",
+    "Deliverable",
+    "Execution",
+    "ExecutionEvent",
+    "ExecutionOwner",
+    "ExecutionStatus",
     "Factory",
     "FactoryConfig",
     "HandshakeRejectedError",
@@ -62,24 +125,37 @@ __all__ = [
     "LeaseLostError",
     "ManualClock",
     "NotFoundError",
+    "Notification",
     "Notifier",
     "ParameterError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "QuotaExceededError",
     "RandomIds",
+    "Recommendation",
+    "Request",
+    "RequestStatus",
+    "Role",
     "SequentialIds",
     "Session",
     "SessionExpiredError",
     "StageFailedError",
+    "StageRun",
+    "StageStatus",
     "StageTimeoutError",
     "StaleAttemptError",
     "StorageConfig",
     "StorageError",
+    "StorageRef",
     "StoreBusyError",
     "SystemClock",
+    "Template",
+    "Tier",
     "TransportError",
     "UnsafeKeyError",
+    "Urgency",
+    "Usage",
+    "User",
     "WorkerError",
     "__version__",
     "connect",
@@ -93,6 +169,8 @@ def connect(base_url: str, *, api_key: str | None = None, token: str | None = No
     `token`) and take its view with `session()`. Close it, or use it in a `with` block. For
     asyncio/trio code use `AsyncFactory.connect()`.
     """
+    from ._sync import Factory
+
     return Factory.connect(base_url, api_key=api_key, token=token)
 
 
@@ -107,4 +185,6 @@ def embedded(
 
     For asyncio/trio code use `AsyncFactory.embedded()` instead.
     """
+    from ._sync import Factory
+
     return Factory.embedded(home, config=config, notifier=notifier)

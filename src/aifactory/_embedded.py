@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
+from .api.arguments import Param, params_of
+from .api.operations import OPERATIONS
 from .config import FactoryConfig
 from .kam.accounts import AccountService
 from .kam.audit import AuditLog
@@ -21,9 +23,9 @@ from .kam.recommend import Recommender
 from .kam.requests import RequestService
 from .kam.settlement import Settlement
 from .orchestrator import Orchestrator, WorkerRegistry
+from .orchestrator.endpoints import InProcessWorkerTransport, WorkerTransport
 from .state import open_store
 from .storage import BlobStore
-from .transports.workers import InProcessWorkerTransport, WorkerTransport
 from .workers import builtin_workers
 from .workers.host import WorkerHost
 
@@ -116,44 +118,20 @@ class EmbeddedFactory:
             self.store, self.audit, config.clock, self.orchestrator, self.requests
         )
         self.handlers: dict[str, Handler] = self._handlers()
+        #: Each operation's arguments, from its handler's signature (both transports bind
+        #: with them).
+        self.params: dict[str, tuple[Param, ...]] = {
+            name: params_of(handler) for name, handler in self.handlers.items()
+        }
 
     def _handlers(self) -> dict[str, Handler]:
-        """Operation name → the service method that carries it out (given a principal)."""
-        a, r, x = self.accounts, self.requests, self.executions
-        return {
-            "auth.me": a.me,
-            "clients.create": a.create_client,
-            "clients.list": a.list_clients,
-            "clients.get": a.get_client,
-            "users.create": a.create_user,
-            "users.list": a.list_users,
-            "api_keys.create": a.create_api_key,
-            "api_keys.list": a.list_api_keys,
-            "api_keys.revoke": a.revoke_api_key,
-            "requests.create": r.create_request,
-            "requests.list": r.list_requests,
-            "requests.get": r.get_request,
-            "requests.assign_template": r.assign_template,
-            "requests.execute": r.execute,
-            "templates.list": r.list_templates,
-            "templates.get": r.get_template,
-            "templates.recommend": r.recommend,
-            "executions.get": x.get,
-            "executions.stages": x.stages,
-            "executions.events": x.events,
-            "executions.metrics": x.metrics,
-            "executions.cancel": x.cancel,
-            "executions.retry": x.retry,
-            "executions.resume": x.resume,
-            "executions.prune": x.prune,
-            "executions.owners": x.owners,
-            "deliverables.list": r.list_deliverables,
-            "deliverables.get": r.get_deliverable,
-            "deliverables.download": r.download,
-            "notifications.list": r.list_notifications,
-            "notifications.mark_read": r.mark_notification_read,
-            "audit.list": r.list_audit,
-        }
+        """Operation name → the service method that carries it out (given a principal), as
+        the operation table names it."""
+        found = {}
+        for op in OPERATIONS:
+            service, method = op.handler.split(".")
+            found[op.name] = getattr(getattr(self, service), method)
+        return found
 
     async def __aenter__(self) -> Self:
         await self.orchestrator.__aenter__()

@@ -1,81 +1,75 @@
 """`Factory`: the synchronous facade over `AsyncFactory`, through an anyio blocking portal.
 
 The portal runs an event loop in its own thread, so these calls work from plain scripts and
-from inside a running event loop (a Jupyter cell) alike. There are no hand-written sync
-twins: `SyncView` turns every coroutine method of the async object it wraps into a blocking
-call, every async iterator into a plain iterator, and nested views into sync views.
+from inside a running event loop (a Jupyter cell) alike. The sync resource groups are the
+async ones' twins, generated from them (`resources/_sync.py`): the same signatures and the
+same return types, so a type checker sees `Execution` where the async API returns one.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import functools
-import inspect
 import threading
-from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from .client import AsyncFactory, AsyncSession, _Group
-from .config import FactoryConfig
-from .kam.notifier import Notifier
+from .client import AsyncFactory, AsyncSession
+from .models import User
+from .resources._sync import (
+    ApiKeys,
+    Audit,
+    Clients,
+    Deliverables,
+    Executions,
+    Notifications,
+    Requests,
+    Templates,
+    Users,
+)
 
-__all__ = ["Factory", "Session", "SyncView"]
+if TYPE_CHECKING:
+    from .config import FactoryConfig
+    from .kam.notifier import Notifier
+
+__all__ = ["Factory", "Session"]
 
 
-class SyncView:
-    """Blocking access to an async object's coroutine methods and async iterators."""
+class Session:
+    """A logged-in view of the factory (sync): the operations this user may call, grouped
+    as `clients`, `users`, `api_keys`, `requests`, `templates`, `executions`,
+    `deliverables`, `notifications` and `audit`."""
 
-    def __init__(self, portal: BlockingPortal, target: Any) -> None:
+    def __init__(self, portal: BlockingPortal, session: AsyncSession) -> None:
         self._portal = portal
-        self._target = target
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._target, name)
-        if isinstance(attr, _Group):
-            return SyncView(self._portal, attr)
-        if inspect.isasyncgenfunction(attr):
-            return functools.wraps(attr)(functools.partial(self._iterate, attr))
-        if inspect.iscoroutinefunction(attr):
-            return functools.wraps(attr)(functools.partial(self._run, attr))
-        return attr
-
-    def _run(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return self._portal.call(functools.partial(method, *args, **kwargs))
-
-    def _iterate(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Iterator[Any]:
-        agen = method(*args, **kwargs)
-        try:
-            while True:
-                try:
-                    yield self._portal.call(agen.__anext__)
-                except StopAsyncIteration:
-                    return
-        finally:
-            self._portal.call(agen.aclose)
-
-    def __dir__(self) -> list[str]:
-        return sorted(set(dir(self._target)) - {n for n in dir(self._target) if n.startswith("_")})
-
-    def __repr__(self) -> str:
-        return f"<sync {self._target!r}>"
-
-
-class Session(SyncView):
-    """A logged-in view (sync): `clients`, `users`, `requests`, `templates`, `executions`,
-    `deliverables`, `notifications`, `audit`, and `logout()`."""
-
-    _target: AsyncSession
+        self._async = session
+        self.user: User = session.user
+        self.context: dict[str, Any] = session.context
+        self.clients = Clients(portal, session.clients)
+        self.users = Users(portal, session.users)
+        self.api_keys = ApiKeys(portal, session.api_keys)
+        self.requests = Requests(portal, session.requests)
+        self.templates = Templates(portal, session.templates)
+        self.executions = Executions(portal, session.executions)
+        self.deliverables = Deliverables(portal, session.deliverables)
+        self.notifications = Notifications(portal, session.notifications)
+        self.audit = Audit(portal, session.audit)
 
     @property
     def token(self) -> str:
         """The session token (a secret: keep it out of logs)."""
-        return self._target.token
+        return self._async.token
+
+    def logout(self) -> None:
+        """End this session; its token stops working."""
+        self._portal.call(self._async.logout)
+
+    def __repr__(self) -> str:
+        return f"<Session {self.user.email} ({self.user.role.value})>"
 
 
 # Factories not closed yet. Their event loop runs in a portal thread that the interpreter

@@ -164,7 +164,8 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
         )
         console.print(f"• request [bold]{request.title}[/] ({request.id})")
         template = args.template
-        [best, *_] = admin.templates.recommend(request.id) or [None]
+        ranked = admin.templates.recommend(request.id)
+        best = ranked[0] if ranked else None
         if best is not None:
             console.print(
                 f"• recommended [bold]{best.template}[/] ({best.confidence:.0%}): "

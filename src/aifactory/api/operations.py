@@ -48,10 +48,14 @@ _SEGMENT = re.compile(r"{(\w+)}")
 
 @attrs.frozen
 class Operation:
-    """One operation: name, HTTP method and path, who may call it, and its reply type.
+    """One operation: name, HTTP method and path, who may call it, its reply type, and its
+    handler.
 
-    `public` operations need no credentials (login). `kind` says what the reply is:
-    `"json"` (the codec's form of `reply`) or `"bytes"` (a download).
+    `handler` names the service method that carries it out, as `service.method` on the
+    factory (`accounts.create_client`); its parameters after the principal are the
+    operation's arguments, checked alike by both transports (`arguments.bind`), and its
+    return type is `reply`. `public` operations need no credentials (login). `kind` says
+    what the reply is: `"json"` (the codec's form of `reply`) or `"bytes"` (a download).
     """
 
     name: str
@@ -59,6 +63,7 @@ class Operation:
     path: str
     roles: frozenset[Role]
     reply: Any
+    handler: str
     summary: str = ""
     public: bool = False
     kind: str = "json"
@@ -81,24 +86,106 @@ def _op(
     reply: Any,
     summary: str,
     kind: str = "json",
+    *,
+    handler: str,
 ) -> Operation:
-    return Operation(name, method, path, roles, reply, summary, roles is _PUBLIC, kind)
+    return Operation(name, method, path, roles, reply, handler, summary, roles is _PUBLIC, kind)
 
 
 _R = "/api/kam/requests"
 _X = "/api/pipelines/executions"
 
 OPERATIONS: tuple[Operation, ...] = (
-    _op("auth.login", "POST", "/api/auth/login", _PUBLIC, dict[str, Any], "Log in"),
-    _op("auth.logout", "POST", "/api/auth/logout", _ANY, None, "Revoke this session"),
-    _op("auth.me", "GET", "/api/auth/me", _ANY, dict[str, Any], "The caller and its context"),
-    _op("clients.create", "POST", "/api/kam/clients", _STAFF, Client, "Create a client"),
-    _op("clients.list", "GET", "/api/kam/clients", _STAFF, list[Client], "List clients"),
-    _op("clients.get", "GET", "/api/kam/clients/{client_id}", _ANY, Client, "One client"),
-    _op("users.create", "POST", "/api/kam/users", _STAFF, User, "Create a user"),
-    _op("users.list", "GET", "/api/kam/users", _STAFF, list[User], "List users"),
-    _op("api_keys.create", "POST", "/api/kam/api-keys", _ANY, ApiKeyInfo, "Create an API key"),
-    _op("api_keys.list", "GET", "/api/kam/api-keys", _ANY, list[ApiKeyInfo], "List API keys"),
+    _op(
+        "auth.login",
+        "POST",
+        "/api/auth/login",
+        _PUBLIC,
+        dict[str, Any],
+        "Log in",
+        handler="accounts.login",
+    ),
+    _op(
+        "auth.logout",
+        "POST",
+        "/api/auth/logout",
+        _ANY,
+        None,
+        "Revoke this session",
+        handler="accounts.logout",
+    ),
+    _op(
+        "auth.me",
+        "GET",
+        "/api/auth/me",
+        _ANY,
+        dict[str, Any],
+        "The caller and its context",
+        handler="accounts.me",
+    ),
+    _op(
+        "clients.create",
+        "POST",
+        "/api/kam/clients",
+        _STAFF,
+        Client,
+        "Create a client",
+        handler="accounts.create_client",
+    ),
+    _op(
+        "clients.list",
+        "GET",
+        "/api/kam/clients",
+        _STAFF,
+        list[Client],
+        "List clients",
+        handler="accounts.list_clients",
+    ),
+    _op(
+        "clients.get",
+        "GET",
+        "/api/kam/clients/{client_id}",
+        _ANY,
+        Client,
+        "One client",
+        handler="accounts.get_client",
+    ),
+    _op(
+        "users.create",
+        "POST",
+        "/api/kam/users",
+        _STAFF,
+        User,
+        "Create a user",
+        handler="accounts.create_user",
+    ),
+    _op(
+        "users.list",
+        "GET",
+        "/api/kam/users",
+        _STAFF,
+        list[User],
+        "List users",
+        handler="accounts.list_users",
+    ),
+    _op(
+        "api_keys.create",
+        "POST",
+        "/api/kam/api-keys",
+        _ANY,
+        ApiKeyInfo,
+        "Create an API key",
+        handler="accounts.create_api_key",
+    ),
+    _op(
+        "api_keys.list",
+        "GET",
+        "/api/kam/api-keys",
+        _ANY,
+        list[ApiKeyInfo],
+        "List API keys",
+        handler="accounts.list_api_keys",
+    ),
     _op(
         "api_keys.revoke",
         "POST",
@@ -106,10 +193,35 @@ OPERATIONS: tuple[Operation, ...] = (
         _ANY,
         ApiKeyInfo,
         "Revoke an API key",
+        handler="accounts.revoke_api_key",
     ),
-    _op("requests.create", "POST", _R, _ANY, Request, "Submit a request"),
-    _op("requests.list", "GET", _R, _ANY, list[Request], "List requests (clients: their own)"),
-    _op("requests.get", "GET", _R + "/{request_id}", _ANY, Request, "One request"),
+    _op(
+        "requests.create",
+        "POST",
+        _R,
+        _ANY,
+        Request,
+        "Submit a request",
+        handler="requests.create_request",
+    ),
+    _op(
+        "requests.list",
+        "GET",
+        _R,
+        _ANY,
+        list[Request],
+        "List requests (clients: their own)",
+        handler="requests.list_requests",
+    ),
+    _op(
+        "requests.get",
+        "GET",
+        _R + "/{request_id}",
+        _ANY,
+        Request,
+        "One request",
+        handler="requests.get_request",
+    ),
     _op(
         "requests.assign_template",
         "PUT",
@@ -117,10 +229,35 @@ OPERATIONS: tuple[Operation, ...] = (
         _STAFF,
         Request,
         "Assign a template and its parameters",
+        handler="requests.assign_template",
     ),
-    _op("requests.execute", "POST", _R + "/{request_id}/execute", _STAFF, Execution, "Execute"),
-    _op("templates.list", "GET", "/api/kam/templates", _ANY, list[Template], "Templates"),
-    _op("templates.get", "GET", "/api/kam/templates/{name}", _ANY, Template, "One template"),
+    _op(
+        "requests.execute",
+        "POST",
+        _R + "/{request_id}/execute",
+        _STAFF,
+        Execution,
+        "Execute",
+        handler="requests.execute",
+    ),
+    _op(
+        "templates.list",
+        "GET",
+        "/api/kam/templates",
+        _ANY,
+        list[Template],
+        "Templates",
+        handler="requests.list_templates",
+    ),
+    _op(
+        "templates.get",
+        "GET",
+        "/api/kam/templates/{name}",
+        _ANY,
+        Template,
+        "One template",
+        handler="requests.get_template",
+    ),
     _op(
         "templates.recommend",
         "POST",
@@ -128,8 +265,17 @@ OPERATIONS: tuple[Operation, ...] = (
         _STAFF,
         list[Recommendation],
         "Templates that fit a request, ranked, with confidence and reasons",
+        handler="requests.recommend",
     ),
-    _op("executions.get", "GET", _X + "/{execution_id}", _ANY, Execution, "Execution status"),
+    _op(
+        "executions.get",
+        "GET",
+        _X + "/{execution_id}",
+        _ANY,
+        Execution,
+        "Execution status",
+        handler="executions.get",
+    ),
     _op(
         "executions.stages",
         "GET",
@@ -137,6 +283,7 @@ OPERATIONS: tuple[Operation, ...] = (
         _ANY,
         list[StageRun],
         "Stage runs of an execution",
+        handler="executions.stages",
     ),
     _op(
         "executions.events",
@@ -145,6 +292,7 @@ OPERATIONS: tuple[Operation, ...] = (
         _ANY,
         list[ExecutionEvent],
         "Events of an execution after a sequence number",
+        handler="executions.events",
     ),
     _op(
         "executions.metrics",
@@ -153,6 +301,7 @@ OPERATIONS: tuple[Operation, ...] = (
         _ANY,
         dict[str, Any],
         "Durations, attempts, tokens, cost and bytes, per stage and in total",
+        handler="executions.metrics",
     ),
     _op(
         "executions.cancel",
@@ -161,6 +310,7 @@ OPERATIONS: tuple[Operation, ...] = (
         _ANY,
         Execution,
         "Cancel an execution (clients: their own)",
+        handler="executions.cancel",
     ),
     _op(
         "executions.retry",
@@ -169,6 +319,7 @@ OPERATIONS: tuple[Operation, ...] = (
         _STAFF,
         Execution,
         "Run a failed or cancelled execution again, reusing committed stages",
+        handler="executions.retry",
     ),
     _op(
         "executions.resume",
@@ -177,6 +328,7 @@ OPERATIONS: tuple[Operation, ...] = (
         _STAFF,
         Execution,
         "Resume an interrupted execution from its last checkpoint",
+        handler="executions.resume",
     ),
     _op(
         "executions.owners",
@@ -185,6 +337,7 @@ OPERATIONS: tuple[Operation, ...] = (
         _STAFF,
         list[ExecutionOwner],
         "Which replica runs what: executions running, interrupted or waiting for an owner",
+        handler="executions.owners",
     ),
     _op(
         "executions.prune",
@@ -193,6 +346,7 @@ OPERATIONS: tuple[Operation, ...] = (
         _ADMIN,
         dict[str, int],
         "Forget checkpoints, events and (if completed) stage data of long-finished executions",
+        handler="executions.prune",
     ),
     _op(
         "deliverables.list",
@@ -201,6 +355,7 @@ OPERATIONS: tuple[Operation, ...] = (
         _ANY,
         list[Deliverable],
         "Deliverables of a request",
+        handler="requests.list_deliverables",
     ),
     _op(
         "deliverables.get",
@@ -209,6 +364,7 @@ OPERATIONS: tuple[Operation, ...] = (
         _ANY,
         Deliverable,
         "One deliverable",
+        handler="requests.get_deliverable",
     ),
     _op(
         "deliverables.download",
@@ -218,6 +374,7 @@ OPERATIONS: tuple[Operation, ...] = (
         bytes,
         "A deliverable's bytes",
         kind="bytes",
+        handler="requests.download",
     ),
     _op(
         "notifications.list",
@@ -226,6 +383,7 @@ OPERATIONS: tuple[Operation, ...] = (
         _ANY,
         list[Notification],
         "Your notifications",
+        handler="requests.list_notifications",
     ),
     _op(
         "notifications.mark_read",
@@ -234,8 +392,17 @@ OPERATIONS: tuple[Operation, ...] = (
         _ANY,
         None,
         "Mark a notification read",
+        handler="requests.mark_notification_read",
     ),
-    _op("audit.list", "GET", "/api/kam/audit", _ADMIN, list[AuditEvent], "The audit log"),
+    _op(
+        "audit.list",
+        "GET",
+        "/api/kam/audit",
+        _ADMIN,
+        list[AuditEvent],
+        "The audit log",
+        handler="requests.list_audit",
+    ),
 )
 
 _BY_NAME = {op.name: op for op in OPERATIONS}

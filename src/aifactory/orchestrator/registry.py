@@ -16,8 +16,8 @@ import attrs
 
 from .._exceptions import AIFactoryError, WorkerError
 from ..protocol.messages import WorkerHealth
-from ..transports.workers import WorkerTransport
 from ..workers.base import check_worker_name
+from .endpoints import WorkerTransport
 
 __all__ = ["WorkerRegistry"]
 

@@ -33,8 +33,8 @@ from ..protocol.messages import (
     ProcessRequest,
     StageSummary,
 )
-from ..transports.workers import WorkerTransport
 from . import planning
+from .endpoints import WorkerTransport
 from .live import Engine, Live
 from .records import Records, StageWork, cached_summary
 

@@ -29,12 +29,12 @@ from .._exceptions import (
     BadInputError,
     PayloadTooLargeError,
 )
+from ..api.arguments import bind, from_query
 from ..api.operations import OPERATIONS, Operation, authorize
 from ..config import FactoryConfig
 from ..kam.ratelimit import RateLimiter
 from ..models import Principal
 from ..protocol.codec import dumps, loads, unstructure
-from ._args import Param, check, from_query, params_of
 from .openapi import openapi_document
 
 __all__ = ["MAX_BODY_BYTES", "SESSION_HEADER", "create_app", "factory_app", "serving"]
@@ -77,7 +77,7 @@ class _Api:
     def __init__(self, factory: EmbeddedFactory) -> None:
         self.factory = factory
         self.limiter = RateLimiter(factory.store, factory.config.clock)
-        self.params = {name: params_of(handler) for name, handler in factory.handlers.items()}
+        self.params = factory.params
 
     async def principal(self, request: Request) -> tuple[Principal, str | None]:
         accounts = self.factory.accounts
@@ -99,24 +99,23 @@ class _Api:
         await self.limiter.take(client.id, client.limits.rate_limit_per_minute)
 
     async def arguments(self, op: Operation, request: Request) -> dict[str, Any]:
-        params: dict[str, Param] = {p.name: p for p in self.params[op.name]}
+        params = self.params[op.name]
+        by_name = {p.name: p for p in params}
         given: dict[str, Any] = dict(request.path_params)
         if op.method == "GET":
-            for name, text in request.query_params.items():
-                if name not in params or name in given:
-                    raise BadInputError(
-                        f"unknown query parameter {name!r}", details={"field": name}
-                    )
-                given[name] = from_query(params[name], text)
+            fields = dict(request.query_params)
+            given |= {
+                name: from_query(by_name[name], text) if name in by_name else text
+                for name, text in fields.items()
+                if name not in given
+            }
         else:
-            for name, value in (await _body(request)).items():
-                if name not in params or name in op.path_params:
-                    raise BadInputError(f"unknown field {name!r}", details={"field": name})
-                given[name] = value
-        missing = [p.name for p in params.values() if p.required and p.name not in given]
-        if missing:
-            raise BadInputError(f"missing {', '.join(missing)}", details={"fields": missing})
-        return {name: check(params[name], value) for name, value in given.items()}
+            fields = await _body(request)
+            given |= {name: v for name, v in fields.items() if name not in given}
+        repeated = sorted(set(fields) & set(op.path_params))
+        if repeated:  # a path segment given again
+            raise BadInputError(f"unknown field {repeated[0]!r}", details={"field": repeated[0]})
+        return bind(params, given)
 
     def endpoint(self, op: Operation) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:

@@ -13,9 +13,9 @@ from typing import Any
 import attrs
 
 from .._version import __version__
+from ..api.arguments import Param
 from ..api.operations import Operation
 from ..models import StorageRef
-from ._args import Param
 
 __all__ = ["openapi_document"]
 

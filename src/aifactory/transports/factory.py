@@ -12,9 +12,11 @@ from typing import Any, Protocol
 
 from .._embedded import EmbeddedFactory
 from .._exceptions import BadInputError, ConflictError
+from ..api.arguments import bind
 from ..api.operations import authorize, operation
 from ..auth.tokens import parse_api_key
 from ..kam.accounts import LoginResult
+from ..protocol.codec import unstructure
 
 __all__ = ["FactoryTransport", "InProcessFactoryTransport"]
 
@@ -79,7 +81,10 @@ class InProcessFactoryTransport:
             if is_key:
                 raise BadInputError("API keys are revoked, not logged out")
             return await self.factory.accounts.logout(principal, token)
-        result = self.factory.handlers[name](principal, **arguments)
+        # Checked as the HTTP server checks them: in their JSON form, against the handler's
+        # parameters. An argument given as None is left out, as over HTTP, for its default.
+        given = unstructure({k: v for k, v in arguments.items() if v is not None})
+        result = self.factory.handlers[name](principal, **bind(self.factory.params[name], given))
         return await result if inspect.isawaitable(result) else result
 
     async def changed(self, token: str, execution_id: str, timeout_s: float) -> None:

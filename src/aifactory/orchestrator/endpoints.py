@@ -1,4 +1,6 @@
-"""Orchestrator → worker transports: the seam between the engine and where workers run."""
+"""Worker endpoints as the orchestrator sees them: the `WorkerTransport` protocol (the seam
+between the engine and where workers run) and the in-process endpoint. The HTTP endpoint,
+`transports.HttpWorkerTransport`, implements the same protocol from above the engine."""
 
 from __future__ import annotations
 

@@ -1,10 +1,12 @@
-"""Arguments at the HTTP boundary: which an operation takes, and whether a value fits.
+"""An operation's arguments: which it takes, and whether the values given fit.
 
-An operation's arguments are those of the service method that carries it out (after the
-principal). Values arriving over HTTP are checked against their annotations before the
-service sees them: JSON types exactly (a string is not a number), enums by value, `None`
-only where the annotation allows it. Query strings are converted first (`"3"` → 3 for an
-int parameter, `"true"` → True for a bool).
+An operation's arguments are those of the service method that carries it out (its handler,
+after the principal). Both transports bind them here, so embedded and remote refuse the same
+values with the same `BadInputError`: the values in their JSON form (what travels over HTTP,
+and what the in-process transport turns a call's values into first) are checked against the
+annotations: JSON types exactly (a string is not a number), enums by value, `None` only where
+the annotation allows it, no unknown names, nothing required missing. Query strings are
+converted first (`"3"` → 3 for an int parameter, `"true"` → True for a bool).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import attrs
 
 from .._exceptions import BadInputError
 
-__all__ = ["Param", "check", "from_query", "params_of"]
+__all__ = ["Param", "bind", "check", "from_query", "params_of"]
 
 _REQUIRED = inspect.Parameter.empty
 
@@ -81,6 +83,22 @@ def _fits(value: Any, annotation: Any) -> bool:
     if origin in (list, tuple):
         return isinstance(value, list)
     return False
+
+
+def bind(params: tuple[Param, ...], given: Mapping[str, Any]) -> dict[str, Any]:
+    """The arguments `given` (in their JSON form), checked against `params`.
+
+    Raises `BadInputError` for an unknown name, a missing required one, or a value of the
+    wrong type, naming the field.
+    """
+    by_name = {p.name: p for p in params}
+    for name in given:
+        if name not in by_name:
+            raise BadInputError(f"unknown field {name!r}", details={"field": name})
+    missing = [p.name for p in params if p.required and p.name not in given]
+    if missing:
+        raise BadInputError(f"missing {', '.join(missing)}", details={"fields": missing})
+    return {name: check(by_name[name], value) for name, value in given.items()}
 
 
 def check(param: Param, value: Any) -> Any:
