@@ -24,6 +24,8 @@ AIFactoryError
 │   ├── StageFailedError       502
 │   └── StageTimeoutError      504  schedule-to-start, start-to-close or heartbeat ran out
 ├── TransportError             503  could not reach the other side
+│   ├── ConnectionFailedError  503  no connection could be made (nothing was sent)
+│   └── TransportTimeoutError  504  connected, but no answer in time
 └── StorageError               500  blobs or state could not be read or written
     ├── IntegrityError         500  stored bytes do not match their reference
     └── StoreBusyError         503  another process holds the database's lock; retry later
@@ -31,18 +33,22 @@ AIFactoryError
 
 Each class carries a stable machine-readable `code` and the HTTP `status` it maps to, so the
 remote transport can carry it as `{"error": {"code", "message", "details"}}` and raise the same
-class on the other side.
+class on the other side (`error_from_body`). An error that came over HTTP carries the
+server's `request_id` (its `x-request-id` header, which the server also logs).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 __all__ = [
+    "ERROR_BY_STATUS",
     "AIFactoryError",
     "AuthenticationError",
     "BadInputError",
     "ConflictError",
+    "ConnectionFailedError",
     "HandshakeRejectedError",
     "InputRejectedError",
     "IntegrityError",
@@ -59,9 +65,11 @@ __all__ = [
     "StorageError",
     "StoreBusyError",
     "TransportError",
+    "TransportTimeoutError",
     "UnsafeKeyError",
     "WorkerError",
     "error_class_for_code",
+    "error_from_body",
 ]
 
 
@@ -79,6 +87,9 @@ class AIFactoryError(Exception):
         super().__init__(message)
         self.message = message
         self.details: dict[str, Any] = dict(details or {})
+        #: The server's id of the HTTP request that failed (`x-request-id`), when the error
+        #: came over HTTP: quote it to whoever runs the server.
+        self.request_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The error as the JSON body the HTTP transport sends."""
@@ -208,6 +219,20 @@ class TransportError(AIFactoryError):
     status = 503
 
 
+class ConnectionFailedError(TransportError):
+    """No connection could be made to the other side: nothing was sent."""
+
+    code = "connection_failed"
+
+
+class TransportTimeoutError(TransportError):
+    """The other side was reached but did not answer in time (the request may have been
+    carried out)."""
+
+    code = "transport_timeout"
+    status = 504
+
+
 class StorageError(AIFactoryError):
     """Blobs or state could not be read or written."""
 
@@ -241,3 +266,48 @@ def error_class_for_code(code: str) -> type[AIFactoryError]:
         if cls.code == code:
             return cls
     return AIFactoryError
+
+
+#: The class an error answer's status stands for, when its body does not say.
+ERROR_BY_STATUS: dict[int, type[AIFactoryError]] = {
+    400: BadInputError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    413: PayloadTooLargeError,
+    429: QuotaExceededError,
+    502: WorkerError,
+    503: TransportError,
+    504: TransportTimeoutError,
+}
+
+
+def error_from_body(
+    status: int,
+    body: Any,
+    *,
+    peer: str = "the server",
+    request_id: str | None = None,
+    by_status: Mapping[int, type[AIFactoryError]] = ERROR_BY_STATUS,
+) -> AIFactoryError:
+    """The exception an HTTP error answer stands for: the class its body's `code` names (the
+    same class as on the other side), or, for a body without one or with a code this side
+    does not know (a newer peer), the class `by_status` gives its `status`. `body` is the
+    decoded JSON (any value); `peer` names the other side in messages.
+    """
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        cls = by_status.get(status, TransportError)
+        found = cls(f"{peer} answered {status} without an error body", details={"status": status})
+    else:
+        code = str(error.get("code", ""))
+        message = str(error.get("message", "")) or f"{peer} answered {status}"
+        details = error.get("details")
+        cls = error_class_for_code(code)
+        if (cls is AIFactoryError and code != AIFactoryError.code) or cls.__name__.startswith("_"):
+            # An unknown code (a newer peer) or a private class: the status says enough.
+            cls = by_status.get(status, AIFactoryError)
+        found = cls(message, details=details if isinstance(details, dict) else {})
+    found.request_id = request_id
+    return found

@@ -166,22 +166,14 @@ def test_a_report_to_a_kam_service_back_within_its_retries_settles_the_request(
         assert _settled_once(split, admin, ana, request_id) == _clean_report(admin, ana, split)
 
 
-@pytest.mark.parametrize("lost", ["retries run out", "orchestrator killed while retrying"])
-def test_a_lost_report_is_settled_by_resume_on_the_kam_service(
-    split: SplitDeployment, lost: str
-) -> None:
+def test_a_lost_report_is_settled_by_resume_on_the_kam_service(split: SplitDeployment) -> None:
     with aifactory.connect(split.kam.url) as factory:
         admin, ana = _people(factory, split)
         request_id, execution_id = _finish_while_kam_is_down(split, admin, ana)
-        if lost == "retries run out":
-            eventually(
-                lambda: "execution.finish_failed" in split.event_kinds(execution_id),
-                "the orchestrator service to give up its report",
-            )
-        else:
-            split.orchestrator.kill()
-            assert "execution.finish_failed" not in split.event_kinds(execution_id)
-            split.restart(split.orchestrator)
+        eventually(
+            lambda: "execution.finish_failed" in split.event_kinds(execution_id),
+            "the orchestrator service to give up its report",
+        )
         split.restart(split.kam)
 
         assert admin.requests.get(request_id).status.value == "executing"
@@ -192,6 +184,33 @@ def test_a_lost_report_is_settled_by_resume_on_the_kam_service(
         actions = [e.action for e in admin.audit.list(limit=500)]
         assert actions.count("execution.report") == 1
         assert "execution.resume" not in actions  # settled, not run again
+        with pytest.raises(ConflictError):  # settled and finished: nothing left to resume
+            admin.executions.resume(execution_id)
+        assert split.calls(execution_id) == [("outline", 1), ("report", 1)]
+        assert _settled_once(split, admin, ana, request_id) == _clean_report(admin, ana, split)
+
+
+def test_a_report_lost_with_its_orchestrator_is_sent_again_by_recovery(
+    split: SplitDeployment,
+) -> None:
+    """The orchestrator service dies while retrying a report: once restarted, its recovery
+    finds the finished execution nobody reported (still runnable, its owner gone) and
+    reports it, with no one asking; resume then has nothing left to do."""
+    with aifactory.connect(split.kam.url) as factory:
+        admin, ana = _people(factory, split)
+        request_id, execution_id = _finish_while_kam_is_down(split, admin, ana)
+        split.orchestrator.kill()
+        assert "execution.finish_failed" not in split.event_kinds(execution_id)
+        split.restart(split.orchestrator)
+        split.restart(split.kam)
+
+        eventually(
+            lambda: admin.requests.get(request_id).status.value == "completed",
+            "the restarted orchestrator's recovery to report the execution",
+            timeout_s=30,
+        )
+        actions = [e.action for e in admin.audit.list(limit=500)]
+        assert "execution.report" not in actions  # no one had to ask
         with pytest.raises(ConflictError):  # settled and finished: nothing left to resume
             admin.executions.resume(execution_id)
         assert split.calls(execution_id) == [("outline", 1), ("report", 1)]

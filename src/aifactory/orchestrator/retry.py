@@ -50,7 +50,7 @@ class RetryPolicy:
     ±`jitter` (a fraction) so that stages failing together do not retry in lockstep, and
     never above `maximum_interval_s`. `maximum_attempts` counts every attempt (0: unlimited).
     Errors of the `non_retryable` types, or whose `code` is in `non_retryable_codes`, are
-    never retried.
+    never retried; with `only` given, nothing but errors of those types is.
     """
 
     initial_interval_s: float = 0.5
@@ -60,6 +60,7 @@ class RetryPolicy:
     jitter: float = 0.1
     non_retryable: tuple[type[BaseException], ...] = NEVER_RETRIED
     non_retryable_codes: tuple[str, ...] = ()
+    only: tuple[type[BaseException], ...] = ()
 
     def __attrs_post_init__(self) -> None:
         if self.initial_interval_s < 0 or self.maximum_interval_s < self.initial_interval_s:
@@ -84,6 +85,8 @@ class RetryPolicy:
     def is_retryable(self, error: BaseException) -> bool:
         """Whether another attempt could succeed where this error happened."""
         if isinstance(error, self.non_retryable):
+            return False
+        if self.only and not isinstance(error, self.only):
             return False
         return not (isinstance(error, AIFactoryError) and error.code in self.non_retryable_codes)
 

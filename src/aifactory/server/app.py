@@ -18,6 +18,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -35,6 +36,7 @@ from ..config import FactoryConfig
 from ..kam.ratelimit import RateLimiter
 from ..models import Principal
 from ..protocol.codec import dumps, loads, unstructure
+from ._request_ids import HEADER, RequestIds, log_error, request_id_of
 from .openapi import openapi_document
 
 __all__ = ["MAX_BODY_BYTES", "SESSION_HEADER", "create_app", "factory_app", "serving"]
@@ -136,6 +138,7 @@ class _Api:
                 if inspect.isawaitable(result):
                     result = await result
             except AIFactoryError as exc:
+                log_error(request, exc, exc.status)
                 return error_response(exc)
             if op.kind == "bytes":
                 return Response(result, media_type="application/octet-stream")
@@ -177,10 +180,16 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 
 async def _internal(request: Request, exc: Exception) -> Response:
-    # Never leak a traceback: the operator's logs have it, the caller gets a plain error.
-    return _json(
+    # Never leak a traceback: the operator's log has it, under the request's id; the caller
+    # gets a plain error and the id to quote.
+    log_error(request, exc, 500)
+    response = _json(
         {"error": {"code": "internal_error", "message": "internal error", "details": {}}}, 500
     )
+    request_id = request_id_of(request)
+    if request_id is not None:  # this answer leaves outside the middleware that names it
+        response.headers[HEADER] = request_id
+    return response
 
 
 def factory_app(
@@ -204,6 +213,7 @@ def factory_app(
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: _not_found, Exception: _internal},
+        middleware=[Middleware(RequestIds)],
     )
     app.state.openapi = document
     return app

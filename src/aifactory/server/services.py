@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 import httpx
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -32,12 +33,13 @@ from .._exceptions import (
     BadInputError,
     ConflictError,
     TransportError,
-    error_class_for_code,
 )
 from ..auth.signing import SignatureVerifier, WorkerKey, sign
 from ..models import Execution, Template
 from ..orchestrator import Artifact, ExecutionReport, LocalControl, RetryPolicy
 from ..protocol.codec import dumps, loads, structure, unstructure
+from ..transports._http import error_for, transport_error
+from ._request_ids import RequestIds, log_error
 from .app import MAX_BODY_BYTES, error_response, factory_app
 
 __all__ = [
@@ -73,18 +75,15 @@ class ServiceClient:
         except httpx.HTTPError as exc:
             # Named by kind only: the message can travel on to clients of the calling
             # service, who have no business learning where its peers listen.
-            raise TransportError(
-                f"another aifactory service is unreachable ({type(exc).__name__})"
+            raise transport_error(
+                exc, f"another aifactory service is unreachable ({type(exc).__name__})"
             ) from exc
         if response.status_code >= 400:
             try:
-                error = response.json()["error"]
-                cls = error_class_for_code(str(error["code"]))
-                raise cls(str(error["message"]), details=dict(error.get("details") or {}))
-            except (ValueError, KeyError, TypeError):
-                raise TransportError(
-                    f"another aifactory service answered {response.status_code}"
-                ) from None
+                body = response.json()
+            except ValueError:
+                body = None
+            raise error_for(response, body, peer="another aifactory service")
         return response.json() if response.content else None
 
     async def aclose(self) -> None:
@@ -223,6 +222,7 @@ def _signed(
                 raise BadInputError("the JSON body must be an object")
             result = await handler(request, data)
         except AIFactoryError as exc:
+            log_error(request, exc, exc.status)
             return error_response(exc)
         return Response(dumps(unstructure(result)), media_type="application/json")
 
@@ -330,6 +330,7 @@ def orchestrator_app(
                 methods=["POST"],
             ),
             Route("/health", health),
-        ]
+        ],
+        middleware=[Middleware(RequestIds)],
     )
     return _with_lifespan(app, factory, kam)

@@ -58,6 +58,7 @@ from urllib.parse import unquote_plus
 import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -75,6 +76,7 @@ from ..protocol.messages import (
     ProcessRequest,
 )
 from ..workers.host import WorkerHost
+from ._request_ids import RequestIds
 
 __all__ = ["MAX_BODY_BYTES", "NDJSON", "worker_app"]
 
@@ -410,4 +412,8 @@ def worker_app(
         Route("/api/acknowledge", _Exchange(service.acknowledge), methods=["POST"]),
         Route("/health", _guarded(service.health), methods=["GET"]),
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    return Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error},
+        middleware=[Middleware(RequestIds)],
+    )

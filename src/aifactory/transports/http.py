@@ -1,8 +1,10 @@
 """`HttpFactoryTransport`: the client's operations over HTTP, with httpx.
 
 Paths and reply types come from the operation table, so the remote client cannot drift from
-the embedded one. Error bodies come back as the same exception classes as embedded. GET and
-PUT calls (idempotent) are retried on connection errors; nothing else is.
+the embedded one. Error bodies come back as the same exception classes as embedded, with the
+server's request id. GET and PUT calls (idempotent) are sent again when no connection could
+be made; nothing else is. A failure to connect is a `ConnectionFailedError`, no answer in
+time a `TransportTimeoutError`.
 """
 
 from __future__ import annotations
@@ -14,17 +16,13 @@ from urllib.parse import quote
 import anyio
 import httpx
 
-from .._exceptions import (
-    AIFactoryError,
-    PermissionDeniedError,
-    TransportError,
-    error_class_for_code,
-)
+from .._exceptions import AIFactoryError, PermissionDeniedError, TransportError
 from ..api.operations import operation
 from ..auth.tokens import API_KEY_PREFIX
 from ..kam.accounts import LoginResult
 from ..models import User
 from ..protocol.codec import structure, unstructure
+from ._http import error_for, resend_policy, transport_error
 
 __all__ = ["HttpFactoryTransport"]
 
@@ -36,15 +34,10 @@ def _raise_for(response: httpx.Response) -> None:
     if response.status_code < 400:
         return
     try:
-        error = response.json()["error"]
-        code, message = str(error["code"]), str(error["message"])
-        details = error.get("details") or {}
-    except (ValueError, KeyError, TypeError):
-        raise TransportError(
-            f"the server answered {response.status_code} without an error body",
-            details={"status": response.status_code},
-        ) from None
-    raise error_class_for_code(code)(message, details=dict(details))
+        body = response.json()
+    except ValueError:
+        body = None
+    raise error_for(response, body)
 
 
 class HttpFactoryTransport:
@@ -67,17 +60,18 @@ class HttpFactoryTransport:
 
     async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         url = self.base_url + path
-        attempts = 1 + (self._retries if method in _IDEMPOTENT else 0)
-        for attempt in range(1, attempts + 1):
-            try:
-                return await self._client.request(method, url, **kwargs)
-            except httpx.ConnectError as exc:
-                if attempt == attempts:
-                    raise TransportError(f"cannot reach {self.base_url}: {exc}") from exc
-                await anyio.sleep(0.05 * 2**attempt)
-            except httpx.HTTPError as exc:
-                raise TransportError(f"{method} {path} failed: {exc!r}") from exc
-        raise AssertionError("unreachable")
+        # A request that never left is sent again if it is idempotent (GET, PUT); one that
+        # left and got no answer is not: it may have been carried out.
+        resends = self._retries if method in _IDEMPOTENT else 0
+        async for attempt in resend_policy(resends, 0.1).retrying(sleep=anyio.sleep):
+            with attempt:
+                try:
+                    return await self._client.request(method, url, **kwargs)
+                except httpx.HTTPError as exc:
+                    raise transport_error(
+                        exc, f"{method} {path} to {self.base_url} failed ({type(exc).__name__})"
+                    ) from exc
+        raise AssertionError("unreachable: tenacity re-raises")
 
     async def login(self, username: str, password: str, login_type: str) -> LoginResult:
         """`POST /api/auth/login`. Raises `AuthenticationError` like the embedded factory."""

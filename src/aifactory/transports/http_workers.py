@@ -45,17 +45,11 @@ import httpx
 
 from .._clock import Clock, SystemClock
 from .._exceptions import (
+    ERROR_BY_STATUS,
     AIFactoryError,
-    AuthenticationError,
     BadInputError,
-    ConflictError,
-    NotFoundError,
-    PermissionDeniedError,
-    QuotaExceededError,
     StageTimeoutError,
     TransportError,
-    WorkerError,
-    error_class_for_code,
 )
 from ..auth.signing import WorkerKey, sign
 from ..protocol.codec import structure, to_signed_json
@@ -70,28 +64,17 @@ from ..protocol.messages import (
     WorkerHealth,
 )
 from ..workers.base import ProgressCallback
+from ._http import error_for, resend_policy, transport_error
 
 __all__ = ["HttpWorkerTransport", "Traffic"]
 
 T = TypeVar("T")
 
-# Used when an error body carries a code this side does not know.
-_BY_STATUS: dict[int, type[AIFactoryError]] = {
-    400: BadInputError,
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    409: ConflictError,
-    413: BadInputError,
-    429: QuotaExceededError,
-    502: WorkerError,
-    503: TransportError,
-    504: StageTimeoutError,
-}
+# When an error answer's body does not say, its status does; 504 from a worker service is a
+# stage that ran out of time.
+_BY_STATUS = {**ERROR_BY_STATUS, 504: StageTimeoutError}
 NDJSON = "application/x-ndjson"
 _MAX_LINE_BYTES = 1024 * 1024  # a worker service sends small lines; refuse to buffer more
-# Failures that mean the request never left: safe to send again.
-_UNDELIVERED = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 @attrs.frozen
@@ -115,20 +98,10 @@ def _headers_size(headers: httpx.Headers) -> int:
     return sum(len(k) + len(v) + 4 for k, v in headers.raw) + 2
 
 
-def _error_from_body(status: int, body: Any) -> AIFactoryError:
-    """The exception an error answer stands for (the same class as on the worker's side)."""
-    error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        cls = _BY_STATUS.get(status, TransportError)
-        return cls(f"worker service answered {status} without an error body")
-    code = str(error.get("code", ""))
-    message = str(error.get("message", "")) or f"worker service answered {status}"
-    details = error.get("details")
-    cls = error_class_for_code(code)
-    if (cls is AIFactoryError and code != AIFactoryError.code) or cls.__name__.startswith("_"):
-        # An unknown code (a newer service) or a private class: fall back on the status.
-        cls = _BY_STATUS.get(status, AIFactoryError)
-    return cls(message, details=details if isinstance(details, dict) else {})
+def _error(response: httpx.Response, body: Any) -> AIFactoryError:
+    """The exception a worker service's error answer stands for (the same class as on its
+    side), with the service's request id."""
+    return error_for(response, body, peer="worker service", by_status=_BY_STATUS)
 
 
 class HttpWorkerTransport:
@@ -250,7 +223,7 @@ class HttpWorkerTransport:
             self._count_response_head(response)
             if response.status_code != 200:
                 body = await self._read(response)
-                raise _error_from_body(response.status_code, _json_or_none(body))
+                raise _error(response, _json_or_none(body))
             if not response.headers.get("content-type", "").startswith(NDJSON):
                 # Finished before any heartbeat: the answer is the result, as plain JSON.
                 body = await self._read(response)
@@ -280,7 +253,7 @@ class HttpWorkerTransport:
             raise TransportError("the process stream ended without a result")
         kind, value = final
         if kind == "error":
-            raise _error_from_body(200, {"error": value})
+            raise _error(response, {"error": value})
         return _parse(value, ProcessReply, "/api/process", echo)
 
     async def aclose(self) -> None:
@@ -348,36 +321,33 @@ class HttpWorkerTransport:
         cls: type[T],
         echo: Mapping[str, Any] | None = None,
     ) -> T:
-        for attempt in range(self._retries + 1):
-            # Signed afresh each time: a repeated nonce would be refused as a replay.
-            outgoing = self._request(method, path, body)
-            try:
-                response = await self._http.handle_async_request(outgoing)
-            except _UNDELIVERED as exc:
-                if attempt < self._retries:
-                    await anyio.sleep(self._pause * 2**attempt)
-                    continue
-                raise self._transport_error(exc) from exc
-            except httpx.HTTPError as exc:
-                raise self._transport_error(exc) from exc
-            try:
-                self._count_response_head(response)
-                raw = await self._read(response)
-            except httpx.HTTPError as exc:
-                raise self._transport_error(exc) from exc
-            finally:
-                await response.aclose()
-            data = _json_or_none(raw)
-            if response.status_code != 200:
-                raise _error_from_body(response.status_code, data)
-            return _parse(data, cls, path, echo)
-        raise AssertionError("unreachable")  # pragma: no cover
+        async for attempt in resend_policy(self._retries, self._pause).retrying(sleep=anyio.sleep):
+            with attempt:
+                # Signed afresh each time: a repeated nonce would be refused as a replay.
+                outgoing = self._request(method, path, body)
+                try:
+                    response = await self._http.handle_async_request(outgoing)
+                except httpx.HTTPError as exc:
+                    raise self._transport_error(exc) from exc
+                try:
+                    self._count_response_head(response)
+                    raw = await self._read(response)
+                except httpx.HTTPError as exc:
+                    raise self._transport_error(exc) from exc
+                finally:
+                    await response.aclose()
+                data = _json_or_none(raw)
+                if response.status_code != 200:
+                    raise _error(response, data)
+                return _parse(data, cls, path, echo)
+        raise AssertionError("unreachable: tenacity re-raises")  # pragma: no cover
 
     def _transport_error(self, exc: httpx.HTTPError) -> TransportError:
-        kind = type(exc).__name__
-        return TransportError(
-            f"worker {self._worker} at {self._base_url} could not be reached ({kind})",
-            details={"worker": self._worker, "url": self._base_url, "error": kind},
+        return transport_error(
+            exc,
+            f"worker {self._worker} at {self._base_url} could not be reached "
+            f"({type(exc).__name__})",
+            {"worker": self._worker, "url": self._base_url},
         )
 
 
