@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 import anyio.lowlevel
 import pytest
 
-from aifactory.llm import Backoff, OpenAIProvider
+from aifactory._retry import RetryPolicy
+from aifactory.llm import OpenAIProvider
 from tests.openai_server import OpenAIServer, openai_server, openai_server_session
 
 __all__ = ["SleepRecorder", "openai_server", "openai_server_session"]
@@ -43,20 +44,20 @@ def sleeps() -> SleepRecorder:
 
 
 @pytest.fixture
-def backoff() -> Backoff:
-    return Backoff(initial_s=0.5, max_s=4.0, jitter_s=0.25)
+def retry() -> RetryPolicy:
+    return RetryPolicy(initial_interval_s=0.5, maximum_interval_s=4.0, jitter=0.1)
 
 
 @pytest.fixture
 async def provider(
-    server: OpenAIServer, api_key: str, sleeps: SleepRecorder, backoff: Backoff
+    server: OpenAIServer, api_key: str, sleeps: SleepRecorder, retry: RetryPolicy
 ) -> AsyncIterator[OpenAIProvider]:
     async with OpenAIProvider(
         "gpt-4o-mini",
         api_key=api_key,
         base_url=server.base_url,
         max_retries=3,
-        backoff=backoff,
+        retry=retry,
         sleep=sleeps,
     ) as llm:
         yield llm

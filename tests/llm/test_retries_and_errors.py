@@ -15,7 +15,8 @@ from aifactory import (
     PermissionDeniedError,
     WorkerError,
 )
-from aifactory.llm import Backoff, Message, OpenAIProvider
+from aifactory._retry import RetryPolicy
+from aifactory.llm import Message, OpenAIProvider
 from tests.llm.conftest import SleepRecorder
 from tests.openai_server import (
     OpenAIServer,
@@ -34,7 +35,7 @@ ASK = [Message("user", "Say hello.")]
 
 
 async def test_rate_limit_then_success_is_retried_with_backoff(
-    provider: OpenAIProvider, server: OpenAIServer, sleeps: SleepRecorder, backoff: Backoff
+    provider: OpenAIProvider, server: OpenAIServer, sleeps: SleepRecorder, retry: RetryPolicy
 ) -> None:
     server.add(rate_limited(), rate_limited(), rate_limited(), "hello")
 
@@ -43,10 +44,10 @@ async def test_rate_limit_then_success_is_retried_with_backoff(
     assert reply.text == "hello"
     assert len(server.completions) == 4
     assert len(sleeps.delays) == 3
-    for retry, delay in enumerate(sleeps.delays, start=1):
-        low, high = backoff.bounds(retry)
+    for attempt, delay in enumerate(sleeps.delays, start=1):
+        low, high = retry.delay_bounds(attempt)
         assert low <= delay <= high
-    # 0.5, 1, 2 seconds plus up to 0.25 of jitter: each wait is longer than the last.
+    # About 0.5, 1, 2 seconds, each ±10 %: each wait is longer than the last.
     assert sleeps.delays == sorted(sleeps.delays)
 
 
@@ -58,6 +59,20 @@ async def test_retry_after_is_honoured(
     await provider.complete(ASK)
 
     assert sleeps.delays == [3.0]
+
+
+async def test_retry_after_is_honoured_up_to_its_cap_and_never_shortens_the_wait(
+    provider: OpenAIProvider, server: OpenAIServer, sleeps: SleepRecorder, retry: RetryPolicy
+) -> None:
+    server.add(rate_limited(retry_after="600"), rate_limited(retry_after="0.01"), "hello")
+
+    await provider.complete(ASK)
+
+    # A server asking for ten minutes waits the provider's cap (60 s); one asking for less
+    # than the policy's own wait gets the policy's wait.
+    low, high = retry.delay_bounds(2)
+    assert sleeps.delays[0] == 60.0
+    assert low <= sleeps.delays[1] <= high
 
 
 @pytest.mark.parametrize("status", [500, 502, 503])

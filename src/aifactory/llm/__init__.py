@@ -9,20 +9,19 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from .backoff import Backoff
 from .base import LLM, LLMReply, Message, TokenUsage
 from .config import DEFAULT_LLM_MODEL, LLMConfig
 from .prices import DEFAULT_MODEL_PRICES, ModelPrice, PriceTable
 
 if TYPE_CHECKING:
-    from .openai_provider import DEFAULT_OPENAI_BASE_URL, OpenAIProvider
+    from .openai_provider import DEFAULT_OPENAI_BASE_URL, MODEL_RETRY, OpenAIProvider
 
 __all__ = [
     "DEFAULT_LLM_MODEL",
     "DEFAULT_MODEL_PRICES",
     "DEFAULT_OPENAI_BASE_URL",
     "LLM",
-    "Backoff",
+    "MODEL_RETRY",
     "LLMConfig",
     "LLMReply",
     "Message",
@@ -32,7 +31,11 @@ __all__ = [
     "TokenUsage",
 ]
 
-_LAZY = {"DEFAULT_OPENAI_BASE_URL": ".openai_provider", "OpenAIProvider": ".openai_provider"}
+_LAZY = {
+    "DEFAULT_OPENAI_BASE_URL": ".openai_provider",
+    "MODEL_RETRY": ".openai_provider",
+    "OpenAIProvider": ".openai_provider",
+}
 
 
 def __getattr__(name: str) -> object:

@@ -2,7 +2,8 @@
 
 `base_url` points it at any OpenAI-compatible server (vLLM, Ollama, llama.cpp, OpenRouter).
 The SDK's own retries are off; this module retries rate limits (429), server errors (5xx)
-and connection failures with `Backoff`, and translates every SDK error at the boundary:
+and connection failures as a `RetryPolicy` says (honouring `Retry-After`), and translates
+every SDK error at the boundary:
 
 ```
 openai error                         → aifactory error
@@ -41,8 +42,8 @@ from .._exceptions import (
     PermissionDeniedError,
     WorkerError,
 )
+from .._retry import RetryPolicy
 from ._structured import RejectedReply, parse_reply, reask, schema_validator
-from .backoff import Backoff
 from .base import LLMReply, Message, TokenUsage
 from .prices import PriceTable
 
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
     import httpx
     import httpx2
 
-__all__ = ["DEFAULT_OPENAI_BASE_URL", "OpenAIProvider"]
+__all__ = ["DEFAULT_OPENAI_BASE_URL", "MODEL_RETRY", "OpenAIProvider"]
 
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 _REDACTED = "[redacted]"
@@ -101,6 +102,10 @@ def _usage(response: ChatCompletion) -> TokenUsage:
     return TokenUsage(response.usage.prompt_tokens, response.usage.completion_tokens)
 
 
+#: How model calls wait between tries: about 0.5, 1, 2, 4, then 8 s, each ±25 %.
+MODEL_RETRY = RetryPolicy(initial_interval_s=0.5, maximum_interval_s=8.0, jitter=0.25)
+
+
 class OpenAIProvider:
     """An `LLM` served by the OpenAI API or any OpenAI-compatible server.
 
@@ -108,8 +113,10 @@ class OpenAIProvider:
     - `api_key`: sent as a bearer token; servers that need none accept any placeholder.
     - `base_url`: e.g. `http://127.0.0.1:11434/v1` for Ollama; `None` means OpenAI.
     - `timeout_s`: per HTTP request. `max_retries`: retries after the first attempt, for
-      429, 5xx and connection errors only, waiting as `backoff` says, with `sleep`
-      (`anyio.sleep` unless a test injects a recorder).
+      429, 5xx and connection errors only, waiting as `retry` says (its intervals and
+      jitter; `MODEL_RETRY` by default), and at least what a server's `Retry-After` asks,
+      up to `max_retry_after_s`; with `sleep` (`anyio.sleep` unless a test injects a
+      recorder).
     - `prices`: turns usage into `LLMReply.cost_usd`; `PriceTable()` when not given.
     - `http_client`: an `httpx.AsyncClient` (or `httpx2.AsyncClient`) to send through; the
       caller keeps owning it and closes it. Without one the provider owns its own:
@@ -131,7 +138,8 @@ class OpenAIProvider:
         max_retries: int = 3,
         prices: PriceTable | None = None,
         http_client: httpx.AsyncClient | httpx2.AsyncClient | None = None,
-        backoff: Backoff | None = None,
+        retry: RetryPolicy | None = None,
+        max_retry_after_s: float = 60.0,
         sleep: Sleep | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -150,7 +158,8 @@ class OpenAIProvider:
         self._base_url = base_url or DEFAULT_OPENAI_BASE_URL
         self._max_retries = max_retries
         self._prices = prices if prices is not None else PriceTable()
-        self._backoff = backoff if backoff is not None else Backoff()
+        self._retry = retry if retry is not None else MODEL_RETRY
+        self._max_retry_after_s = max_retry_after_s
         self._sleep: Sleep = sleep if sleep is not None else anyio.sleep
         self._rng = rng
         self._client = openai.AsyncOpenAI(
@@ -319,7 +328,13 @@ class OpenAIProvider:
 
     def _wait(self, state: RetryCallState) -> float:
         failure = state.outcome.exception() if state.outcome is not None else None
-        return self._backoff.delay(state.attempt_number, _retry_after_s(failure), rng=self._rng)
+        wait = self._retry.delay_s(state.attempt_number, self._rng)
+        asked = _retry_after_s(failure)
+        if asked is not None and asked > 0:
+            # A server asking for longer than we wait at most is retried sooner (and most
+            # likely refuses again, which the retry count then ends).
+            wait = max(wait, min(asked, self._max_retry_after_s))
+        return wait
 
     def _log_retry(self, state: RetryCallState) -> None:
         failure = state.outcome.exception() if state.outcome is not None else None

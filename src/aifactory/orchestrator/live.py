@@ -11,6 +11,7 @@ import attrs
 
 from .._clock import Clock, IdFactory
 from .._exceptions import ConflictError
+from .._retry import RetryPolicy
 from ..models import (
     Execution,
     ExecutionEvent,
@@ -28,7 +29,6 @@ from .costing import StoragePrices
 from .planning import TemplatePlan
 from .quota import QuotaGate
 from .registry import WorkerRegistry
-from .retry import RetryPolicy
 
 __all__ = ["DEFAULT_TIMEOUTS", "Engine", "Live", "committed_outputs"]
 

@@ -23,6 +23,7 @@ import attrs
 
 from .._clock import Clock, IdFactory
 from .._exceptions import AIFactoryError, BadInputError, ConflictError, LeaseLostError
+from .._retry import RetryPolicy
 from ..models import (
     Execution,
     ExecutionStatus,
@@ -41,7 +42,6 @@ from .live import DEFAULT_TIMEOUTS, Engine, Live, committed_outputs
 from .quota import QuotaGate, Unlimited
 from .records import StageWork
 from .registry import WorkerRegistry
-from .retry import RetryPolicy
 from .scheduler import StageScheduler
 from .sink import Artifact, ExecutionReport, ExecutionSink
 from .stages import StageRunner

@@ -16,7 +16,7 @@ from .._exceptions import (
     TransportTimeoutError,
     error_from_body,
 )
-from ..orchestrator.retry import RetryPolicy
+from .._retry import RetryPolicy
 
 __all__ = ["REQUEST_ID_HEADER", "error_for", "resend_policy", "transport_error"]
 

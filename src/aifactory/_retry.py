@@ -1,4 +1,5 @@
-"""Stage retry policy in Temporal's shape, carried out by tenacity.
+"""The retry policy, in Temporal's shape, carried out by tenacity: for stages, model calls and
+requests that never left.
 
 `RetryPolicy` holds the decisions (is this error worth another try, how long to wait before
 attempt n+1); `RetryPolicy.retrying()` turns them into a tenacity `AsyncRetrying` whose sleep
@@ -9,12 +10,15 @@ from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import tenacity
 
-from .._exceptions import (
+if TYPE_CHECKING:
+    from .models.work import StagePolicy
+
+from ._exceptions import (
     AIFactoryError,
     AuthenticationError,
     BadInputError,
@@ -23,7 +27,6 @@ from .._exceptions import (
     PermissionDeniedError,
     QuotaExceededError,
 )
-from ..models.work import StagePolicy
 
 __all__ = ["NEVER_RETRIED", "RetryPolicy"]
 

@@ -30,8 +30,8 @@ from aifactory._exceptions import (
     UnsafeKeyError,
     WorkerError,
 )
+from aifactory._retry import RetryPolicy
 from aifactory.models import StagePolicy
-from aifactory.orchestrator.retry import RetryPolicy
 
 
 @st.composite
