@@ -19,31 +19,29 @@ from typing import Any, Self
 
 import anyio
 import anyio.abc
-import attrs
 
 from .._clock import Clock, IdFactory
-from .._exceptions import AIFactoryError, BadInputError, ConflictError, LeaseLostError
+from .._exceptions import AIFactoryError, BadInputError, ConflictError
 from .._retry import RetryPolicy
 from ..models import (
     Execution,
     ExecutionStatus,
     StagePolicy,
     StageRun,
-    StageSpec,
     StageStatus,
     Template,
 )
-from ..state import Claim, ExecutionWrite, Store
+from ..state import Claim, Store
 from ..storage import BlobStore
-from .artifacts import collect_artifacts
+from . import upkeep
 from .costing import StoragePrices
+from .driver import Driver
 from .leasing import held_elsewhere, is_gone, replica_id
-from .live import DEFAULT_TIMEOUTS, Engine, Live, committed_outputs
+from .live import DEFAULT_TIMEOUTS, Engine, Live
 from .quota import QuotaGate, Unlimited
-from .records import StageWork
 from .registry import WorkerRegistry
 from .scheduler import StageScheduler
-from .sink import Artifact, ExecutionReport, ExecutionSink
+from .sink import ExecutionSink
 from .stages import StageRunner
 
 __all__ = ["Orchestrator"]
@@ -99,18 +97,31 @@ class Orchestrator:
             owner=owner or replica_id(),
             lease_s=lease_s,
         )
-        self.store, self.blobs, self.registry, self.sink = store, blobs, registry, sink
+        self.store, self.blobs, self.registry = store, blobs, registry
         self.clock = clock
         self.max_workers = max_workers
         self._stages = StageRunner(self.engine)
         self._scheduler = StageScheduler(self._stages)
         self._live: dict[str, Live] = {}
+        self._driver = Driver(
+            self.engine, self._stages.records, self._scheduler, sink, self._live, max_workers
+        )
         # Executions being prepared to run here (between their first read and `_live`).
         self._starting: set[str] = set()
         self._fresh: dict[str, tuple[Execution, list[StageRun]]] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self.recover = recover
         self.recover_every_s = recover_every_s or lease_s / 3
+
+    @property
+    def sink(self) -> ExecutionSink:
+        """Where finished executions are reported (replaceable, e.g. by a service that
+        reports over HTTP)."""
+        return self._driver.sink
+
+    @sink.setter
+    def sink(self, sink: ExecutionSink) -> None:
+        self._driver.sink = sink
 
     @property
     def owner(self) -> str:
@@ -173,7 +184,7 @@ class Orchestrator:
 
     async def _report_again(self, execution_id: str, token: int) -> None:
         try:
-            await self.report(execution_id)
+            await self._driver.report(execution_id)
             await self.store.release_leases(self.owner, {execution_id: token}, finished=True)
         except AIFactoryError:
             pass  # the lease runs out and this is tried again, here or elsewhere
@@ -225,7 +236,7 @@ class Orchestrator:
                 continue
             live.lease = token
             self._live[execution_id] = live
-            self._tg.start_soon(self._drive_in_background, live, name=f"execution {execution_id}")
+            self._tg.start_soon(self._driver.in_background, live, name=f"execution {execution_id}")
             taken.append(execution_id)
         return taken
 
@@ -288,22 +299,7 @@ class Orchestrator:
             if "owner" in exc.details or execution_id in self._live:
                 return  # it runs elsewhere, or started here meanwhile
             raise
-        self._tg.start_soon(self._drive_in_background, live, name=f"execution {execution_id}")
-
-    async def _drive_in_background(self, live: Live) -> None:
-        try:
-            await self._drive(live)
-        except Exception as exc:
-            if isinstance(exc, LeaseLostError) or (
-                isinstance(exc, ConflictError) and "owner" in exc.details
-            ):
-                return  # another replica runs it (took it over, or started it first)
-            # Finishing failed (the sink or the state store broke): the execution stays
-            # running in the store, resumable, and the other executions go on.
-            event = live.event(self.clock, "execution.finish_failed", error=repr(exc))
-            write = ExecutionWrite(live.execution.id, events=(event,), lease=live.lease)
-            with anyio.CancelScope(shield=True), contextlib.suppress(AIFactoryError):
-                await self.store.record(write)
+        self._tg.start_soon(self._driver.in_background, live, name=f"execution {execution_id}")
 
     async def run(self, execution_id: str) -> Execution:
         """Run (or resume) an execution to its end and return its final record.
@@ -322,11 +318,11 @@ class Orchestrator:
                 raise
             # Fenced on the stopped holder's token: a process that took it up meanwhile
             # keeps it.
-            execution = await self.report(execution_id)
+            execution = await self._driver.report(execution_id)
             owner = lease.owner or self.owner
             await self.store.release_leases(owner, {execution_id: lease.token}, finished=True)
             return execution
-        return await self._drive(live)
+        return await self._driver.drive(live)
 
     async def cancel(self, execution_id: str) -> Execution:
         """Stop an execution; it ends `cancelled` (stages in flight too) and is reported.
@@ -344,7 +340,7 @@ class Orchestrator:
         live.cancelled = True
         try:
             with anyio.CancelScope(shield=True):
-                final = await self._finish(live)
+                final = await self._driver.finish(live)
             return final
         finally:
             if self._live.get(execution_id) is live:
@@ -353,58 +349,16 @@ class Orchestrator:
             self.engine.touch(execution_id)
 
     async def reopen(self, execution_id: str, store: Store | None = None) -> Execution:
-        """Make a failed or cancelled execution runnable again, keeping committed stages.
-
-        Stages that failed, were skipped or cancelled go back to pending (their attempt
-        numbers keep counting), in `store` (a transaction the caller holds) if given. Raises
-        `ConflictError` for any other status.
-        """
-        store = store or self.store
-        execution = await store.get_execution(execution_id)
-        if execution.status not in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED):
-            raise ConflictError(
-                f"only failed or cancelled executions can be retried; this one is "
-                f"{execution.status.value}",
-                details={"status": execution.status.value},
-            )
-        runs = await store.get_stage_runs(execution_id)
-        reset = [
-            attrs.evolve(r, status=StageStatus.PENDING, error=None)
-            for r in runs
-            if r.status is not StageStatus.SUCCEEDED
-        ]
-        reopened = attrs.evolve(
-            execution,
-            status=ExecutionStatus.PENDING,
-            error=None,
-            finished_at=None,
-            stages_done=len(runs) - len(reset),
-            updated_at=self.clock.now(),
-        )
-        await store.reopen(reopened, reset)
-        return reopened
+        """Make a failed or cancelled execution runnable again, keeping committed stages
+        (see `upkeep.reopen`), in `store` (a transaction the caller holds) if given. Raises
+        `ConflictError` for any other status."""
+        return await upkeep.reopen(store or self.store, self.clock, execution_id)
 
     async def report(self, execution_id: str) -> Execution:
-        """Report a finished execution to the sink again, with the artifacts it delivered.
-
-        For an execution whose report was lost: the process stopped, or the sink failed,
-        between its final commit and the end of its report. Sinks are idempotent, so a
-        report that did arrive changes nothing. Raises `NotFoundError`, and `ConflictError`
-        if the execution has not finished.
-        """
-        execution = await self.store.get_execution(execution_id)
-        if not execution.status.is_final:
-            raise ConflictError(
-                f"execution {execution_id} has not finished; it is {execution.status.value}",
-                details={"status": execution.status.value},
-            )
-        artifacts: tuple[Artifact, ...] = ()
-        if execution.status is ExecutionStatus.COMPLETED:
-            outputs = committed_outputs(await self.store.get_stage_runs(execution_id))
-            plan = self.engine.plan(execution.template)
-            artifacts = await collect_artifacts(plan.deliverables, outputs, self.blobs)
-        await self.sink.execution_finished(ExecutionReport(execution, artifacts))
-        return execution
+        """Report a finished execution to the sink again, with the artifacts it delivered
+        (see `Driver.report`). Raises `NotFoundError`, and `ConflictError` if it has not
+        finished."""
+        return await self._driver.report(execution_id)
 
     # -- following -----------------------------------------------------------------------------
 
@@ -426,25 +380,9 @@ class Orchestrator:
             await event.wait()
 
     async def prune(self, finished_before: datetime) -> dict[str, int]:
-        """Forget checkpoints and events of executions that finished before `finished_before`
-        (never of running or pending ones), the stage inputs and outputs of those that
-        completed (deliverables stay; failed and cancelled ones keep theirs for a retry), and
-        expired cache entries. Returns how many of each went: rows by table, `stage_data`
-        (stage runs cleared), `payloads`, `blobs` (files or objects deleted) and, if some
-        could not be deleted, `blobs_not_deleted`."""
-        pruned = await self.store.prune(finished_before, self.clock.now())
-        counts = dict(pruned.counts)
-        counts["blobs"] = 0
-        for ref in pruned.blobs:
-            try:
-                await self.blobs.adelete(ref)
-            except AIFactoryError:
-                # The references are gone from the store already: what is left is an
-                # orphan file or object, which the count reports to whoever pruned.
-                counts["blobs_not_deleted"] = counts.get("blobs_not_deleted", 0) + 1
-            else:
-                counts["blobs"] += 1
-        return counts
+        """Forget what executions that finished before `finished_before` no longer need
+        (see `upkeep.prune`); how many of each went."""
+        return await upkeep.prune(self.store, self.blobs, self.clock, finished_before)
 
     # -- driving -------------------------------------------------------------------------------
 
@@ -486,118 +424,3 @@ class Orchestrator:
             return None
         execution, runs = fresh
         return Live.fresh(execution, runs, self.engine.plan(execution.template))
-
-    async def _save(self, live: Live, kind: str, **changes: Any) -> None:
-        await self._stages.records.execution(live, kind, **changes)
-        self.engine.touch(live.execution.id)
-
-    async def _drive(self, live: Live) -> Execution:
-        execution = live.execution
-        try:
-            kind = "execution.resumed" if execution.started_at is not None else "execution.started"
-            # Durable before anything reaches a worker.
-            first: list[tuple[StageSpec, StageWork]] = []
-            try:
-                first = await self._stages.records.start(
-                    live,
-                    kind,
-                    data={"run": execution.runs + 1},
-                    status=ExecutionStatus.RUNNING,
-                    started_at=execution.started_at or self.clock.now(),
-                    runs=execution.runs + 1,
-                )
-            except LeaseLostError as exc:
-                raise ConflictError(
-                    f"execution {execution.id} was started by another process",
-                    details={"owner": None},
-                ) from exc
-            except AIFactoryError as exc:
-                live.crash = f"cannot record the start: {exc.message}"
-            limit_ms = execution.resources.get("timeout_ms")
-            limit = limit_ms / 1000 if limit_ms else execution.template.max_execution_time_s
-            with live.scope:
-                live.scope.deadline = anyio.current_time() + limit
-                try:
-                    if live.crash is None:
-                        width = execution.resources.get("max_workers") or self.max_workers
-                        await self._scheduler.run(live, int(width), first)
-                except AIFactoryError as exc:
-                    live.crash = exc.message
-                except Exception as exc:
-                    # An unexpected error ends this execution as failed instead of tearing
-                    # down every other execution in the task group.
-                    live.crash = f"internal error: {exc!r}"
-            if live.lost:
-                # Another replica took it over: it finishes there; nothing more is ours.
-                return await self.store.get_execution(execution.id)
-            if live.scope.cancelled_caught and not live.cancelled:
-                live.crash = f"the execution ran out of its {limit:g} s time limit"
-            with anyio.CancelScope(shield=True):  # finishing must not be cut short
-                final = await self._finish(live)
-            return final
-        finally:
-            if self._live.get(execution.id) is live:
-                del self._live[execution.id]
-            live.done.set()
-            self.engine.touch(execution.id)
-
-    async def _finish(self, live: Live) -> Execution:
-        if live.execution.status is ExecutionStatus.COMPLETED:
-            # The last stage's commit recorded the completion.
-            delivered = await collect_artifacts(live.plan.deliverables, live.outputs, self.blobs)
-            await self._report(live, delivered)
-            return live.execution
-        template = live.execution.template
-        for stage in template.stages:
-            run = live.runs[stage.id]
-            if run.status is StageStatus.RUNNING:  # stopped mid-attempt (cancel, time limit)
-                interrupted = attrs.evolve(
-                    run, status=StageStatus.CANCELLED, finished_at=self.clock.now()
-                )
-                await self._stages.records.put_run(live, interrupted)
-                await self.engine.quota.release(live.execution, stage.id)
-            elif run.status is StageStatus.PENDING:
-                await self._scheduler.skip(live, stage, "the pipeline stopped before this stage")
-        failed = [
-            s.id
-            for s in template.stages
-            if s.required and live.runs[s.id].status is StageStatus.FAILED
-        ]
-        errors = [f"{sid}: {live.runs[sid].error}" for sid in failed]
-        if live.crash is not None:
-            errors.append(live.crash)
-        if live.cancelled:
-            status = ExecutionStatus.CANCELLED
-        else:
-            status = ExecutionStatus.FAILED if errors else ExecutionStatus.COMPLETED
-        artifacts: tuple[Artifact, ...] = ()
-        data: dict[str, Any] = {}
-        if status is ExecutionStatus.COMPLETED:
-            artifacts = await collect_artifacts(live.plan.deliverables, live.outputs, self.blobs)
-        elif status is ExecutionStatus.FAILED and template.allow_partial and live.crash is None:
-            # Partial completion: only required stages failed, and what finished has
-            # something to deliver.
-            artifacts = await collect_artifacts(live.plan.deliverables, live.outputs, self.blobs)
-            if artifacts:
-                status = ExecutionStatus.COMPLETED
-                errors[0] = f"completed partially; {errors[0]}"
-                data["partial"] = True
-        error = "; ".join(errors) or None
-        data["error"] = error
-        await self._save(
-            live,
-            f"execution.{status.value}",
-            data=data,
-            status=status,
-            error=error,
-            finished_at=self.clock.now(),
-        )
-        await self._report(live, artifacts)
-        return live.execution
-
-    async def _report(self, live: Live, artifacts: tuple[Artifact, ...]) -> None:
-        await self.sink.execution_finished(ExecutionReport(live.execution, artifacts))
-        if live.lease is not None:  # reported: nobody need take it up again
-            await self.store.release_leases(
-                self.owner, {live.execution.id: live.lease}, finished=True
-            )
