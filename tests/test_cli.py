@@ -3,17 +3,30 @@ and environment make, built in process."""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import os
+import re
+import socket
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+import aifactory
 from aifactory import BadInputError, FactoryConfig, StorageConfig, StorageError
+from aifactory.auth.signing import generate_worker_key
 from aifactory.cli import _config, _parser, _reach_storage
+from aifactory.server.deploy import worker_service
+from aifactory.workers import WorkerHost, builtin_workers
+from aifactory.workers.fetch_policy import UnsafeURLError
+from tests.workers.conftest import ArtifactShelf
+from tests.workers.feeds.conftest import FeedServer
 
 OWN_VARIABLES = ("AIFACTORY_HOME", "AIFACTORY_STORAGE", "AIFACTORY_STORAGE_ENDPOINT")
 
@@ -45,10 +58,12 @@ def test_demo_writes_a_non_empty_report(tmp_path: Path) -> None:
     assert report.read_text().startswith("# ")
     assert "✓ stage outline" in result.stderr
     assert "✓ stage report" in result.stderr
-    # A second run on the same home needs the admin password it never showed.
+    # A second run on the same home renews its own account and makes its own client.
     again = _run("demo", "--home", str(tmp_path / "home"))
-    assert again.returncode == 2
-    assert "already has an admin" in again.stderr
+    assert again.returncode == 0, again.stderr
+    assert "password renewed" in again.stderr
+    assert "• client Acme-" in again.stderr
+    assert Path(again.stdout.strip().splitlines()[-1]).read_text().startswith("# ")
 
 
 def test_demo_defaults_to_a_fresh_temporary_home(tmp_path: Path) -> None:
@@ -158,7 +173,8 @@ def test_serve_storage_defaults_to_the_home_or_a_folder(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("flags", "environ", "message"),
     [
-        (["--storage", "nosuch://bucket/p"], {}, "unknown storage protocol 'nosuch://'"),
+        (["--storage", "nosuch://bucket/p"], {}, "unsupported storage protocol 'nosuch://'"),
+        (["--storage", "ftp://files.example/p"], {}, "unsupported storage protocol 'ftp://'"),
         (["--storage", "s3://"], {}, "names no bucket"),
         (["--storage", "s3:///prefix"], {}, "names no bucket"),
         (["--storage", "s3:/bucket/p"], {}, "write s3://bucket/p, or ./s3:/bucket/p"),
@@ -240,7 +256,8 @@ def test_serve_reports_storage_errors_on_one_line_without_a_traceback(tmp_path: 
     bad = _run(*serve, extra_env={"AIFACTORY_STORAGE": "nosuch://bucket/p"})
     assert bad.returncode == 1
     assert bad.stderr.strip() == (
-        "error: unknown storage protocol 'nosuch://': use a folder or s3://bucket/prefix"
+        "error: unsupported storage protocol 'nosuch://': "
+        "use a local folder, file://, memory:// or s3://bucket/prefix"
     )
     dead = _run(
         *serve,
@@ -277,3 +294,222 @@ def test_a_missing_s3fs_is_named_with_the_extra_to_install(tmp_path: Path) -> No
     assert result.stderr.strip() == (
         "error: storage on s3:// needs its fsspec implementation: pip install 'aifactory[s3]'"
     )
+
+
+# -- a newcomer's first steps --------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _serving(*args: str, timeout_s: float = 30) -> Iterator[str]:
+    """`aifactory ARGS --host 127.0.0.1 --port P` as a subprocess until the block ends; yields
+    its URL once `/health` answers 200."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in OWN_VARIABLES}
+    command = [sys.executable, "-m", "aifactory.cli", *args, "--host", "127.0.0.1"]
+    server = subprocess.Popen(
+        [*command, "--port", str(port)], env=env, stderr=subprocess.PIPE, text=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"the server exited with {server.returncode}: {server.stderr.read()}")
+            assert time.monotonic() < deadline, "the server never answered /health"
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.05)
+        yield url
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+
+
+def test_a_newcomer_inits_a_home_runs_the_demo_on_it_and_serves_it(tmp_path: Path) -> None:
+    home = str(tmp_path / "home")
+    init = _run("init", "--home", home, "--admin-email", "a@example.com")
+    assert init.returncode == 0, init.stderr
+    password = init.stderr.split("store it now):")[1].split()[0]
+    demo = _run("demo", "--home", home)
+    assert demo.returncode == 0, demo.stderr
+    assert "invalid username or password" not in demo.stderr
+    assert Path(demo.stdout.strip().splitlines()[-1]).read_text().startswith("# ")
+    with _serving("serve", "factory", "--home", home) as url:
+        reply = httpx.get(f"{url}/health", timeout=5)
+        assert reply.status_code == 200
+        # The admin `init` made is untouched by the demo and logs in to the served factory.
+        with aifactory.connect(url) as factory:
+            admin = factory.login("a@example.com", password, login_type="admin")
+            assert [c.name for c in admin.clients.list()] == ["Acme"]
+
+
+def test_the_demo_leaves_the_first_admin_to_init(tmp_path: Path) -> None:
+    home = str(tmp_path / "home")
+    assert _run("demo", "--home", home).returncode == 0
+    init = _run("init", "--home", home, "--admin-email", "a@example.com")
+    assert init.returncode == 0, init.stderr
+    taken = _run("init", "--home", str(tmp_path / "h2"), "--admin-email", "demo@factory.example")
+    assert taken.returncode == 0  # another home: the demo's address is free there
+
+
+def _one_line_refusal(result: subprocess.CompletedProcess[str], status: int) -> str:
+    assert result.returncode == status, result.stderr
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    return line
+
+
+@pytest.mark.parametrize("role", ["factory", "kam", "orchestrator"])
+def test_serve_refuses_a_home_without_a_factory(tmp_path: Path, role: str) -> None:
+    missing = tmp_path / "nonexistent"
+    line = _one_line_refusal(_run("serve", role, "--home", str(missing)), 2)
+    assert line == (
+        f"error: no factory at {missing}: run "
+        f"`aifactory init --home {missing} --admin-email EMAIL` first"
+    )
+    assert not missing.exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "no factory at" in _one_line_refusal(_run("serve", role, "--home", str(empty)), 2)
+    assert list(empty.iterdir()) == []
+
+
+def test_serve_refuses_a_factory_without_an_admin(tmp_path: Path) -> None:
+    home = tmp_path / "demo-home"
+    assert _run("demo", "--home", str(home)).returncode == 0  # state, but no admin
+    line = _one_line_refusal(_run("serve", "factory", "--home", str(home)), 2)
+    assert line == (
+        f"error: the factory at {home} has no admin yet: run "
+        f"`aifactory init --home {home} --admin-email EMAIL` first"
+    )
+
+
+def test_unsupported_storage_stops_a_command_before_it_starts(tmp_path: Path) -> None:
+    for command in (["demo"], ["serve", "factory"], ["init", "--admin-email", "a@example.com"]):
+        home = tmp_path / command[0]
+        result = _run(
+            *command, "--home", str(home), extra_env={"AIFACTORY_STORAGE": "ftp://files.example/p"}
+        )
+        line = _one_line_refusal(result, 1)
+        assert line == (
+            "error: unsupported storage protocol 'ftp://': "
+            "use a local folder, file://, memory:// or s3://bucket/prefix"
+        )
+        assert not home.exists()
+    flagged = _run("demo", "--home", str(tmp_path / "d"), "--storage", "sftp://h/p")
+    assert "unsupported storage protocol 'sftp://'" in _one_line_refusal(flagged, 1)
+
+
+def test_help_says_what_each_command_does_not_how_it_is_built() -> None:
+    top = _run("--help")
+    assert top.returncode == 0
+    for command in ("init", "demo", "serve", "migrate", "keys", "version"):
+        assert re.search(rf"^    {command} +\S", top.stdout, re.MULTILINE), command
+    assert "aifactory init --home ./factory --admin-email admin@example.com" in top.stdout
+    for internal in ("FactoryConfig", "everything below them", "os.environ", "`"):
+        assert internal not in top.stdout, internal
+    parser = _parser()
+    [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for name, sub in commands.choices.items():
+        assert len(sub.description or "") > 20, name
+        for action in sub._actions:
+            if action.help == argparse.SUPPRESS or isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, f"aifactory {name} {action.dest} has no help"
+        shown = _run(name, "--help")
+        assert shown.returncode == 0
+        assert sub.description.splitlines()[0] in shown.stdout
+    serve = _run("serve", "--help").stdout
+    assert "worker NAME" in serve
+    assert "'all'" in serve
+
+
+# -- feeds on this machine -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def feeds() -> Iterator[FeedServer]:
+    server = FeedServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+def _feed_worker(config: FactoryConfig) -> WorkerHost:
+    """The feed fetcher of a worker service built from `config`, as `aifactory serve` builds
+    it."""
+    app = worker_service(config, ["feed_fetcher"], [generate_worker_key("orchestrator")])
+    [host] = app.state.hosts
+    assert isinstance(host, WorkerHost)
+    return host
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("flags", "environ"),
+    [(["--allow-loopback-feeds"], {}), ([], {"AIFACTORY_ALLOW_LOOPBACK_FEEDS": "1"})],
+    ids=["flag", "environment"],
+)
+async def test_loopback_feeds_are_fetched_only_when_allowed(
+    feeds: FeedServer, flags: list[str], environ: dict[str, str], tmp_path: Path
+) -> None:
+    url = feeds.url("/feeds/rss2.xml")
+    for command in ("serve", "demo"):
+        argv = ["serve", "worker", "feed_fetcher"] if command == "serve" else ["demo"]
+        args = _parser().parse_args([*argv, "--home", str(tmp_path), *flags])
+        allowed = _config(args, environ=environ)
+        feeds.reset()
+        out = await _feed_worker(allowed).worker.process(
+            "fetch", {"sources": [url]}, {}, ArtifactShelf().context()
+        )
+        assert out.output["sources_fetched"] == 1
+        assert out.output["articles"][0]["title"].startswith("Open models")
+        assert feeds.hits["/feeds/rss2.xml"] == 1
+    # Without the flag or the variable: refused before any connection.
+    args = _parser().parse_args(["serve", "worker", "feed_fetcher", "--home", str(tmp_path)])
+    refused = _config(args, environ={})
+    feeds.reset()
+    with pytest.raises(UnsafeURLError, match="no source is safe to fetch") as caught:
+        await _feed_worker(refused).worker.process(
+            "fetch", {"sources": [url]}, {}, ArtifactShelf().context()
+        )
+    [error] = caught.value.details["errors"]
+    assert error["code"] == "unsafe_url"
+    assert feeds.hits["/feeds/rss2.xml"] == 0
+
+
+def test_the_loopback_switch_is_announced(tmp_path: Path) -> None:
+    result = _run("demo", "--home", str(tmp_path / "h"), "--allow-loopback-feeds")
+    assert result.returncode == 0, result.stderr
+    assert "warning: feed workers may fetch from this machine's loopback addresses" in (
+        result.stderr
+    )
+    assert "warning" not in _run("demo", "--home", str(tmp_path / "other")).stderr
+
+
+# -- every worker in one service -------------------------------------------------------------------
+
+
+def test_serve_worker_all_serves_every_built_in_worker(tmp_path: Path) -> None:
+    trust = tmp_path / "trusted.keys"
+    trust.write_text(generate_worker_key("orchestrator").to_text() + "\n")
+    served = ["serve", "worker", "all", "--home", str(tmp_path), "--trust", str(trust)]
+    with _serving(*served) as url:
+        health = httpx.get(f"{url}/health", timeout=5).json()
+    assert health["healthy"] is True
+    names = [w["worker"] for w in health["workers"]]
+    assert names == [w.name for w in builtin_workers()]
+    assert len(names) == 8
+    mixed = _run(
+        "serve", "worker", "all", "validator", "--home", str(tmp_path), "--trust", str(trust)
+    )
+    assert "'all' serves every worker" in _one_line_refusal(mixed, 1)
+    stray = _run("serve", "factory", "all", "--home", str(tmp_path))
+    assert "worker names are for `serve worker`" in _one_line_refusal(stray, 2)

@@ -13,7 +13,10 @@ Not every block can run as written, and none is skipped silently:
 - a page's `prelude` defines what the page says comes from elsewhere (a password, a user id),
   and its `epilogue` checks what the page claims or closes what the reader would close;
 - a page with `server=True` runs against `aifactory serve factory` on a free loopback port,
-  with the home made by `aifactory init`; `DOCS_URL` in its blocks is replaced by that URL.
+  with the home made by `aifactory init`; `DOCS_URL` in its blocks is replaced by that URL;
+- every `FactoryConfig` a page's blocks leave behind is used as a reader would use it: a
+  factory is opened on it and closed (its `configs`), unless the page says why not
+  (`unopened`); a config the table names neither way fails the page.
 
 `test_every_python_block_is_run_or_marked` fails when a page gains a block this table does not
 account for.
@@ -62,6 +65,8 @@ class Page:
     expect: tuple[str, ...] = ()  # patterns (re.MULTILINE) its standard output must match
     server: bool = False
     secrets: tuple[str, ...] = ()  # environment variables set to generated values
+    configs: tuple[str, ...] = ()  # its `FactoryConfig` variables, each opened as a factory
+    unopened: tuple[str, ...] = ()  # its `FactoryConfig` variables that cannot be opened here
 
 
 PAGES: dict[str, Page] = {
@@ -80,6 +85,7 @@ PAGES: dict[str, Page] = {
         reprs=1,
         # "Close every factory you open": the page leaves its in-memory factory to the reader.
         epilogue="factory.close()",
+        configs=("config",),
         expect=(
             r"^\d+ stage\.succeeded outline \{.*'method': 'non-llm:structure-template'",
             r"^\d+ execution\.completed None \{'error': None\}$",
@@ -94,17 +100,20 @@ PAGES: dict[str, Page] = {
             "assert storage.root == 's3://factory-blobs/prod', storage.root\n"
             "assert storage.placement_for('stages').inline_max_bytes == 64 * 1024\n"
         ),
+        configs=("config",),  # "building the config contacts nothing": nor does opening it
     ),
     "docs/ai.md": Page(
         run=1,
         secrets=("OPENAI_API_KEY",),
         # "The key is never printed (repr, errors, logs)."
         epilogue="assert os.environ['OPENAI_API_KEY'] not in repr(config)",
+        configs=("config",),
     ),
     "docs/scaling.md": Page(
         run=1,
         skipped=2,
         expect=(r"^postgresql://factory@db\.internal/aifactory$",),
+        unopened=("config",),  # its PostgreSQL server, db.internal, is not here
     ),
     "docs/remote.md": Page(
         run=1,
@@ -127,7 +136,9 @@ PAGES: dict[str, Page] = {
     ),
 }
 
-# Runs a page's blocks (JSON, argv[1]) as one script; tracebacks name the Markdown line.
+# Runs a page's blocks (JSON, argv[1]) as one script; tracebacks name the Markdown line. Then
+# names the `FactoryConfig`s left in the namespace, and opens a factory on each of those named
+# in argv[2] (JSON), as a reader would next: its home and state must then exist.
 RUNNER = """
 import json, sys
 namespace = {"__name__": "__main__"}
@@ -138,6 +149,16 @@ for block in json.load(open(sys.argv[1])):
     else:
         source = "\\n" * (block["line"] - 1) + block["code"]
         exec(compile(source, block["path"], "exec"), namespace)
+from aifactory import Factory as _Factory, FactoryConfig as _FactoryConfig
+found = sorted(k for k, v in namespace.items() if isinstance(v, _FactoryConfig))
+print("@@configs@@" + json.dumps(found))
+for name in json.loads(sys.argv[2]):
+    config = namespace[name]
+    with _Factory.embedded(config=config):
+        pass
+    if config.home is not None and config.state_url is None:
+        assert (config.home / "state.sqlite3").is_file(), config.home
+    print("@@opened@@" + name)
 """
 
 
@@ -322,7 +343,7 @@ def test_page_runs_as_written(path: str, tmp_path: Path) -> None:
         blocks_file = tmp_path / "blocks.json"
         blocks_file.write_text(json.dumps(script))
         result = subprocess.run(
-            [sys.executable, "-c", RUNNER, str(blocks_file)],
+            [sys.executable, "-c", RUNNER, str(blocks_file), json.dumps(page.configs)],
             cwd=tmp_path,
             env=env,
             capture_output=True,
@@ -330,6 +351,10 @@ def test_page_runs_as_written(path: str, tmp_path: Path) -> None:
             timeout=TIMEOUT_S,
         )
     assert result.returncode == 0, result.stderr
+    [found] = [json.loads(x[11:]) for x in result.stdout.splitlines() if x[:11] == "@@configs@@"]
+    assert found == sorted(page.configs + page.unopened), f"{path}: list them in configs"
+    opened = [x[10:] for x in result.stdout.splitlines() if x.startswith("@@opened@@")]
+    assert opened == list(page.configs)
     for pattern in page.expect:
         assert re.search(pattern, result.stdout, re.MULTILINE), (pattern, result.stdout)
     shown = {b.line: _repr_example(b)[1] for b in blocks if _is_repr(b)}
@@ -407,3 +432,56 @@ def test_command_lines_parse(doc: Path) -> None:
             checked += 1
     if doc.name in ("README.md", "cli.md", "remote.md"):
         assert checked, f"{doc.name} shows no aifactory command any more"
+
+
+def _nav() -> list[tuple[str, str]]:
+    """mkdocs.yml's nav as (title, page) pairs, in order (read without a YAML parser: the
+    docs extra is not part of the test install)."""
+    text = (ROOT / "mkdocs.yml").read_text()
+    nav = text[text.index("\nnav:\n") :]
+    return re.findall(r"^  - (.+?): (\S+\.md)$", nav, re.MULTILINE)
+
+
+def test_the_home_page_lists_every_page_of_the_site() -> None:
+    index = (ROOT / "docs" / "index.md").read_text()
+    pages = [(title, page) for title, page in _nav() if page != "index.md"]
+    assert len(pages) >= 10, pages
+    listed = re.findall(r"^- \[(.+?)\]\((\S+?\.md)\): (\S.*)$", index, re.MULTILINE)
+    assert [(title, page) for title, page, _ in listed] == pages
+    for page in sorted({page for _, page in pages}):
+        assert (ROOT / "docs" / page).is_file(), page
+
+
+def _template_sections() -> dict[str, str]:
+    text = (ROOT / "docs" / "templates.md").read_text()
+    parts = re.split(r"^## ", text, flags=re.MULTILINE)[1:]
+    return {m[1]: part for part in parts if (m := re.match(r"`(\w+)`\n", part))}
+
+
+def test_the_templates_page_says_what_the_catalogue_holds() -> None:
+    from aifactory.kam.catalogue import TemplateCatalogue
+    from aifactory.workers import builtin_workers
+
+    sections = _template_sections()
+    templates = TemplateCatalogue.builtin().list()
+    assert sorted(sections) == sorted(t.name for t in templates)
+    runnable = {w.name for w in builtin_workers()}
+    for template in templates:
+        section = sections[template.name]
+        tiers = re.search(r"^Tiers: (.+?)\.", section, re.MULTILINE)
+        assert tiers, template.name
+        named = set(tiers[1].split(", "))
+        assert named == {"all"} or named == {t.value for t in template.tiers}, template.name
+        if named == {"all"}:
+            assert len(template.tiers) == 4, template.name
+        stages = section[section.index("Stages:") : section.index("\n\n", section.index("Stages:"))]
+        assert re.findall(r"`(\w+)` \(", stages) == [s.id for s in template.stages]
+        rows = dict(re.findall(r"^\| `(\w+)` \|[^|]*\| ([^|]*) \|", section, re.MULTILINE))
+        assert sorted(rows) == sorted(p.name for p in template.parameters), template.name
+        for spec in template.parameters:
+            if spec.default is not None:
+                assert str(spec.default) in rows[spec.name], (template.name, spec.name)
+        # A template whose every worker is built in runs: the page must not say otherwise.
+        if {s.worker for s in template.stages} <= runnable:
+            assert "refused" not in section, template.name
+            assert "not part of this release" not in section, template.name

@@ -1,8 +1,13 @@
-"""The `aifactory` command: `init`, `demo`, `serve`, `keys` and `version`.
+"""The `aifactory` command: `init`, `demo`, `serve`, `migrate`, `keys` and `version`.
 
 This and `FactoryConfig.from_environment` are the only places that read the environment
-(`AIFACTORY_HOME`, `AIFACTORY_STORAGE`, `AIFACTORY_STORAGE_ENDPOINT`, the language model's
-variables); everything below them receives a `FactoryConfig`.
+(`AIFACTORY_HOME`, `AIFACTORY_STATE`, `AIFACTORY_STORAGE`, `AIFACTORY_STORAGE_ENDPOINT`,
+`AIFACTORY_ALLOW_LOOPBACK_FEEDS`, the language model's variables); everything below them
+receives a `FactoryConfig`. The help users read is `_DESCRIPTION`, `_EPILOG` and each
+command's own, not this docstring.
+
+Exit statuses: 0 done, 1 an `AIFactoryError` (one line, `error: ...`), 2 a usage error (also
+one line; argparse's own usage errors exit 2 too).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 import attrs
@@ -20,16 +26,19 @@ from rich.console import Console
 from rich.markup import escape
 
 from . import __version__
-from ._exceptions import AIFactoryError, ConflictError, StorageError
+from ._exceptions import AIFactoryError, StorageError
 from ._sync import Factory
 from .auth import generate_password
 from .config import FactoryConfig
+from .kam.accounts import AccountService
+from .kam.audit import AuditLog
 from .state import open_store
 from .storage._roots import redact
 
 __all__ = ["main"]
 
-DEMO_ADMIN = "admin@factory.example"
+#: The demo's own account manager, made through the data folder (see `_demo_account`).
+DEMO_ACCOUNT = "demo@factory.example"
 
 
 def _read_password(value: str | None) -> str | None:
@@ -54,8 +63,24 @@ def _config(
         storage=getattr(args, "storage", None),
         storage_endpoint=getattr(args, "storage_endpoint", None),
         state=getattr(args, "state", None),
+        allow_loopback_feeds=getattr(args, "allow_loopback_feeds", None),
         environ=environ,
     )
+
+
+def _refuse(console: Console, message: str) -> int:
+    """A usage error on one line (scripts grep it; rich would wrap it), exit status 2."""
+    console.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
+    return 2
+
+
+def _warn_loopback(config: FactoryConfig, console: Console) -> None:
+    if config.fetch_policy is not None and config.fetch_policy.allow_loopback:
+        console.print(
+            "[yellow]warning:[/] feed workers may fetch from this machine's loopback "
+            "addresses (--allow-loopback-feeds): for local testing only",
+            soft_wrap=True,
+        )
 
 
 def _state_label(config: FactoryConfig) -> str:
@@ -109,6 +134,57 @@ def _reach_storage(config: FactoryConfig) -> str:
     return f"{shown} at {endpoint}"
 
 
+def _missing_factory(config: FactoryConfig) -> str | None:
+    """Why `config` names no initialised factory (no state, or no admin in it), or `None`.
+
+    A server would otherwise create an empty home that nobody can log in to. Raises
+    `StorageError` when the state cannot be opened.
+    """
+    if config.state_url is None:
+        init = f"aifactory init --home {config.home} --admin-email EMAIL"
+        state = config.home / "state.sqlite3" if config.home is not None else None
+        if state is None or not state.is_file():
+            return f"no factory at {config.home}: run `{init}` first"
+        where = f"at {config.home}"
+    else:
+        init = "aifactory init --state URL --admin-email EMAIL"
+        where = f"in {_state_label(config)}"
+
+    async def admins() -> int:
+        store = open_store(config.database)
+        try:
+            return await store.count_admins()
+        finally:
+            await store.aclose()
+
+    if anyio.run(admins) == 0:
+        return f"the factory {where} has no admin yet: run `{init}` first"
+    return None
+
+
+def _demo_account(config: FactoryConfig) -> tuple[str, bool]:
+    """The demo's own account manager and a new password for it (never shown), made through
+    the data folder: a home made by `aifactory init` works without its admin's password, and
+    a fresh demo home is left without an admin, for `aifactory init` to add one. Returns the
+    password and whether the account is new. Raises `StorageError`, `ConflictError`."""
+
+    async def issue() -> tuple[str, bool]:
+        store = open_store(config.database)
+        try:
+            accounts = AccountService(
+                store,
+                AuditLog(store, config.clock),
+                config.clock,
+                config.ids,
+                config.password_hasher,
+            )
+            return await accounts.issue_local_account_manager(DEMO_ACCOUNT, "aifactory demo")
+        finally:
+            await store.aclose()
+
+    return anyio.run(issue)
+
+
 def _init(args: argparse.Namespace, console: Console) -> int:
     config = _config(args)
     with Factory.embedded(config=config) as factory:
@@ -122,33 +198,32 @@ def _init(args: argparse.Namespace, console: Console) -> int:
 
 def _demo(args: argparse.Namespace, console: Console) -> int:
     home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="aifactory-demo-"))
-    fresh = not (home / "state.sqlite3").exists()
-    # A reused home already has the demo's client and user: give this run its own.
-    suffix = "" if fresh else f"-{generate_password()[:6].lower()}"
     config = _config(args, home, with_llm=args.llm)
     if args.llm and config.llm is None:
-        console.print("[red]--llm needs AIFACTORY_LLM_BASE_URL or an API key in the environment[/]")
-        return 2
+        return _refuse(
+            console, "--llm needs AIFACTORY_LLM_BASE_URL or an API key in the environment"
+        )
+    if args.admin_password is not None:
+        console.print("note: --admin-password is no longer needed: the demo uses its own account")
     blobs = _reach_storage(config)
     model = f", model {config.llm.model}" if config.llm else ", no language model"
     console.print(f"[bold]aifactory demo[/] — embedded factory in {home}{model}, blobs in {blobs}")
+    _warn_loopback(config, console)
+    if config.state_url is None:
+        home.mkdir(parents=True, exist_ok=True)
+    password, created = _demo_account(config)
+    console.print(
+        f"• account manager {DEMO_ACCOUNT} "
+        f"({'made' if created else 'password renewed'} through the data folder, not shown)"
+    )
+    # A home the demo ran on before already has its client and user: give this run its own.
+    suffix = "" if created else f"-{generate_password()[:6].lower()}"
     with Factory.embedded(config=config) as factory:
-        admin_password = _read_password(args.admin_password)
-        try:
-            admin_password = factory.bootstrap_admin(DEMO_ADMIN, admin_password)
-            console.print(f"• created admin {DEMO_ADMIN} (generated password, not shown)")
-        except ConflictError:
-            if admin_password is None:
-                console.print(
-                    "[red]this home already has an admin: pass --admin-password "
-                    f"for {DEMO_ADMIN}, or use a fresh --home[/]"
-                )
-                return 2
-        admin = factory.login(DEMO_ADMIN, admin_password, login_type="admin")
-        client = admin.clients.create(name=f"Acme{suffix}", tier="standard", monthly_budget_usd=50)
+        staff = factory.login(DEMO_ACCOUNT, password, login_type="admin")
+        client = staff.clients.create(name=f"Acme{suffix}", tier="standard", monthly_budget_usd=50)
         user_password = generate_password()
         email = f"ana{suffix}@acme.example"
-        admin.users.create(email=email, password=user_password, role="client", client_id=client.id)
+        staff.users.create(email=email, password=user_password, role="client", client_id=client.id)
         console.print(
             f"• client [bold]{client.name}[/] ({client.tier.value}, 50 USD/month), user {email}"
         )
@@ -164,17 +239,17 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
         )
         console.print(f"• request [bold]{request.title}[/] ({request.id})")
         template = args.template
-        ranked = admin.templates.recommend(request.id)
+        ranked = staff.templates.recommend(request.id)
         best = ranked[0] if ranked else None
         if best is not None:
             console.print(
                 f"• recommended [bold]{best.template}[/] ({best.confidence:.0%}): "
                 f"{'; '.join(best.reasons)}"
             )
-        admin.requests.assign_template(request.id, template, parameters={"granularity": 3})
-        execution = admin.requests.execute(request.id)
+        staff.requests.assign_template(request.id, template, parameters={"granularity": 3})
+        execution = staff.requests.execute(request.id)
         console.print(f"• executing template [bold]{template}[/] as {execution.id}")
-        for event in admin.executions.events(execution.id):
+        for event in staff.executions.events(execution.id):
             if event.kind == "stage.succeeded":
                 console.print(
                     f"  [green]✓[/] stage {event.stage_id:<10} {event.data.get('method', '')}"
@@ -182,7 +257,7 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
                 )
             elif event.kind in ("stage.failed", "stage.retrying"):
                 console.print(f"  [red]✗[/] stage {event.stage_id}: {event.data.get('error')}")
-        final = admin.executions.get(execution.id)
+        final = staff.executions.get(execution.id)
         if final.status.value != "completed":
             console.print(f"[red]execution {final.status.value}: {final.error}[/]")
             return 1
@@ -206,18 +281,23 @@ def _serve(args: argparse.Namespace, console: Console) -> int:
     from .server.deploy import Deployment, factory_service, load_keys, worker_service
 
     config = _config(args, with_llm=args.llm)
+    if args.workers and args.role != "worker":
+        return _refuse(console, f"worker names are for `serve worker`, not `serve {args.role}`")
     if args.lease_seconds is not None:
         if not 0 < args.lease_seconds <= 3600:
-            console.print("[red]--lease-seconds is between 0 and 3600[/]")
-            return 2
+            return _refuse(console, "--lease-seconds is between 0 and 3600")
         config = attrs.evolve(config, lease_s=args.lease_seconds)
+    if args.role in ("factory", "kam", "orchestrator"):
+        missing = _missing_factory(config)
+        if missing is not None:
+            return _refuse(console, missing)
     blobs = _reach_storage(config)
+    _warn_loopback(config, console)
     if args.role in ("kam", "orchestrator"):
         from .server.deploy import kam_service, orchestrator_service
 
         if not args.deployment:
-            console.print(f"[red]serve {args.role} needs --deployment FILE[/]")
-            return 2
+            return _refuse(console, f"serve {args.role} needs --deployment FILE")
         build = kam_service if args.role == "kam" else orchestrator_service
         app = build(config, Deployment.load(args.deployment))
         console.print(f"{args.role} service for {config.home}")
@@ -228,10 +308,10 @@ def _serve(args: argparse.Namespace, console: Console) -> int:
         console.print(f"factory API for {config.home} (remote workers: {remote})")
     else:
         if not args.trust:
-            console.print("[red]a worker service needs --trust FILE (aifactory keys new ID)[/]")
-            return 2
+            return _refuse(console, "a worker service needs --trust FILE (aifactory keys new ID)")
         app = worker_service(config, args.workers, load_keys(args.trust))
-        console.print(f"worker service for {', '.join(args.workers)}")
+        served = ", ".join(host.name for host in app.state.hosts)
+        console.print(f"worker service for {served}")
     console.print(f"state in {_state_label(config)}")
     console.print(f"blobs in {blobs}")
     console.print(f"listening on http://{args.host}:{args.port}")
@@ -276,9 +356,9 @@ def _storage_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--storage",
         metavar="URL",
-        help="blob storage shared by all services: a folder or s3://bucket/prefix "
-        "(default $AIFACTORY_STORAGE, else HOME/blobs); S3 credentials come from the AWS "
-        "environment (AWS_ACCESS_KEY_ID, ...)",
+        help="where blobs live, shared by all services: a folder, file://, memory:// or "
+        "s3://bucket/prefix (default $AIFACTORY_STORAGE, else HOME/blobs); S3 credentials "
+        "come from the AWS environment (AWS_ACCESS_KEY_ID, ...)",
     )
     parser.add_argument(
         "--storage-endpoint",
@@ -298,44 +378,162 @@ def _state_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aifactory", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    init = sub.add_parser("init", help="create the data folder and the first admin")
-    init.add_argument("--home", help="data folder (default $AIFACTORY_HOME or ./.aifactory)")
-    init.add_argument("--admin-email", required=True)
-    init.add_argument(
-        "--admin-password", help="the admin's password ('-' reads stdin); generated if omitted"
-    )
-    _state_argument(init)
-    demo = sub.add_parser("demo", help="run one request from login to deliverable")
-    demo.add_argument("--home", help="data folder (default: a fresh temporary folder)")
-    demo.add_argument("--admin-password", help="admin password of an existing --home ('-': stdin)")
-    demo.add_argument("--out", help="where to write the report (default HOME/demo-report.md)")
-    demo.add_argument("--topic", default="Market analysis for AI tools")
-    demo.add_argument(
+def _home_argument(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--home", metavar="H", help=f"the data folder (default: {default})")
+
+
+def _feed_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--llm",
         action="store_true",
-        help="use the language model configured by AIFACTORY_LLM_MODEL, AIFACTORY_LLM_BASE_URL "
-        "and AIFACTORY_LLM_API_KEY / OPENAI_API_KEY",
+        help="use the language model configured by AIFACTORY_LLM_MODEL, "
+        "AIFACTORY_LLM_BASE_URL and AIFACTORY_LLM_API_KEY / OPENAI_API_KEY",
+    )
+    parser.add_argument(
+        "--allow-loopback-feeds",
+        action="store_true",
+        default=None,  # not given: $AIFACTORY_ALLOW_LOOPBACK_FEEDS decides
+        help="let the feed workers fetch from 127.0.0.1 and other loopback addresses "
+        "(default $AIFACTORY_ALLOW_LOOPBACK_FEEDS=1, else no). Only for testing with a "
+        "local feed server: it lets request data reach services on this machine",
+    )
+
+
+_HOME = "$AIFACTORY_HOME, else ./.aifactory"
+
+_DESCRIPTION = """\
+aifactory turns client requests into deliverables: a pipeline template's stages run on
+workers, with every stage checkpointed, retried, costed and audited. Create a data folder
+(a "home") with its first admin, try the whole flow with the demo, then serve the factory's
+API over HTTP, in one process or as separate services."""
+
+_EPILOG = """\
+first steps:
+  aifactory init --home ./factory --admin-email admin@example.com
+  aifactory demo --home ./factory
+  aifactory serve factory --home ./factory --port 8000
+
+'aifactory COMMAND --help' describes a command and its options. The environment gives the
+defaults: AIFACTORY_HOME, AIFACTORY_STATE, AIFACTORY_STORAGE, AIFACTORY_STORAGE_ENDPOINT,
+AIFACTORY_ALLOW_LOOPBACK_FEEDS, and with --llm AIFACTORY_LLM_MODEL, AIFACTORY_LLM_BASE_URL,
+AIFACTORY_LLM_API_KEY (or OPENAI_API_KEY)."""
+
+
+def _command(
+    sub: Any, name: str, summary: str, description: str, epilog: str | None = None
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aifactory",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
+    init = _command(
+        sub,
+        "init",
+        "create a data folder and its first admin",
+        "Create the data folder (state and blobs) and its first admin, and print the admin's\n"
+        "generated password once. Refused once the factory has an admin.",
+        "example:\n  aifactory init --home ./factory --admin-email admin@example.com",
+    )
+    _home_argument(init, _HOME)
+    init.add_argument(
+        "--admin-email", required=True, metavar="EMAIL", help="the first admin's email (required)"
+    )
+    init.add_argument(
+        "--admin-password",
+        metavar="P",
+        help="the admin's password, at least 12 characters ('-' reads it from standard input, "
+        "keeping it out of the process list); generated and shown once if omitted",
+    )
+    _state_argument(init)
+    demo = _command(
+        sub,
+        "demo",
+        "run one request from login to a report",
+        "Run the whole flow in this process: a client organisation and user, a request, a\n"
+        "template, its execution stage by stage, the deliverable and a notification. Writes\n"
+        "the report to HOME/demo-report.md (or --out) and prints its path. The demo acts as\n"
+        f"its own account manager ({DEMO_ACCOUNT}), made through the data folder, so it\n"
+        "runs on a fresh folder and on one made by 'aifactory init' alike.",
+        "example:\n  aifactory demo --template educational_course_basic --out course.md",
+    )
+    _home_argument(demo, "a fresh temporary folder")
+    demo.add_argument("--admin-password", help=argparse.SUPPRESS)  # no longer needed
+    demo.add_argument(
+        "--out", metavar="FILE", help="where to write the report (default HOME/demo-report.md)"
+    )
+    demo.add_argument(
+        "--topic",
+        metavar="T",
+        default="Market analysis for AI tools",
+        help="the request's title (default: %(default)s)",
     )
     demo.add_argument(
         "--template",
         default="quick_research",
         choices=["quick_research", "educational_course_basic"],
+        help="the pipeline template to run (default: %(default)s)",
     )
+    _feed_arguments(demo)
     _storage_arguments(demo)
     _state_argument(demo)
-    serve = sub.add_parser("serve", help="serve the factory API or worker services over HTTP")
-    serve.add_argument("role", choices=["factory", "kam", "orchestrator", "worker"])
-    serve.add_argument("workers", nargs="*", help="worker names (for role 'worker')")
-    serve.add_argument("--home", help="data folder (default $AIFACTORY_HOME or ./.aifactory)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--deployment", help="factory: JSON file naming remote workers and the key")
-    serve.add_argument("--trust", help="worker: file of caller keys (one id:secret per line)")
-    serve.add_argument("--llm", action="store_true", help="use the model from the environment")
-    serve.add_argument("--log-level", default="warning")
+    serve = _command(
+        sub,
+        "serve",
+        "serve the factory API, its parts or workers over HTTP",
+        "Serve over HTTP until stopped (Ctrl-C):\n"
+        "  factory       the whole API, workers in process (or remote ones: --deployment)\n"
+        "  kam           the account side alone (needs --deployment)\n"
+        "  orchestrator  the orchestrator alone (needs --deployment)\n"
+        "  worker NAME…  built-in workers, or 'all' of them, for signed callers (needs --trust)\n"
+        "factory, kam and orchestrator need a factory made by 'aifactory init'.",
+        "examples:\n"
+        "  aifactory serve factory --home ./factory --port 8000\n"
+        "  aifactory serve worker all --home ./factory --port 8101 --trust trusted.keys",
+    )
+    serve.add_argument(
+        "role", choices=["factory", "kam", "orchestrator", "worker"], help="what to serve"
+    )
+    serve.add_argument(
+        "workers",
+        nargs="*",
+        metavar="NAME",
+        help="for 'worker': the built-in workers to serve (e.g. content_granulator), or 'all'",
+    )
+    _home_argument(serve, _HOME)
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="the address to listen on (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=8000, help="the port to listen on (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--deployment",
+        metavar="FILE",
+        help="a JSON file naming the signing key, remote workers and other services",
+    )
+    serve.add_argument(
+        "--trust", metavar="FILE", help="worker: the callers' keys, one id:secret per line"
+    )
+    serve.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["critical", "error", "warning", "info", "debug", "trace"],
+        help="uvicorn's log level (default: %(default)s)",
+    )
     serve.add_argument(
         "--lease-seconds",
         type=float,
@@ -343,17 +541,29 @@ def _parser() -> argparse.ArgumentParser:
         help="how long a replica's hold on an execution lasts unrenewed; another replica "
         "takes over a dead one's executions after that (default 30)",
     )
+    _feed_arguments(serve)
     _storage_arguments(serve)
     _state_argument(serve)
-    migrate = sub.add_parser(
-        "migrate", help="bring the state's schema up to date (opening it does so too)"
+    migrate = _command(
+        sub,
+        "migrate",
+        "bring the state's schema up to date",
+        "Bring the state database's schema up to date (opening it does so too), e.g. before\n"
+        "starting several services on a new version. Refuses a schema newer than this version.",
     )
-    migrate.add_argument("--home", help="data folder (default $AIFACTORY_HOME or ./.aifactory)")
+    _home_argument(migrate, _HOME)
     _state_argument(migrate)
-    keys = sub.add_parser("keys", help="make a service signing key")
-    keys.add_argument("action", choices=["new"])
+    keys = _command(
+        sub,
+        "keys",
+        "make a signing key for a service",
+        "Print a new signing key for a service as id:secret on one line: it goes in that\n"
+        "service's deployment file and in the --trust file of the services it calls.",
+        "example:\n  aifactory keys new orchestrator > orchestrator.key",
+    )
+    keys.add_argument("action", choices=["new"], help="'new' makes a key")
     keys.add_argument("id", help="the service's id, e.g. orchestrator")
-    sub.add_parser("version", help="print the version")
+    _command(sub, "version", "print the installed version", "Print the installed version.")
     return parser
 
 

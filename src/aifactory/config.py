@@ -28,6 +28,7 @@ from .orchestrator import RetryPolicy, StoragePrices
 from .orchestrator.live import DEFAULT_TIMEOUTS
 from .state import is_postgres_url
 from .storage import PlacementPolicy, StorageConfig
+from .storage._roots import check_protocol
 from .workers.base import Worker
 from .workers.host import STAGE_NAMESPACE
 from .workers.netguard import FetchPolicy
@@ -45,6 +46,18 @@ _ONE_SLASH = re.compile(r"([a-z][a-z0-9+.-]+):/?(?!/)")
 _S3_PROTOCOLS = frozenset({"s3", "s3a"})
 
 
+def _home_path(value: str | os.PathLike[str] | None) -> Path | None:
+    """`home` as a `Path` (`None` stays: everything in memory)."""
+    if value is None or isinstance(value, Path):
+        return value
+    if not isinstance(value, str | os.PathLike):
+        raise BadInputError(
+            f"home must be a folder (a str or os.PathLike) or None, not {type(value).__name__}",
+            details={"field": "home"},
+        )
+    return Path(value)
+
+
 def _check_state_url(instance: Any, attribute: Any, value: str | None) -> None:
     if value is not None and not is_postgres_url(value):
         raise BadInputError(
@@ -57,16 +70,18 @@ def _check_state_url(instance: Any, attribute: Any, value: str | None) -> None:
 class FactoryConfig:
     """How to build an embedded factory.
 
-    `home` is the data folder (SQLite state in `state.sqlite3`, blobs under `blobs/`); `None`
-    keeps everything in memory (a fresh `:memory:` database and `memory://` storage), for
-    tests and throwaway notebooks. `workers=None` means the built-in workers.
+    `home` is the data folder (SQLite state in `state.sqlite3`, blobs under `blobs/`): a `str`
+    or any `os.PathLike`, kept as a `Path`. `None` keeps everything in memory (a fresh
+    `:memory:` database and `memory://` storage), for tests and throwaway notebooks.
+    `workers=None` means the built-in workers.
     `api_rate_limits` holds client organisations to their tier's requests a minute over HTTP.
 
     `timeouts` are the stages' default schedule-to-start, start-to-close and heartbeat limits;
     `cache_ttl_s` how long stage results are reused for equal inputs; `sleep` is what retry
     backoff waits with (inject a recorder to test backoff without waiting). `llm` configures
     the language model the built-in workers and recommendations use (none: their non-LLM
-    methods); `fetch_policy` what the feed workers may fetch (default: public http/https);
+    methods); `fetch_policy` what the feed workers may fetch (default: public http/https;
+    `FetchPolicy(allow_loopback=True)` lets them reach this machine, for local tests only);
     `feed_catalogue` the feeds the RSS source finder searches (default: the curated catalogue
     shipped with aifactory; `aifactory.workers.load_catalogue(json_bytes)` reads your own).
 
@@ -82,9 +97,13 @@ class FactoryConfig:
     Executions run under leases of `lease_s` seconds; with `recover` (the default) the
     factory resumes, as soon as it opens and then every `lease_s / 3`, the executions that
     a stopped process left running (a notebook that only reads can turn it off).
+
+    Raises `BadInputError` for a `home` that is neither a path nor `None` and a `state_url`
+    that is not a `postgresql://` URL (an unsupported storage location is refused when its
+    `StorageConfig` is built).
     """
 
-    home: Path | None = DEFAULT_HOME
+    home: Path | None = attrs.field(default=DEFAULT_HOME, converter=_home_path)
     storage: StorageConfig | None = None
     clock: Clock = attrs.field(factory=SystemClock)
     ids: IdFactory = attrs.field(factory=RandomIds)
@@ -115,6 +134,7 @@ class FactoryConfig:
         storage: str | None = None,
         storage_endpoint: str | None = None,
         state: str | None = None,
+        allow_loopback_feeds: bool | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> FactoryConfig:
         """A config whose home is `home`, else `$AIFACTORY_HOME`, else `./.aifactory`.
@@ -129,18 +149,32 @@ class FactoryConfig:
         (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, ...).
 
         The language model comes from `AIFACTORY_LLM_MODEL`, `AIFACTORY_LLM_BASE_URL` and
-        `AIFACTORY_LLM_API_KEY` / `OPENAI_API_KEY` when `with_llm` is set. `environ` replaces
-        `os.environ`. Only the CLI reads the environment; library code receives a config.
+        `AIFACTORY_LLM_API_KEY` / `OPENAI_API_KEY` when `with_llm` is set.
 
-        Raises `BadInputError` for a malformed storage URL or endpoint, or an endpoint without
-        an S3 storage URL, and `StorageError` when the storage's fsspec implementation is not
+        The feed workers may fetch from loopback addresses (`FetchPolicy(allow_loopback=True)`)
+        when `allow_loopback_feeds` is set, else when `AIFACTORY_ALLOW_LOOPBACK_FEEDS` is `1`
+        (or `true`, `yes`, `on`): for testing with a feed server on this machine only, since it
+        lets anyone who can submit a feed URL reach services listening on the host.
+
+        `environ` replaces `os.environ`. Only the CLI reads the environment; library code
+        receives a config.
+
+        Raises `BadInputError` for a malformed or unsupported storage URL or endpoint, an
+        endpoint without an S3 storage URL, or an `AIFACTORY_ALLOW_LOOPBACK_FEEDS` that is not
+        a yes or no, and `StorageError` when the storage's fsspec implementation is not
         installed.
         """
         env = os.environ if environ is None else environ
         chosen = home if home is not None else env.get("AIFACTORY_HOME", DEFAULT_HOME)
         llm = LLMConfig.from_environment(env) if with_llm else None
         state_url = state if state is not None else env.get("AIFACTORY_STATE") or None
-        config = cls(home=Path(chosen), llm=llm, state_url=state_url)
+        loopback = (
+            allow_loopback_feeds
+            if allow_loopback_feeds is not None
+            else _flag(env, "AIFACTORY_ALLOW_LOOPBACK_FEEDS")
+        )
+        policy = FetchPolicy(allow_loopback=True) if loopback else None
+        config = cls(home=Path(chosen), llm=llm, state_url=state_url, fetch_policy=policy)
         # An empty variable counts as unset (`AIFACTORY_STORAGE= aifactory ...`); an empty
         # flag is a mistake, refused below.
         url = storage if storage is not None else env.get("AIFACTORY_STORAGE") or None
@@ -159,8 +193,8 @@ class FactoryConfig:
         return config.with_storage_url(url, endpoint_url=endpoint)
 
     def with_storage_url(self, url: str, *, endpoint_url: str | None = None) -> FactoryConfig:
-        """This config with its blobs at `url`: a local folder, `s3://bucket/prefix`, or
-        another fsspec URL whose implementation is installed.
+        """This config with its blobs at `url`: a local folder, a `file://` or `memory://`
+        URL, or `s3://bucket/prefix`.
 
         The storage gets the placements `storage_config()` gives a home (stage payloads inline
         up to `stage_inline_max_bytes`), so a factory behaves the same on a local and an S3
@@ -168,7 +202,7 @@ class FactoryConfig:
         (`storage_options={"s3": {"endpoint_url": ...}}`). URLs carry no credentials. Nothing
         is contacted here.
 
-        Raises `BadInputError` for an unknown protocol, an S3 URL without a bucket, a URL or
+        Raises `BadInputError` for an unsupported protocol, an S3 URL without a bucket, a URL or
         endpoint with credentials or a query, an endpoint that is not an http(s) URL or is
         given for storage other than S3, and `StorageError` (saying what to install) when the
         protocol's implementation is missing.
@@ -202,6 +236,21 @@ class FactoryConfig:
         return {STAGE_NAMESPACE: PlacementPolicy(inline_max_bytes=self.stage_inline_max_bytes)}
 
 
+_YES = frozenset({"1", "true", "yes", "on"})
+_NO = frozenset({"", "0", "false", "no", "off"})
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    """A yes/no environment variable (unset or empty: no). Raises `BadInputError`."""
+    value = env.get(name, "").strip().lower()
+    if value not in _YES | _NO:
+        raise BadInputError(
+            f"{name} must be 1 or 0 (true/false, yes/no, on/off), not {value[:20]!r}",
+            details={"variable": name},
+        )
+    return value in _YES
+
+
 def _storage_at(
     url: str, endpoint_url: str | None, placements: Mapping[str, PlacementPolicy]
 ) -> StorageConfig:
@@ -233,13 +282,9 @@ def _storage_at(
             "spaces (S3 credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)",
             details={"protocol": protocol},
         )
+    check_protocol(text)
     try:
         fsspec.get_filesystem_class(protocol)
-    except ValueError as exc:
-        raise BadInputError(
-            f"unknown storage protocol '{protocol}://': use a folder or s3://bucket/prefix",
-            details={"protocol": protocol},
-        ) from exc
     except ImportError as exc:
         hint = "pip install 'aifactory[s3]'" if protocol in _S3_PROTOCOLS else str(exc)
         raise StorageError(

@@ -28,12 +28,14 @@ from aifactory.models import (
     Execution,
     ExecutionEvent,
     ExecutionStatus,
+    Role,
     StageRun,
     StageSpec,
     StageStatus,
     StorageRef,
     Template,
     Tier,
+    User,
 )
 from aifactory.state import CacheEntry, Claim, ExecutionWrite, PostgresStore, SQLiteStore
 from aifactory.state._threaded import ThreadedStore
@@ -95,6 +97,27 @@ async def test_models_round_trip_exactly(store: ThreadedStore) -> None:
         await store.get_request("req_missing")
     with pytest.raises(ConflictError):  # names are case-blind
         await store.add_client(attrs.evolve(client, id="cli_2", name="ACME"))
+
+
+async def test_taken_names_and_emails_are_conflicts_in_words(store: ThreadedStore) -> None:
+    client = await _client(store)
+    with pytest.raises(ConflictError) as name:
+        await store.add_client(attrs.evolve(client, id="cli_2", name="aCME"))
+    assert (name.value.message, name.value.details) == (
+        "a client named 'aCME' already exists",
+        {"name": "aCME"},
+    )
+    user = User("usr_1", "ana@acme.example", Role.CLIENT, "cli_1", NOW)
+    await store.add_user(user, "hash")
+    async with store.transaction() as tx:  # inside a transaction too, which stays usable
+        with pytest.raises(ConflictError) as email:
+            await tx.add_user(attrs.evolve(user, id="usr_2"), "hash")
+        await tx.add_user(attrs.evolve(user, id="usr_3", email="bob@acme.example"), "hash")
+    assert (email.value.message, email.value.details) == (
+        "a user with email ana@acme.example already exists",
+        {"email": "ana@acme.example"},
+    )
+    assert [u.id for u in await store.list_users()] == ["usr_1", "usr_3"]
 
 
 async def test_stage_commits_are_fenced_on_the_attempt(store: ThreadedStore) -> None:

@@ -37,6 +37,11 @@ __all__ = ["AccountService", "LoginResult"]
 
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}")
 SESSION_LIFETIME = timedelta(hours=24)
+_ACCOUNT_KIND = {
+    Role.ADMIN: "an admin account",
+    Role.ACCOUNT_MANAGER: "an account manager account",
+    Role.CLIENT: "a client account",
+}
 
 
 @attrs.frozen
@@ -105,11 +110,55 @@ class AccountService:
             )
         return secret
 
+    async def issue_local_account_manager(
+        self, email: str, display_name: str = ""
+    ) -> tuple[str, bool]:
+        """An account manager for a program that holds the state database itself, such as
+        `aifactory demo` on an existing home: created, or if it exists given a new password.
+        Returns the generated password (shown to no one else) and whether it was created.
+
+        No operation reaches this, so no remote caller can: whoever can call it could write
+        the state database directly anyway. It needs no admin, and takes nobody's place:
+        `bootstrap_admin` still works after it. Raises `BadInputError` for a bad email and
+        `ConflictError` if the email belongs to a user who is not an active account manager.
+        """
+        address = _email(email)
+        secret = generate_password()
+        password_hash = self.hasher.hash(secret)
+        async with self.store.transaction() as tx:
+            found = await tx.find_user(address)
+            if found is None:
+                user = User(
+                    self.ids.new("usr"),
+                    address,
+                    Role.ACCOUNT_MANAGER,
+                    None,
+                    self.clock.now(),
+                    str(display_name)[:200],
+                )
+                await tx.add_user(user, password_hash)
+                action = "user.create"
+            else:
+                user = found[0]
+                if user.role is not Role.ACCOUNT_MANAGER or not user.active:
+                    raise ConflictError(
+                        f"{address} is taken by another kind of user", details={"email": address}
+                    )
+                await tx.set_password_hash(user.id, password_hash)
+                action = "user.password_reset"
+            await self.audit.within(tx).record(
+                "system", action, f"user:{user.id}", email=address, role=user.role.value
+            )
+        return secret, found is None
+
     async def login(self, username: str, password: str, login_type: str = "client") -> LoginResult:
         """Check credentials and open a 24-hour session.
 
         `login_type` is `client` (client users) or `admin` (admins and account managers).
-        Raises `AuthenticationError` with the same message for every kind of failure.
+        Raises `AuthenticationError`: with one message for an unknown user, a wrong password
+        and a disabled user, so that a failed login never tells whether an email has an
+        account; and, only once the password is right, with the login type that fits the
+        account. Raises `BadInputError` for a login type other than those two.
         """
         if login_type not in ("client", "admin"):
             raise BadInputError("loginType is 'client' or 'admin'", details={"field": "loginType"})
@@ -123,7 +172,14 @@ class AccountService:
         if not user.active:
             return await self._refuse(username, "user disabled", user)
         if (login_type == "admin") != user.role.is_staff:
-            return await self._refuse(username, f"not a {login_type} account", user)
+            # The password is right: whoever typed it may learn which door to use.
+            fits = "admin" if user.role.is_staff else "client"
+            return await self._refuse(
+                username,
+                f"not a {login_type} account",
+                user,
+                message=f"this is {_ACCOUNT_KIND[user.role]}: log in with login type '{fits}'",
+            )
         if self.hasher.needs_rehash(stored_hash):
             await self.store.set_password_hash(user.id, self.hasher.hash(password))
         token = new_session_token()
@@ -135,12 +191,19 @@ class AccountService:
         )
         return LoginResult(token, user, session.expires_at, await self.context(user))
 
-    async def _refuse(self, username: str, reason: str, user: User | None = None) -> NoReturn:
+    async def _refuse(
+        self,
+        username: str,
+        reason: str,
+        user: User | None = None,
+        *,
+        message: str = "invalid username or password",
+    ) -> NoReturn:
         actor = f"user:{user.id}" if user else "anonymous"
         await self.audit.record(
             actor, "auth.login", f"email:{str(username)[:200]}", "denied", reason=reason
         )
-        raise AuthenticationError("invalid username or password")
+        raise AuthenticationError(message)
 
     async def authenticate(self, token: str | None) -> Principal:
         """The principal behind a session token.

@@ -40,6 +40,7 @@ __all__ = [
     "plain_decimal",
     "ref_repr",
     "refs_repr",
+    "secret_repr",
     "short_digest_repr",
     "template_repr",
 ]
@@ -139,6 +140,12 @@ def names_repr(attribute: str) -> Callable[[Iterable[Any]], str]:
 def short_digest_repr(value: str) -> str:
     """A hex digest by its first 12 digits, enough to tell blobs apart at a glance."""
     return repr(value if len(value) <= 13 else value[:12] + "…")
+
+
+def secret_repr(value: str | None) -> str:
+    """A secret (an API key in the reply that made it) as whether there is one, never its
+    text: reprs end up in notebooks, logs and tracebacks."""
+    return "None" if value is None else "'<hidden>'"
 
 
 def _ref_text(value: Any) -> str:

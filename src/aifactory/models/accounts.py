@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import attrs
 
-from ._display import decimal_repr, enum_repr, iso_repr, short_digest_repr
+from ._display import decimal_repr, enum_repr, iso_repr, secret_repr, short_digest_repr
 from .enums import Role, Tier
 
 __all__ = [
@@ -127,6 +127,7 @@ class ApiKeyInfo:
     """An API key's record (never the key itself): its id, lookup prefix and owner.
 
     `key` is filled only in the reply that creates it: shown once, stored only as a hash.
+    Read it as `.key`; `repr` and `str` show only whether it is there (`key='<hidden>'`).
     """
 
     id: str
@@ -137,7 +138,7 @@ class ApiKeyInfo:
     created_at: datetime
     revoked_at: datetime | None = None
     name: str = ""
-    key: str | None = None
+    key: str | None = attrs.field(default=None, repr=secret_repr)
 
 
 def refill_bucket(

@@ -38,6 +38,7 @@ from .services import ServiceClient, kam_app, orchestrator_app
 from .worker_app import worker_app
 
 __all__ = [
+    "ALL_WORKERS",
     "Deployment",
     "RemoteWorker",
     "factory_service",
@@ -46,6 +47,11 @@ __all__ = [
     "orchestrator_service",
     "worker_service",
 ]
+
+
+#: The name that, alone, makes `worker_service` host every available worker
+#: (`aifactory serve worker all`).
+ALL_WORKERS = "all"
 
 
 @attrs.frozen
@@ -147,12 +153,14 @@ def orchestrator_service(config: FactoryConfig, deployment: Deployment) -> Starl
 def worker_service(
     config: FactoryConfig, names: Sequence[str], trusted: Sequence[WorkerKey]
 ) -> Starlette:
-    """A service hosting the built-in workers `names`, for callers holding a `trusted` key.
+    """A service hosting the built-in workers `names`, for callers holding a `trusted` key;
+    `names == ["all"]` (`ALL_WORKERS`) hosts every one (those of `config.workers` if given).
 
     Its `state.hosts` are the `WorkerHost`s it serves; the language model client it builds
     from `config.llm` is closed when the service stops (its lifespan).
 
-    Raises `BadInputError` for an unknown worker name or no trusted key.
+    Raises `BadInputError` for no name, an unknown one, `all` among other names, or no
+    trusted key.
     """
     if not trusted:
         raise BadInputError("a worker service needs at least one trusted key")
@@ -163,6 +171,13 @@ def worker_service(
         else builtin_workers(llm, config.fetch_policy, config.feed_catalogue)
     )
     available = {w.name: w for w in workers}
+    if ALL_WORKERS in names:
+        if len(names) > 1:
+            raise BadInputError(
+                f"'{ALL_WORKERS}' serves every worker: name no other worker with it",
+                details={"available": sorted(available)},
+            )
+        names = list(available)
     unknown = sorted(set(names) - set(available))
     if unknown or not names:
         raise BadInputError(

@@ -33,8 +33,8 @@ class AccountRecords(Database):
     # -- clients, users, sessions ------------------------------------------------------------
 
     def add_client(self, client: Client) -> None:
-        """Store a new client. Raises `ConflictError` if the name is taken."""
-        self._insert(t.CLIENTS, client)
+        """Store a new client. Raises `ConflictError` if the name is taken (in any case)."""
+        self._insert_unique(t.CLIENTS, client, lambda: _client_taken(client.name))
 
     def update_client(self, client: Client) -> None:
         """Replace a stored client."""
@@ -49,8 +49,10 @@ class AccountRecords(Database):
         return self._many(t.CLIENTS, "TRUE ORDER BY name", ())
 
     def add_user(self, user: User, password_hash: str) -> None:
-        """Store a new user. Raises `ConflictError` if the email is taken."""
-        self._insert(t.USERS, user, password_hash=password_hash)
+        """Store a new user. Raises `ConflictError` if the email is taken (in any case)."""
+        self._insert_unique(
+            t.USERS, user, lambda: _email_taken(user.email), password_hash=password_hash
+        )
 
     def get_user(self, user_id: str) -> User:
         """The user `user_id`. Raises `NotFoundError`."""
@@ -350,3 +352,12 @@ class AccountRecords(Database):
         if action is None:
             return self._many(t.AUDIT, "TRUE ORDER BY id DESC LIMIT ?", (limit,))
         return self._many(t.AUDIT, "action = ? ORDER BY id DESC LIMIT ?", (action, limit))
+
+
+# Ids are fresh and random, so of a new row's unique values only these can be taken.
+def _client_taken(name: str) -> ConflictError:
+    return ConflictError(f"a client named {name!r} already exists", details={"name": name})
+
+
+def _email_taken(email: str) -> ConflictError:
+    return ConflictError(f"a user with email {email} already exists", details={"email": email})

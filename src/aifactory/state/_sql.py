@@ -230,6 +230,17 @@ class Database:
     def _insert(self, table: t.Table[T], obj: T, **extra: Any) -> None:
         self._insert_row(table, table.to_row(obj) | extra)
 
+    def _insert_unique(
+        self, table: t.Table[T], obj: T, taken: Callable[[], AIFactoryError], **extra: Any
+    ) -> None:
+        """INSERT `obj` unless a row holds one of its unique values already; then raise
+        `taken()`. `ON CONFLICT DO NOTHING` rather than the driver's integrity error: that
+        error's text differs by database and names tables, and on PostgreSQL it would abort
+        the whole transaction."""
+        row = table.to_row(obj) | extra
+        cursor = self._execute(self._insert_sql(table, row) + " ON CONFLICT DO NOTHING", row)
+        self._fence(cursor, taken)
+
     def _update_sql(self, table: t.Table[Any], row: dict[str, Any], where: str = "") -> str:
         """The UPDATE of the columns in `row` (besides the key) of the row its key names."""
         key = ("update", table.name, where, *row)

@@ -16,7 +16,7 @@ from fsspec.implementations.local import LocalFileSystem  # type: ignore[import-
 from .._exceptions import BadInputError, StorageError, UnsafeKeyError
 from ..models.storage_ref import check_key
 
-__all__ = ["META_DIR", "Root", "open_root", "redact"]
+__all__ = ["META_DIR", "SUPPORTED_PROTOCOLS", "Root", "check_protocol", "open_root", "redact"]
 
 # Keys never start a segment with ".", so neither this folder nor temporary files can collide
 # with a key.
@@ -33,11 +33,32 @@ _OBJECT_STORES = frozenset({"s3", "s3a"})
 _OBJECT_STORE_OPTIONS: dict[str, Any] = {"use_listings_cache": False}
 # S3 (and R2) refuse object names longer than this many UTF-8 bytes.
 _S3_MAX_NAME_BYTES = 1024
+#: The protocols a storage location may name; a location without one is a local folder.
+#: Other fsspec filesystems (ftp, sftp, http, ...) lack what the store relies on (atomic
+#: replacement, read-after-write), so they are refused when a config is built, not at the
+#: first write of a large blob, which may be a whole pipeline later.
+SUPPORTED_PROTOCOLS = ("file", "local", "memory", "s3", "s3a")
+_SUPPORTED_TEXT = "a local folder, file://, memory:// or s3://bucket/prefix"
 
 
 def redact(url: str) -> str:
     """`url` without any `user:password@` part, for error messages."""
     return _USERINFO.sub(r"\1***@", url)
+
+
+def check_protocol(url: str, field: str = "storage") -> str | None:
+    """The protocol of the storage location `url`, `None` for a local path.
+
+    Raises `BadInputError` for a protocol aifactory does not support, naming those it does
+    (`SUPPORTED_PROTOCOLS`); `field` says in its details which setting held `url`.
+    """
+    protocol: str | None = fsspec.core.split_protocol(url)[0]
+    if protocol is None or protocol in SUPPORTED_PROTOCOLS:
+        return protocol
+    raise BadInputError(
+        f"unsupported storage protocol '{protocol}://': use {_SUPPORTED_TEXT}",
+        details={"field": field, "protocol": protocol, "supported": list(SUPPORTED_PROTOCOLS)},
+    )
 
 
 @attrs.frozen

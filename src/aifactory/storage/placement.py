@@ -23,7 +23,7 @@ import attrs
 from .._exceptions import BadInputError
 from ..models.enums import StorageScheme
 from ..models.storage_ref import check_namespace
-from ._roots import redact
+from ._roots import check_protocol, redact
 
 __all__ = ["PlacementPolicy", "StorageConfig"]
 
@@ -85,9 +85,14 @@ class PlacementPolicy:
         return size >= self.gzip_min_bytes
 
 
-def _url_map(value: Mapping[str, str]) -> dict[str, str]:
+def _location(value: str | os.PathLike[str]) -> str:
+    # A `Path` names a local folder as well as its text does.
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
+def _url_map(value: Mapping[str, str | os.PathLike[str]]) -> dict[str, str]:
     # A private copy, so a caller mutating its own dict later cannot move stored data around.
-    return dict(value)
+    return {name: _location(url) for name, url in value.items()}
 
 
 def _options_map(value: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -117,6 +122,7 @@ def _check_url_map(kind: str, value: Mapping[str, str]) -> None:
                 f"the {kind} override for {name!r} must be a non-empty fsspec URL or path",
                 details={kind: name},
             )
+        check_protocol(url, f"{kind}.{name}")
 
 
 @attrs.frozen
@@ -124,21 +130,23 @@ class StorageConfig:
     """Where KV namespaces and R2 buckets live, as fsspec URLs.
 
     By default everything lives under `root` (an fsspec URL such as `memory://x`, `s3://bucket/p`
-    or a local path): KV namespace `ns` at `{root}/kv/{ns}` and R2 bucket `b` at `{root}/r2/{b}`.
-    `kv_namespaces` and `r2_buckets` map single names to their own URL instead. `storage_options`
-    holds per-protocol keyword arguments for the filesystem, e.g.
+    or a local path, given as a `str` or `os.PathLike`): KV namespace `ns` at `{root}/kv/{ns}`
+    and R2 bucket `b` at `{root}/r2/{b}`. `kv_namespaces` and `r2_buckets` map single names to
+    their own URL instead. Every location is a local path or a `file://`, `memory://` or
+    `s3://` URL (`SUPPORTED_PROTOCOLS`); the filesystems are opened on first use.
+    `storage_options` holds per-protocol keyword arguments for the filesystem, e.g.
     `{"s3": {"endpoint_url": "https://<account>.r2.cloudflarestorage.com"}}`.
 
     `placement` decides by size where blobs go (the seed's wire thresholds by default);
     `placements` overrides it for single namespaces. The embedded factory keeps stage
     payloads of its in-process workers inline up to 64 KiB this way (see `FactoryConfig`).
 
-    Raises `BadInputError` for an empty root or override, and `UnsafeKeyError` for an override
-    whose name is not a valid namespace or bucket name.
+    Raises `BadInputError` for an empty root or override or one on an unsupported protocol,
+    and `UnsafeKeyError` for an override whose name is not a valid namespace or bucket name.
     """
 
     # URLs may carry `user:password@`; reprs end up in logs.
-    root: str = attrs.field(repr=lambda url: repr(redact(url)))
+    root: str = attrs.field(converter=_location, repr=lambda url: repr(redact(url)))
     kv_namespaces: dict[str, str] = attrs.field(
         factory=dict, converter=_url_map, repr=_redacted_map
     )
@@ -152,6 +160,7 @@ class StorageConfig:
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.root, str) or not self.root.strip():
             raise BadInputError("the storage root must be a non-empty fsspec URL or path")
+        check_protocol(self.root, "root")
         _check_url_map("kv_namespaces", self.kv_namespaces)
         _check_url_map("r2_buckets", self.r2_buckets)
 

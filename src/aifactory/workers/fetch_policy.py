@@ -22,6 +22,7 @@ TransportError
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -84,12 +85,17 @@ def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -
         raise BadInputError(f"{attribute.name} must be positive, not {value}")
 
 
+def _optional_path(value: str | os.PathLike[str] | None) -> Path | None:
+    return None if value is None else Path(value)
+
+
 @attrs.frozen
 class FetchPolicy:
     """What a `SafeFetcher` may fetch, and how much.
 
     `schemes` may only name `http` and `https`; `file:` URLs are allowed only with
-    `allow_file=True`, and then only for files under `file_root` (never through a redirect).
+    `allow_file=True`, and then only for files under `file_root` (a `str` or `os.PathLike`,
+    kept as a `Path`; never through a redirect).
     `allow_loopback` and `allow_private` exist for tests and local deployments; link-local
     (cloud metadata), multicast, reserved and unspecified addresses are refused whatever they
     say. `max_bytes` bounds the decoded body: past it the fetch raises `ResponseTooLargeError`
@@ -99,7 +105,7 @@ class FetchPolicy:
 
     schemes: frozenset[str] = frozenset({"http", "https"})
     allow_file: bool = False
-    file_root: Path | None = None
+    file_root: Path | None = attrs.field(default=None, converter=_optional_path)
     max_bytes: int = attrs.field(default=5 * 1024 * 1024, validator=_positive)
     timeout_s: float = attrs.field(default=10.0, validator=_positive)
     max_redirects: int = 5
