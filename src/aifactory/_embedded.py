@@ -18,6 +18,7 @@ from .kam.accounts import AccountService
 from .kam.audit import AuditLog
 from .kam.catalogue import TemplateCatalogue
 from .kam.executions import ExecutionService
+from .kam.notifications import NotificationService
 from .kam.notifier import InAppNotifier, Notifier
 from .kam.recommend import Recommender
 from .kam.requests import RequestService
@@ -53,6 +54,7 @@ class EmbeddedFactory:
         self.store = open_store(config.database)
         self.blobs = BlobStore(config.storage_config(), config.clock)
         self.audit = AuditLog(self.store, config.clock)
+        self.notifications = NotificationService(self.store, config.clock)
         self.accounts = AccountService(
             self.store,
             self.audit,

@@ -383,7 +383,7 @@ OPERATIONS: tuple[Operation, ...] = (
         _ANY,
         list[Notification],
         "Your notifications",
-        handler="requests.list_notifications",
+        handler="notifications.list",
     ),
     _op(
         "notifications.mark_read",
@@ -392,7 +392,7 @@ OPERATIONS: tuple[Operation, ...] = (
         _ANY,
         None,
         "Mark a notification read",
-        handler="requests.mark_notification_read",
+        handler="notifications.mark_read",
     ),
     _op(
         "audit.list",
@@ -401,7 +401,7 @@ OPERATIONS: tuple[Operation, ...] = (
         _ADMIN,
         list[AuditEvent],
         "The audit log",
-        handler="requests.list_audit",
+        handler="audit.list",
     ),
 )
 

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from .._clock import Clock
-from ..models import AuditEvent
+from ..models import AuditEvent, Principal
 from ..state import Store
 
 __all__ = ["AuditLog", "is_secret_name", "redact"]
@@ -53,6 +53,13 @@ class AuditLog:
     def __init__(self, store: Store, clock: Clock) -> None:
         self._store = store
         self._clock = clock
+
+    async def list(
+        self, principal: Principal, action: str | None = None, limit: int = 100
+    ) -> list[AuditEvent]:
+        """The audit log, newest first, optionally of one `action`; at most `limit` (1-1000)
+        events."""
+        return await self._store.list_audit(action=action, limit=max(1, min(limit, 1000)))
 
     def within(self, store: Store) -> AuditLog:
         """This log, writing into `store` (a transaction, so that the event commits with the

@@ -11,10 +11,8 @@ import attrs
 from .._clock import Clock, IdFactory
 from .._exceptions import BadInputError, ConflictError, NotFoundError, QuotaExceededError
 from ..models import (
-    AuditEvent,
     Deliverable,
     Execution,
-    Notification,
     Principal,
     Request,
     RequestStatus,
@@ -384,22 +382,3 @@ class RequestService:
             size=len(data),
         )
         return data
-
-    async def list_notifications(
-        self, principal: Principal, unread_only: bool = False
-    ) -> list[Notification]:
-        """The caller's own notifications, newest first."""
-        return await self.store.list_notifications(principal.user.id, unread_only)
-
-    async def mark_notification_read(self, principal: Principal, notification_id: str) -> None:
-        """Mark one of the caller's notifications read. Raises `NotFoundError`."""
-        if not await self.store.mark_notification_read(
-            notification_id, principal.user.id, self.clock.now()
-        ):
-            raise NotFoundError(f"no notification {notification_id!r}")
-
-    async def list_audit(
-        self, principal: Principal, action: str | None = None, limit: int = 100
-    ) -> list[AuditEvent]:
-        """The audit log, newest first."""
-        return await self.store.list_audit(action=action, limit=max(1, min(limit, 1000)))
