@@ -1,14 +1,56 @@
-"""Real uvicorn servers on 127.0.0.1 for tests: started in a thread, stopped cleanly."""
+"""Real servers on 127.0.0.1 for tests: uvicorn in a thread, or `aifactory serve` as a
+process; started, waited for, stopped cleanly."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import Any, Self
 
+import httpx
 import uvicorn
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (now)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def cli_server(*args: str, env: Mapping[str, str], timeout_s: float = 30) -> Iterator[str]:
+    """`aifactory ARGS --host 127.0.0.1 --port P` as a process until the block ends; yields
+    its URL once `/health` answers 200. Raises `AssertionError` (with the server's error
+    output) if it exits first or never answers."""
+    port = free_port()
+    command = [sys.executable, "-m", "aifactory.cli", *args, "--host", "127.0.0.1"]
+    server = subprocess.Popen(
+        [*command, "--port", str(port)], env=dict(env), stderr=subprocess.PIPE, text=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if server.poll() is not None:
+                raise AssertionError(
+                    f"the server exited with {server.returncode}: {server.stderr.read()}"
+                )
+            assert time.monotonic() < deadline, "the server never answered /health"
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.05)
+        yield url
+    finally:
+        server.terminate()
+        server.communicate(timeout=timeout_s)
 
 
 class UvicornThread:

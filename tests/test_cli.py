@@ -4,14 +4,12 @@ and environment make, built in process."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ from aifactory.cli import _config, _parser, _reach_storage
 from aifactory.server.deploy import worker_service
 from aifactory.workers import WorkerHost, builtin_workers
 from aifactory.workers.fetch_policy import UnsafeURLError
+from tests.servers import cli_server
 from tests.workers.conftest import ArtifactShelf
 from tests.workers.feeds.conftest import FeedServer
 
@@ -299,37 +298,9 @@ def test_a_missing_s3fs_is_named_with_the_extra_to_install(tmp_path: Path) -> No
 # -- a newcomer's first steps --------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def _serving(*args: str, timeout_s: float = 30) -> Iterator[str]:
-    """`aifactory ARGS --host 127.0.0.1 --port P` as a subprocess until the block ends; yields
-    its URL once `/health` answers 200."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k not in OWN_VARIABLES}
-    command = [sys.executable, "-m", "aifactory.cli", *args, "--host", "127.0.0.1"]
-    server = subprocess.Popen(
-        [*command, "--port", str(port)], env=env, stderr=subprocess.PIPE, text=True
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"the server exited with {server.returncode}: {server.stderr.read()}")
-            assert time.monotonic() < deadline, "the server never answered /health"
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.05)
-        yield url
-    finally:
-        server.terminate()
-        server.communicate(timeout=30)
+def _serving(*args: str) -> AbstractContextManager[str]:
+    """`aifactory ARGS` served on a free loopback port, outside this test run's settings."""
+    return cli_server(*args, env={k: v for k, v in os.environ.items() if k not in OWN_VARIABLES})
 
 
 def test_a_newcomer_inits_a_home_runs_the_demo_on_it_and_serves_it(tmp_path: Path) -> None:

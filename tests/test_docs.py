@@ -31,18 +31,16 @@ import os
 import re
 import secrets
 import shlex
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from aifactory.cli import _parser
+from tests.servers import cli_server
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -252,12 +250,6 @@ def _check_repr(shown: str, actual: str) -> None:
     assert len(shown) / 2 < len(actual) < len(shown) * 2, actual
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _environment(home: Path, generated: dict[str, str]) -> dict[str, str]:
     env = {
         k: v
@@ -273,23 +265,8 @@ def _served_factory(home: Path, admin_password: str, env: dict[str, str]) -> Ite
     cli = [sys.executable, "-m", "aifactory.cli"]
     init = [*cli, "init", "--home", str(home), "--admin-email", ADMIN, "--admin-password", "-"]
     subprocess.run(init, input=admin_password, text=True, env=env, check=True, timeout=TIMEOUT_S)
-    port = _free_port()
-    serve = [*cli, "serve", "factory", "--home", str(home), "--host", "127.0.0.1"]
-    server = subprocess.Popen([*serve, "--port", str(port)], env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + TIMEOUT_S
-        while True:
-            assert server.poll() is None, f"the factory server exited with {server.returncode}"
-            assert time.monotonic() < deadline, "the factory server did not become healthy"
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.05)
+    with cli_server("serve", "factory", "--home", str(home), env=env, timeout_s=TIMEOUT_S) as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=TIMEOUT_S)
 
 
 def _script(path: str, page: Page, blocks: list[Block], url: str) -> list[dict[str, object]]:
