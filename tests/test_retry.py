@@ -279,3 +279,55 @@ def test_stage_overrides_replace_only_what_they_set() -> None:
 def test_an_invalid_stage_override_is_refused() -> None:
     with pytest.raises(BadInputError):
         RetryPolicy().for_stage(StagePolicy(backoff_coefficient=0.1))
+
+
+@pytest.mark.anyio
+async def test_call_counts_the_first_try_as_attempt_one_and_gives_up_after_the_last() -> None:
+    policy = RetryPolicy(initial_interval_s=1.0, maximum_interval_s=4.0, jitter=0.0)
+    tries: list[int] = []
+    announced: list[tuple[int, str, float]] = []
+    slept: list[float] = []
+
+    async def attempt() -> str:
+        tries.append(len(tries) + 1)
+        raise TransportError(f"try {len(tries)}")
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    async def before_sleep(number: int, error: BaseException, delay: float) -> None:
+        announced.append((number, str(error), delay))
+
+    with pytest.raises(TransportError, match="try 3"):
+        await policy.call(attempt, sleep=sleep, before_sleep=before_sleep)
+    assert tries == [1, 2, 3]
+    assert announced == [(1, "try 1", 1.0), (2, "try 2", 2.0)]
+    assert slept == [1.0, 2.0]
+
+
+@pytest.mark.anyio
+async def test_call_returns_what_a_later_attempt_returns_and_never_retries_a_refusal() -> None:
+    policy = RetryPolicy(initial_interval_s=0.0, maximum_interval_s=0.0)
+    answers: list[Exception | str] = [TransportError("down"), "up"]
+
+    async def flaky() -> str:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async def no_sleep(seconds: float) -> None:
+        pass
+
+    assert await policy.call(flaky, sleep=no_sleep) == "up"
+
+    refusals = 0
+
+    async def refused() -> str:
+        nonlocal refusals
+        refusals += 1
+        raise BadInputError("no")
+
+    with pytest.raises(BadInputError):
+        await policy.call(refused, sleep=no_sleep)
+    assert refusals == 1

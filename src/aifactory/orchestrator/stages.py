@@ -23,6 +23,7 @@ from .._exceptions import (
     StageTimeoutError,
     TransportError,
 )
+from .._retry import RetryPolicy
 from ..models import StageRun, StageSpec, StorageRef
 from ..protocol.codec import structure
 from ..protocol.messages import (
@@ -39,6 +40,25 @@ from .live import Engine, Live
 from .records import Records, StageWork, cached_summary
 
 __all__ = ["StageRunner", "StageWork"]
+
+
+class _AllBusy(Exception):
+    """Every endpoint was busy or unreachable; `reasons` says what each answered."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        super().__init__("; ".join(reasons))
+        self.reasons = reasons
+
+
+#: How long to wait between offers while every endpoint is busy: soon at first (a slot is
+#: often freed within milliseconds), then every half second, until schedule-to-start.
+SLOT_WAIT = RetryPolicy(
+    initial_interval_s=0.005,
+    maximum_interval_s=0.5,
+    maximum_attempts=0,
+    jitter=0.0,
+    only=(_AllBusy,),
+)
 
 #: Stages whose first attempt a stage's commit recorded: the caller starts them.
 Next = list[tuple[StageSpec, StageWork]]
@@ -102,20 +122,14 @@ class StageRunner:
                 attempt=live.runs[stage.id].attempt,
             )
 
-        # Most attempts succeed: the first runs outside tenacity, which takes over (counting
-        # the failed one as its attempt 1) only when it fails.
-        failed: Exception | None = None
-        try:
-            reply, endpoint = await self._attempt(live, stage, input_ref, idem, avoid, recorded)
-        except Exception as exc:
-            failed = exc
-        if failed is not None:
-            async for attempt in retry.retrying(sleep=e.sleep, rng=e.rng, before_sleep=announce):
-                with attempt:
-                    if failed is not None:
-                        error, failed = failed, None
-                        raise error
-                    reply, endpoint = await self._attempt(live, stage, input_ref, idem, avoid)
+        first = recorded
+
+        async def attempt() -> tuple[ProcessReply, WorkerTransport]:
+            nonlocal first
+            started, first = first, False  # only the first attempt may be recorded already
+            return await self._attempt(live, stage, input_ref, idem, avoid, started)
+
+        reply, endpoint = await retry.call(attempt, sleep=e.sleep, rng=e.rng, before_sleep=announce)
         ready = await self._commit(live, stage, reply.output_ref, reply.summary, work.cache_key)
         if endpoint.local or live.alongside is None:
             await self._acknowledge(live, stage, endpoint, reply)
@@ -191,40 +205,62 @@ class StageRunner:
     async def _handshake(
         self, stage: StageSpec, request: HandshakeRequest, avoid: list[WorkerTransport]
     ) -> tuple[WorkerTransport, HandshakeReply]:
-        e = self.e
-        limit = stage.policy.schedule_to_start_s or e.timeouts.schedule_to_start_s
+        limit = stage.policy.schedule_to_start_s or self.e.timeouts.schedule_to_start_s
         deadline = None if limit is None else anyio.current_time() + limit
-        pause = 0.005
-        while True:
-            reasons: list[str] = []
-            for endpoint in await e.registry.candidates(stage.worker, avoid):
-                try:
-                    reply = await endpoint.handshake(request)
-                except TransportError as exc:
-                    e.registry.mark_unhealthy(endpoint)
-                    reasons.append(exc.message)
-                    continue
-                if reply.accepted:
-                    return endpoint, reply
-                if not reply.retryable:
-                    raise InputRejectedError(
-                        f"{stage.worker} refused the input of stage {stage.id}: {reply.reason}",
-                        details={"stage_id": stage.id, "reason": reply.reason},
-                    )
-                reasons.append(reply.reason or "rejected")
+
+        async def give_up_at_deadline(_attempt: int, error: BaseException, pause: float) -> None:
             if deadline is not None and anyio.current_time() + pause > deadline:
+                assert isinstance(error, _AllBusy)
                 raise StageTimeoutError(
                     f"no {stage.worker} endpoint accepted stage {stage.id} within {limit:g} s"
-                    f" ({'; '.join(reasons) or 'no healthy endpoint'})",
+                    f" ({'; '.join(error.reasons) or 'no healthy endpoint'})",
                     details={"timeout": "schedule_to_start", "stage_id": stage.id},
+                ) from None
+
+        # Busy workers free their slots in real time, so the wait sleeps on the real clock.
+        return await SLOT_WAIT.call(
+            lambda: self._offer(stage, request, avoid, wait=deadline is not None),
+            sleep=anyio.sleep,
+            before_sleep=give_up_at_deadline,
+        )
+
+    async def _offer(
+        self,
+        stage: StageSpec,
+        request: HandshakeRequest,
+        avoid: list[WorkerTransport],
+        *,
+        wait: bool,
+    ) -> tuple[WorkerTransport, HandshakeReply]:
+        """Offer the stage to each healthy endpoint in turn; the first to accept takes it.
+
+        Raises `_AllBusy` when every endpoint was busy or unreachable (worth waiting for),
+        `InputRejectedError` when one refused the input itself, and `HandshakeRejectedError`
+        when there is no healthy endpoint and no schedule-to-start to wait within.
+        """
+        e = self.e
+        reasons: list[str] = []
+        for endpoint in await e.registry.candidates(stage.worker, avoid):
+            try:
+                reply = await endpoint.handshake(request)
+            except TransportError as exc:
+                e.registry.mark_unhealthy(endpoint)
+                reasons.append(exc.message)
+                continue
+            if reply.accepted:
+                return endpoint, reply
+            if not reply.retryable:
+                raise InputRejectedError(
+                    f"{stage.worker} refused the input of stage {stage.id}: {reply.reason}",
+                    details={"stage_id": stage.id, "reason": reply.reason},
                 )
-            if not reasons and deadline is None:
-                raise HandshakeRejectedError(
-                    f"no healthy {stage.worker} endpoint for stage {stage.id}",
-                    details={"stage_id": stage.id},
-                )
-            await anyio.sleep(pause)  # busy workers free their slots in real time
-            pause = min(pause * 2, 0.5)
+            reasons.append(reply.reason or "rejected")
+        if not reasons and not wait:
+            raise HandshakeRejectedError(
+                f"no healthy {stage.worker} endpoint for stage {stage.id}",
+                details={"stage_id": stage.id},
+            )
+        raise _AllBusy(reasons)
 
     async def _process(
         self, live: Live, stage: StageSpec, endpoint: WorkerTransport, request: ProcessRequest

@@ -100,12 +100,6 @@ SERVICE_RETRY = RetryPolicy(initial_interval_s=0.5, maximum_interval_s=4.0, maxi
 Sleep = Callable[[float], Awaitable[None]]
 
 
-async def _retried(retry: RetryPolicy, sleep: Sleep, call: Callable[[], Awaitable[None]]) -> None:
-    async for attempt in retry.retrying(sleep=sleep):
-        with attempt:
-            await call()
-
-
 class RemoteControl:
     """`ExecutionControl` over HTTP: the KAM service asks the orchestrator service.
 
@@ -138,7 +132,7 @@ class RemoteControl:
                 # An earlier try got through and only its answer was lost: it runs already.
 
         try:
-            await _retried(self.retry, self.sleep, call)
+            await self.retry.call(call, sleep=self.sleep)
         except TransportError as exc:
             raise TransportError(
                 f"the orchestrator service could not start execution {execution_id} "
@@ -201,7 +195,7 @@ class HttpSink:
         path = f"/api/worker-sessions/{execution.id}/complete"
         # Settlement is idempotent: a report that arrived but whose answer was lost is
         # harmless to send again.
-        await _retried(self.retry, self.sleep, lambda: self.kam.post(path, body))
+        await self.retry.call(lambda: self.kam.post(path, body), sleep=self.sleep)
 
 
 Handler = Callable[[Request, dict[str, Any]], Awaitable[Any]]

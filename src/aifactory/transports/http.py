@@ -63,15 +63,16 @@ class HttpFactoryTransport:
         # A request that never left is sent again if it is idempotent (GET, PUT); one that
         # left and got no answer is not: it may have been carried out.
         resends = self._retries if method in _IDEMPOTENT else 0
-        async for attempt in resend_policy(resends, 0.1).retrying(sleep=anyio.sleep):
-            with attempt:
-                try:
-                    return await self._client.request(method, url, **kwargs)
-                except httpx.HTTPError as exc:
-                    raise transport_error(
-                        exc, f"{method} {path} to {self.base_url} failed ({type(exc).__name__})"
-                    ) from exc
-        raise AssertionError("unreachable: tenacity re-raises")
+
+        async def send() -> httpx.Response:
+            try:
+                return await self._client.request(method, url, **kwargs)
+            except httpx.HTTPError as exc:
+                raise transport_error(
+                    exc, f"{method} {path} to {self.base_url} failed ({type(exc).__name__})"
+                ) from exc
+
+        return await resend_policy(resends, 0.1).call(send, sleep=anyio.sleep)
 
     async def login(self, username: str, password: str, login_type: str) -> LoginResult:
         """`POST /api/auth/login`. Raises `AuthenticationError` like the embedded factory."""

@@ -321,26 +321,26 @@ class HttpWorkerTransport:
         cls: type[T],
         echo: Mapping[str, Any] | None = None,
     ) -> T:
-        async for attempt in resend_policy(self._retries, self._pause).retrying(sleep=anyio.sleep):
-            with attempt:
-                # Signed afresh each time: a repeated nonce would be refused as a replay.
-                outgoing = self._request(method, path, body)
-                try:
-                    response = await self._http.handle_async_request(outgoing)
-                except httpx.HTTPError as exc:
-                    raise self._transport_error(exc) from exc
-                try:
-                    self._count_response_head(response)
-                    raw = await self._read(response)
-                except httpx.HTTPError as exc:
-                    raise self._transport_error(exc) from exc
-                finally:
-                    await response.aclose()
-                data = _json_or_none(raw)
-                if response.status_code != 200:
-                    raise _error(response, data)
-                return _parse(data, cls, path, echo)
-        raise AssertionError("unreachable: tenacity re-raises")  # pragma: no cover
+        async def send() -> T:
+            # Signed afresh each time: a repeated nonce would be refused as a replay.
+            outgoing = self._request(method, path, body)
+            try:
+                response = await self._http.handle_async_request(outgoing)
+            except httpx.HTTPError as exc:
+                raise self._transport_error(exc) from exc
+            try:
+                self._count_response_head(response)
+                raw = await self._read(response)
+            except httpx.HTTPError as exc:
+                raise self._transport_error(exc) from exc
+            finally:
+                await response.aclose()
+            data = _json_or_none(raw)
+            if response.status_code != 200:
+                raise _error(response, data)
+            return _parse(data, cls, path, echo)
+
+        return await resend_policy(self._retries, self._pause).call(send, sleep=anyio.sleep)
 
     def _transport_error(self, exc: httpx.HTTPError) -> TransportError:
         return transport_error(
