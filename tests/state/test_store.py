@@ -19,6 +19,7 @@ from aifactory import (
     ConflictError,
     LeaseLostError,
     NotFoundError,
+    QuotaExceededError,
     StaleAttemptError,
     StorageError,
 )
@@ -195,6 +196,71 @@ async def test_charges_once_per_execution_and_resets_monthly(store: ThreadedStor
     assert await store.charge("cli_1", "exec_2", Decimal("0.5"), april)
     client = await store.get_client("cli_1")
     assert (client.month, client.used_this_month_usd) == ("2026-04", Decimal("0.5"))
+
+
+async def test_concurrent_admissions_and_charges_from_many_connections_never_overspend(
+    store: ThreadedStore, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    # As many processes would: each its own store (its own connections) on one database.
+    if request.node.callspec.params["store"] == "sqlite-memory":
+        pytest.skip("an in-memory database has one connection only")
+    await _client(store)  # a budget of 10 USD
+    url = (
+        request.getfixturevalue("postgres_url")
+        if isinstance(store, PostgresStore)
+        else tmp_path / "s.sqlite3"
+    )
+    others = [PostgresStore(url) if isinstance(store, PostgresStore) else SQLiteStore(url)]
+    others += [type(others[0])(url) for _ in range(5)]
+    admitted: list[str] = []
+    try:
+
+        async def admit(n: int) -> None:
+            try:
+                await others[n % len(others)].admit("cli_1", f"exec_{n}", Decimal("0.75"), NOW)
+            except QuotaExceededError:
+                return
+            admitted.append(f"exec_{n}")
+
+        async def charge(n: int) -> None:
+            await others[n % len(others)].charge("cli_1", f"done_{n}", Decimal("0.01"), NOW)
+
+        async with anyio.create_task_group() as tg:
+            for n in range(48):
+                tg.start_soon(charge, n)  # 0.48 used in all: not one charge lost
+        assert (await store.get_client("cli_1")).used_this_month_usd == Decimal("0.48")
+        async with anyio.create_task_group() as tg:
+            for n in range(48):
+                tg.start_soon(admit, n)
+        assert len(admitted) == 12  # 12 * 0.75 = 9 of the 9.52 left
+        assert await store.reserved_usd("cli_1") == Decimal("9.00")
+    finally:
+        for other in others:
+            await other.aclose()
+
+
+async def test_an_executions_stages_draw_on_its_admission_hold(store: ThreadedStore) -> None:
+    await _client(store)  # a budget of 10 USD
+    assert await store.admit("cli_1", "exec_a", Decimal("6"), NOW) == Decimal("6")
+    with pytest.raises(QuotaExceededError) as refused:
+        await store.admit("cli_1", "exec_b", Decimal("5"), NOW)
+    assert refused.value.details["remaining_usd"] == "4"
+    # Stages within the admitted estimate need no more budget ...
+    await store.reserve("cli_1", "exec_a", "s1", Decimal("3"), NOW)
+    await store.reserve("cli_1", "exec_a", "s2", Decimal("3"), NOW)
+    assert await store.reserved_usd("cli_1") == Decimal("6")
+    # ... one beyond it takes what nobody else holds, and no more.
+    await store.reserve("cli_1", "exec_a", "s3", Decimal("4"), NOW)
+    assert await store.reserved_usd("cli_1") == Decimal("10")
+    with pytest.raises(QuotaExceededError):
+        await store.reserve("cli_1", "exec_a", "s4", Decimal("0.01"), NOW)
+    await store.release("exec_a", "s3")
+    assert await store.reserved_usd("cli_1") == Decimal("6")
+    # A retry is held for its estimate less what it was charged already.
+    await store.release("exec_a")
+    await store.charge("cli_1", "exec_a", Decimal("2"), NOW)
+    assert await store.admit("cli_1", "exec_a", Decimal("6"), NOW) == Decimal("4")
+    assert await store.reserved_usd("cli_1") == Decimal("4")
 
 
 async def _succeed(store: ThreadedStore, stage: str, version: int, data: bytes) -> StorageRef:

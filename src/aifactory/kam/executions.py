@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import anyio
 import attrs
 
 from .._clock import Clock
-from .._exceptions import BadInputError, ConflictError, NotFoundError
+from .._exceptions import BadInputError, ConflictError, NotFoundError, QuotaExceededError
 from ..models import (
     Execution,
     ExecutionEvent,
@@ -201,24 +202,30 @@ class ExecutionService:
         request = None
         if execution.request_id is not None and execution.client_id is not None:
             request = await self.store.get_request(execution.request_id)
-            await self.requests.admit(
-                principal, execution.client_id, execution.template, "execution.retry"
-            )
-        async with self.store.transaction() as tx:
-            reopened = await self.orchestrator.reopen(execution_id, store=tx)
-            if request is not None:
-                await tx.update_request(
-                    attrs.evolve(
-                        request, status=RequestStatus.EXECUTING, updated_at=self.clock.now()
-                    ),
-                    expect_status=request.status.value,
+        try:
+            async with self.store.transaction() as tx:
+                reopened = await self.orchestrator.reopen(execution_id, store=tx)
+                if execution.client_id is not None:
+                    # Held again: the estimate, less what its first run was charged.
+                    estimate = Decimal(execution.template.estimated_cost_usd)
+                    await self.requests.admit(tx, reopened, estimate)
+                if request is not None:
+                    await tx.update_request(
+                        attrs.evolve(
+                            request, status=RequestStatus.EXECUTING, updated_at=self.clock.now()
+                        ),
+                        expect_status=request.status.value,
+                    )
+                await self.audit.within(tx).record(
+                    principal.actor,
+                    "execution.retry",
+                    f"execution:{execution_id}",
+                    request_status=RequestStatus.EXECUTING.value,
                 )
-            await self.audit.within(tx).record(
-                principal.actor,
-                "execution.retry",
-                f"execution:{execution_id}",
-                request_status=RequestStatus.EXECUTING.value,
-            )
+        except QuotaExceededError as exc:
+            assert execution.client_id is not None
+            await self.requests.refused(principal, execution.client_id, "execution.retry", exc)
+            raise
         await self.requests.control().launch(execution_id)
         return reopened
 

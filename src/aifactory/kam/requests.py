@@ -262,40 +262,30 @@ class RequestService:
             )
         return updated
 
-    async def admit(
-        self, principal: Principal, client_id: str, template: Template, what: str
-    ) -> None:
-        """Refuse to start work the client cannot afford or may not run now.
+    async def admit(self, store: Store, execution: Execution, estimate: Decimal) -> None:
+        """Hold `estimate` of the execution's client's budget, in `store` (the transaction
+        that records the execution, so that a refused one is never recorded).
 
-        Raises `QuotaExceededError` when the template's estimate exceeds what is left of the
-        monthly budget (after holds of executions in flight) or the tier's concurrent
-        executions are all taken.
+        Raises `QuotaExceededError` when the estimate exceeds what is left of the monthly
+        budget after usage and every other execution's hold, or when the tier's concurrent
+        executions are all taken; the refusal is audited (outside the transaction).
         """
-        client = await self.store.get_client(client_id)
-        estimate = Decimal(template.estimated_cost_usd)
-        used = client.used_in(self.clock.now().strftime("%Y-%m"))
-        available = client.monthly_budget_usd - used - await self.store.reserved_usd(client_id)
-        concurrent = client.limits.concurrent_executions
-        reason = None
-        if estimate > available:
-            reason = "budget"
-            message = (
-                f"estimated cost {estimate} USD exceeds the remaining budget "
-                f"{max(available, Decimal(0))} USD"
-            )
-            details = {"estimate_usd": str(estimate), "remaining_usd": str(available)}
-        elif (
-            concurrent is not None
-            and await self.store.count_active_executions(client_id) >= concurrent
-        ):
-            reason = "concurrency"
-            message = f"the {client.tier.value} tier runs {concurrent} execution(s) at a time"
-            details = {"concurrent_executions": str(concurrent)}
-        if reason is not None:
-            await self.audit.record(
-                principal.actor, what, f"client:{client_id}", "refused", reason=reason, **details
-            )
-            raise QuotaExceededError(message, details=details)
+        assert execution.client_id is not None
+        client = await store.get_client(execution.client_id)
+        await store.admit(
+            client.id,
+            execution.id,
+            estimate,
+            self.clock.now(),
+            client.limits.concurrent_executions,
+        )
+
+    async def refused(
+        self, principal: Principal, client_id: str, what: str, exc: Exception
+    ) -> None:
+        """Audit an admission `admit` refused."""
+        details = {k: str(v) for k, v in getattr(exc, "details", {}).items()}
+        await self.audit.record(principal.actor, what, f"client:{client_id}", "refused", **details)
 
     async def execute(
         self, principal: Principal, request_id: str, resources: Mapping[str, Any] | None = None
@@ -317,7 +307,6 @@ class RequestService:
                 details={"status": request.status.value},
             )
         template = self.catalogue.get(request.template_name)
-        await self.admit(principal, request.client_id, template, "request.execute")
         orchestrator = self._orchestrator()
         context = {
             "request": {
@@ -327,31 +316,42 @@ class RequestService:
                 "urgency": request.urgency.value,
             }
         }
-        async with self.store.transaction() as tx:
-            execution = await orchestrator.create(
-                template,
-                request.parameters,
-                context=context,
-                resources=limits,
-                request_id=request.id,
-                client_id=request.client_id,
-                store=tx,
-                runnable=True,  # should the launch below be lost, a replica takes it up
-            )
-            updated = attrs.evolve(
-                request,
-                status=RequestStatus.EXECUTING,
-                execution_id=execution.id,
-                updated_at=self.clock.now(),
-            )
-            await tx.update_request(updated, expect_status=RequestStatus.TEMPLATE_ASSIGNED.value)
-            await self.audit.within(tx).record(
-                principal.actor,
-                "request.execute",
-                f"request:{request_id}",
-                execution_id=execution.id,
-                status=updated.status.value,
-            )
+        try:
+            async with self.store.transaction() as tx:
+                execution = await orchestrator.create(
+                    template,
+                    request.parameters,
+                    context=context,
+                    resources=limits,
+                    request_id=request.id,
+                    client_id=request.client_id,
+                    store=tx,
+                    runnable=True,  # should the launch below be lost, a replica takes it up
+                )
+                # Admission and the execution's record are one transaction: of concurrent
+                # executes, none is admitted on budget another one holds.
+                estimate = Decimal(template.estimated_cost_usd)
+                await self.admit(tx, execution, estimate)
+                updated = attrs.evolve(
+                    request,
+                    status=RequestStatus.EXECUTING,
+                    execution_id=execution.id,
+                    updated_at=self.clock.now(),
+                )
+                await tx.update_request(
+                    updated, expect_status=RequestStatus.TEMPLATE_ASSIGNED.value
+                )
+                await self.audit.within(tx).record(
+                    principal.actor,
+                    "request.execute",
+                    f"request:{request_id}",
+                    execution_id=execution.id,
+                    status=updated.status.value,
+                    held_usd=str(estimate),
+                )
+        except QuotaExceededError as exc:
+            await self.refused(principal, request.client_id, "request.execute", exc)
+            raise
         await self.control().launch(execution.id)
         return execution
 

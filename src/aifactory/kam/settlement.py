@@ -76,7 +76,10 @@ class Settlement:
             return
         request = await self.store.get_request(execution.request_id)
         if request.status is not RequestStatus.EXECUTING or request.execution_id != execution.id:
-            return  # settled already (a repeated report) or superseded
+            # Settled already (a repeated report: nothing is held any more) or superseded:
+            # whatever it still holds goes, or it would stay held forever.
+            await self.store.release(execution.id)
+            return
         status = _REQUEST_STATUS[execution.status]
         now = self.clock.now()
         deliverables = [

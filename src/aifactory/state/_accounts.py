@@ -24,7 +24,10 @@ from ..protocol.codec import dumps
 from . import _tables as t
 from ._sql import Database
 
-__all__ = ["AccountRecords"]
+__all__ = ["ADMISSION", "AccountRecords"]
+
+#: The stage id of an execution's admission hold (no stage has an empty id).
+ADMISSION = ""
 
 
 class AccountRecords(Database):
@@ -217,6 +220,13 @@ class AccountRecords(Database):
         sql = "UPDATE notifications SET read_at = COALESCE(read_at, ?) WHERE id = ? AND user_id = ?"
         return self._execute(sql, (at.isoformat(), notification_id, user_id)).rowcount == 1
 
+    def _locked_client(self, client_id: str) -> Client:
+        """The client, its row locked until the transaction ends, so that budget checks and
+        charges of concurrent transactions (other processes too) queue up rather than each
+        reading the same balance. SQLite's `BEGIN IMMEDIATE` holds the database already."""
+        lock = " FOR UPDATE" if self.dialect == "postgresql" else ""
+        return self._must(self._one(t.CLIENTS, f"id = ?{lock}", (client_id,)), "client", client_id)
+
     def charge(self, client_id: str, execution_id: str, total: Decimal, at: datetime) -> Decimal:
         """Bring an execution's charge up to `total`; returns the amount newly charged.
 
@@ -226,13 +236,10 @@ class AccountRecords(Database):
         """
         month = at.strftime("%Y-%m")
         with self.transaction():
-            row = self._execute(
-                "SELECT amount_usd FROM charges WHERE execution_id = ?", (execution_id,)
-            ).fetchone()
-            delta = total - (Decimal(row[0]) if row else Decimal(0))
+            client = self._locked_client(client_id)
+            delta = total - self._charged(execution_id)
             if delta <= 0:
                 return Decimal(0)
-            client = self.get_client(client_id)
             used = client.used_in(month)
             self._execute(
                 "UPDATE clients SET used_this_month_usd = ?, month = ? WHERE id = ?",
@@ -246,14 +253,90 @@ class AccountRecords(Database):
             )
             return delta
 
+    def _charged(self, execution_id: str) -> Decimal:
+        row = self._execute(
+            "SELECT amount_usd FROM charges WHERE execution_id = ?", (execution_id,)
+        ).fetchone()
+        return Decimal(row[0]) if row else Decimal(0)
+
     # -- budget reservations --------------------------------------------------------------
+    #
+    # An execution holds budget twice over, and counts the larger: its admission hold (the
+    # template's estimate, taken when it was admitted, stage id `ADMISSION`) and the sum of
+    # its stages' holds (a running stage's estimate, a finished one's actual cost). Stages
+    # that stay within the estimate draw on the admission hold; one that goes beyond it
+    # needs budget nobody else holds.
+
+    def _holds(self, client_id: str) -> dict[str, tuple[Decimal, Decimal]]:
+        """Per execution of the client: (admission hold, sum of its stages' holds)."""
+        holds: dict[str, tuple[Decimal, Decimal]] = {}
+        rows = self._execute(
+            "SELECT execution_id, stage_id, amount_usd FROM reservations WHERE client_id = ?",
+            (client_id,),
+        ).fetchall()
+        for execution_id, stage_id, amount in rows:
+            admission, stages = holds.get(execution_id, (Decimal(0), Decimal(0)))
+            if stage_id == ADMISSION:
+                admission += Decimal(amount)
+            else:
+                stages += Decimal(amount)
+            holds[execution_id] = (admission, stages)
+        return holds
 
     def reserved_usd(self, client_id: str) -> Decimal:
         """What the client's executions in flight hold of its budget."""
-        rows = self._execute(
-            "SELECT amount_usd FROM reservations WHERE client_id = ?", (client_id,)
-        ).fetchall()
-        return sum((Decimal(r[0]) for r in rows), Decimal(0))
+        return sum((max(a, s) for a, s in self._holds(client_id).values()), Decimal(0))
+
+    def admit(
+        self,
+        client_id: str,
+        execution_id: str,
+        estimate: Decimal,
+        at: datetime,
+        concurrent: int | None = None,
+    ) -> Decimal:
+        """Admit an execution: hold its `estimate` (less what it was charged already, for a
+        retry) if what is left of the client's monthly budget after usage and every other
+        hold covers it, and if fewer than `concurrent` other executions of the client are
+        pending or running. Check and hold are one transaction, so concurrent admissions
+        never admit more than fits. Returns the amount held.
+
+        Raises `QuotaExceededError` (`details`: `reason` "budget", with `estimate_usd` and
+        `remaining_usd`; or "concurrency", with `concurrent_executions`).
+        """
+        with self.transaction():
+            client = self._locked_client(client_id)
+            hold = max(Decimal(0), estimate - self._charged(execution_id))
+            holds = self._holds(client_id)
+            holds.pop(execution_id, None)
+            left = (
+                client.monthly_budget_usd
+                - client.used_in(at.strftime("%Y-%m"))
+                - sum((max(a, s) for a, s in holds.values()), Decimal(0))
+            )
+            if hold > left:
+                raise QuotaExceededError(
+                    f"estimated cost {hold} USD exceeds the remaining budget "
+                    f"{max(left, Decimal(0))} USD",
+                    details={
+                        "reason": "budget",
+                        "estimate_usd": str(hold),
+                        "remaining_usd": str(max(left, Decimal(0))),
+                    },
+                )
+            if concurrent is not None:
+                active = self._execute(
+                    "SELECT COUNT(*) FROM executions WHERE client_id = ? AND id <> ? "
+                    "AND status IN (?, ?)",
+                    (client_id, execution_id, "pending", "running"),
+                ).fetchone()[0]
+                if int(active) >= concurrent:
+                    raise QuotaExceededError(
+                        f"the {client.tier.value} tier runs {concurrent} execution(s) at a time",
+                        details={"reason": "concurrency", "concurrent_executions": concurrent},
+                    )
+            self._hold(client_id, execution_id, ADMISSION, hold, at)
+            return hold
 
     def reserve(
         self,
@@ -267,40 +350,54 @@ class AccountRecords(Database):
     ) -> None:
         """Hold `amount` of the client's budget for a stage (replacing its earlier hold).
 
-        With `check`, raises `QuotaExceededError` if the budget left after usage and other
-        holds is smaller (without, the hold records a cost already incurred).
+        With `check`, raises `QuotaExceededError` if the execution cannot spend that much
+        more: what it may spend is the larger of its admission hold and what the budget
+        leaves after usage and other executions' holds, less its other stages' holds.
+        Without, the hold records a cost already incurred.
         """
         with self.transaction():
-            client = self.get_client(client_id)
-            used = client.used_in(at.strftime("%Y-%m"))
-            held = self._execute(
-                "SELECT amount_usd FROM reservations WHERE execution_id = ? AND stage_id = ?",
-                (execution_id, stage_id),
-            ).fetchone()
-            # What the client's other holds leave (this stage's own hold is being replaced).
-            available = (
-                client.monthly_budget_usd
-                - used
-                - self.reserved_usd(client_id)
-                + (Decimal(held[0]) if held else Decimal(0))
-            )
-            if check and amount > available:
-                raise QuotaExceededError(
-                    f"stage {stage_id} needs an estimated {amount} USD but only "
-                    f"{max(available, Decimal(0))} USD of the monthly budget is left",
-                    details={"estimate_usd": str(amount), "available_usd": str(available)},
+            client = self._locked_client(client_id)
+            holds = self._holds(client_id)
+            admission, _ = holds.pop(execution_id, (Decimal(0), Decimal(0)))
+            if check:
+                rows = self._execute(
+                    "SELECT amount_usd FROM reservations "
+                    "WHERE execution_id = ? AND stage_id NOT IN (?, ?)",
+                    (execution_id, ADMISSION, stage_id),
+                ).fetchall()
+                others = sum((Decimal(r[0]) for r in rows), Decimal(0))
+                left = (
+                    client.monthly_budget_usd
+                    - client.used_in(at.strftime("%Y-%m"))
+                    - sum((max(a, s) for a, s in holds.values()), Decimal(0))
                 )
-            # An upsert: two processes holding for the same stage at once (a replica that
-            # lost the execution and the one that took it over) do not collide.
-            self._execute(
-                "INSERT INTO reservations(execution_id, stage_id, client_id, amount_usd, at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(execution_id, stage_id) DO UPDATE SET "
-                "amount_usd = excluded.amount_usd, at = excluded.at",
-                (execution_id, stage_id, client_id, str(amount), at.isoformat()),
-            )
+                available = max(left, admission) - others
+                if amount > available:
+                    raise QuotaExceededError(
+                        f"stage {stage_id} needs an estimated {amount} USD but only "
+                        f"{max(available, Decimal(0))} USD of the monthly budget is left",
+                        details={
+                            "reason": "budget",
+                            "estimate_usd": str(amount),
+                            "available_usd": str(max(available, Decimal(0))),
+                        },
+                    )
+            self._hold(client_id, execution_id, stage_id, amount, at)
+
+    def _hold(
+        self, client_id: str, execution_id: str, stage_id: str, amount: Decimal, at: datetime
+    ) -> None:
+        # An upsert: two processes holding for the same stage at once (a replica that lost
+        # the execution and the one that took it over) do not collide.
+        self._execute(
+            "INSERT INTO reservations(execution_id, stage_id, client_id, amount_usd, at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(execution_id, stage_id) DO UPDATE SET "
+            "amount_usd = excluded.amount_usd, at = excluded.at",
+            (execution_id, stage_id, client_id, str(amount), at.isoformat()),
+        )
 
     def release(self, execution_id: str, stage_id: str | None = None) -> None:
-        """Drop a stage's hold, or every hold of the execution."""
+        """Drop a stage's hold, or every hold of the execution (its admission hold too)."""
         if stage_id is None:
             self._execute("DELETE FROM reservations WHERE execution_id = ?", (execution_id,))
         else:

@@ -263,6 +263,17 @@ class ThreadedStore:
         """`Store.reserved_usd`."""
         return await self._read(Records.reserved_usd, client_id)
 
+    async def admit(
+        self,
+        client_id: str,
+        execution_id: str,
+        estimate: Decimal,
+        at: datetime,
+        concurrent: int | None = None,
+    ) -> Decimal:
+        """`Store.admit`."""
+        return await self._write(Records.admit, client_id, execution_id, estimate, at, concurrent)
+
     async def reserve(
         self,
         client_id: str,

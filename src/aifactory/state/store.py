@@ -195,6 +195,21 @@ class Store(Protocol):
         """What the client's executions in flight hold of its budget."""
         ...
 
+    async def admit(
+        self,
+        client_id: str,
+        execution_id: str,
+        estimate: Decimal,
+        at: datetime,
+        concurrent: int | None = None,
+    ) -> Decimal:
+        """Admit an execution: hold its `estimate` (less what it was charged already) if the
+        client's budget left after usage and every other hold covers it and fewer than
+        `concurrent` other executions of the client are active; check and hold in one
+        transaction. Returns the amount held. Raises `QuotaExceededError` (`details["reason"]`:
+        "budget" or "concurrency")."""
+        ...
+
     async def reserve(
         self,
         client_id: str,
@@ -207,8 +222,10 @@ class Store(Protocol):
     ) -> None:
         """Hold `amount` of the client's budget for a stage (replacing its earlier hold).
 
-        With `check`, raises `QuotaExceededError` if the budget left after usage and other
-        holds is smaller (without, the hold records a cost already incurred)."""
+        With `check`, raises `QuotaExceededError` if the execution cannot spend that much
+        more: the larger of its admission hold and what the budget leaves after usage and
+        other executions' holds, less its other stages' holds (without, the hold records a
+        cost already incurred)."""
         ...
 
     async def release(self, execution_id: str, stage_id: str | None = None) -> None:
