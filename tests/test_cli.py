@@ -22,7 +22,7 @@ from aifactory.auth.signing import generate_worker_key
 from aifactory.cli import _config, _parser, _reach_storage
 from aifactory.server.deploy import worker_service
 from aifactory.workers import WorkerHost, builtin_workers
-from aifactory.workers.fetch_policy import UnsafeURLError
+from aifactory.workers.feeds.fetch_policy import UnsafeURLError
 from tests.servers import cli_server
 from tests.workers.conftest import ArtifactShelf
 from tests.workers.feeds.conftest import FeedServer

@@ -30,9 +30,9 @@ from .state import is_postgres_url
 from .storage import PlacementPolicy, StorageConfig
 from .storage._roots import check_protocol
 from .workers.base import Worker
+from .workers.feeds.netguard import FetchPolicy
+from .workers.feeds.rss_finder import CatalogueEntry
 from .workers.host import STAGE_NAMESPACE
-from .workers.netguard import FetchPolicy
-from .workers.rss_finder import CatalogueEntry
 
 __all__ = ["DEFAULT_HOME", "EMBEDDED_STAGE_INLINE_BYTES", "FactoryConfig"]
 

@@ -24,7 +24,7 @@ from typing import Any
 from .._exceptions import StageFailedError
 from ..llm import LLM, Message
 from ..models import Client, Recommendation, Request, Template
-from ..workers.keywords import content_words
+from ..workers.text.keywords import content_words
 from .catalogue import TemplateCatalogue
 
 __all__ = ["Recommendation", "Recommender"]

@@ -1,22 +1,29 @@
-"""Workers: the `Worker` base, the protocol host, and the built-in workers."""
+"""Workers: the `Worker` base, the protocol host, and the built-in workers.
+
+The framework is here (`base`, `model_calls`, `host`); the built-in workers are grouped by
+what they are: `feeds` (feed workers and their network guard), `structure` (structure trees,
+their validation and prose), `report` (the report builder and its renderings) and `analysis`
+(topic research, article classification), all over the shared text methods of `text`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from ..llm import LLM
+from .analysis import ContentClassifier, TopicResearcher
 from .base import Worker, WorkerContext, WorkerInfo, WorkerResult, check_worker_name
-from .classifier import ContentClassifier
-from .content_generator import ContentGenerator
-from .feed_fetcher import FeedFetcher
-from .fetch_policy import FetchPolicy
-from .granulator import ContentGranulator
+from .feeds import (
+    CatalogueEntry,
+    FeedFetcher,
+    FetchPolicy,
+    RssSourceFinder,
+    SafeFetcher,
+    load_catalogue,
+)
 from .host import WorkerHost
-from .netguard import SafeFetcher
-from .report_builder import ReportBuilder
-from .rss_finder import CatalogueEntry, RssSourceFinder, load_catalogue
-from .topic_researcher import TopicResearcher
-from .validator import Validator
+from .report import ReportBuilder
+from .structure import ContentGenerator, ContentGranulator, Validator
 
 __all__ = [
     "CatalogueEntry",

@@ -9,15 +9,15 @@ import pytest
 
 from aifactory._exceptions import BadInputError, StageFailedError
 from aifactory.models import Usage
-from aifactory.workers.feed_fetcher import METHOD, FeedFetcher
-from aifactory.workers.feed_parse import (
+from aifactory.workers.feeds.feed_fetcher import METHOD, FeedFetcher
+from aifactory.workers.feeds.fetch_policy import FetchPolicy, UnsafeURLError
+from aifactory.workers.feeds.netguard import SafeFetcher
+from aifactory.workers.feeds.parse import (
     MalformedFeedError,
     html_to_text,
     looks_like_feed,
     parse_feed,
 )
-from aifactory.workers.fetch_policy import FetchPolicy, UnsafeURLError
-from aifactory.workers.netguard import SafeFetcher
 
 from ..conftest import ArtifactShelf
 from .conftest import DATA, PUBLIC_IP, FeedServer, LoopbackConnector, MapResolver

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from aifactory._exceptions import BadInputError, TransportError, error_class_for_code
-from aifactory.workers.fetch_policy import (
+from aifactory.workers.feeds.fetch_policy import (
     AddressGuard,
     FetchError,
     FetchPolicy,
@@ -19,7 +19,7 @@ from aifactory.workers.fetch_policy import (
     UnsafeURLError,
     literal_address,
 )
-from aifactory.workers.netguard import SafeFetcher, SystemResolver
+from aifactory.workers.feeds.netguard import SafeFetcher, SystemResolver
 
 from .conftest import (
     BIG,

@@ -10,8 +10,8 @@ import pytest
 
 from aifactory._exceptions import BadInputError
 from aifactory.models import Usage
-from aifactory.workers.netguard import SafeFetcher
-from aifactory.workers.rss_finder import (
+from aifactory.workers.feeds.netguard import SafeFetcher
+from aifactory.workers.feeds.rss_finder import (
     COMMON_FEED_PATHS,
     METHOD,
     CatalogueEntry,
