@@ -181,6 +181,9 @@ class OpenAIServer:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self.requests: list[RecordedRequest] = []
+        #: The usage each completion answered with (prompt, completion tokens): what the
+        #: server billed.
+        self.billed: list[tuple[int, int]] = []
         self._socket: socket.socket | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -211,12 +214,19 @@ class OpenAIServer:
             self._default = default
             self._api_key = api_key
             self.requests = []
+            self.billed = []
 
     @property
     def pending(self) -> int:
         """How many scripted replies have not been used yet."""
         with self._lock:
             return len(self._script)
+
+    @property
+    def billed_tokens(self) -> int:
+        """Every token the server billed (prompt and completion), over all completions."""
+        with self._lock:
+            return sum(p + c for p, c in self.billed)
 
     @property
     def completions(self) -> list[Any]:
@@ -344,6 +354,8 @@ class OpenAIServer:
         completion_tokens = reply.completion_tokens
         if completion_tokens is None:
             completion_tokens = _tokens(content or reply.refusal or "")
+        with self._lock:
+            self.billed.append((prompt_tokens, completion_tokens))
         return {
             "id": f"chatcmpl-local{next(self._ids)}",
             "object": "chat.completion",

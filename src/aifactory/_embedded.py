@@ -23,6 +23,7 @@ from .kam.notifier import InAppNotifier, Notifier
 from .kam.recommend import Recommender
 from .kam.requests import RequestService
 from .kam.settlement import Settlement
+from .llm.metering import MeteredLLM
 from .orchestrator import Orchestrator, WorkerRegistry
 from .orchestrator.endpoints import InProcessWorkerTransport, WorkerTransport
 from .state import open_store
@@ -78,7 +79,9 @@ class EmbeddedFactory:
             config.ids,
             notifier or InAppNotifier(self.store, config.clock, config.ids),
         )
-        self.llm = config.llm.build() if config.llm is not None else None
+        # Every model call is counted, in the meter of the stage attempt or recommendation
+        # it is made for.
+        self.llm = MeteredLLM(config.llm.build()) if config.llm is not None else None
         workers = (
             builtin_workers(self.llm, config.fetch_policy, config.feed_catalogue)
             if config.workers is None

@@ -9,6 +9,7 @@ import pytest
 
 from aifactory.auth.signing import generate_worker_key
 from aifactory.llm import LLMConfig, OpenAIProvider
+from aifactory.llm.metering import MeteredLLM
 from aifactory.server.deploy import worker_service
 from aifactory.workers.base import ModelWorker
 from tests.helpers import fast_config
@@ -24,7 +25,9 @@ async def test_a_worker_service_closes_its_model_client_when_it_stops(tmp_path: 
     [host] = app.state.hosts
     worker = host.worker
     assert isinstance(worker, ModelWorker)
-    provider = worker.llm
+    metered = worker.llm
+    assert isinstance(metered, MeteredLLM)  # every model call is counted
+    provider = metered.llm
     assert isinstance(provider, OpenAIProvider)
     async with app.router.lifespan_context(app):
         assert not provider._client.is_closed()

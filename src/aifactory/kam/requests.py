@@ -10,6 +10,7 @@ import attrs
 
 from .._clock import Clock, IdFactory
 from .._exceptions import BadInputError, ConflictError, NotFoundError, QuotaExceededError
+from ..llm.metering import Meter, metering
 from ..models import (
     Deliverable,
     Execution,
@@ -205,17 +206,39 @@ class RequestService:
         client = await self.store.get_client(request.client_id)
         used = client.used_in(self.clock.now().strftime("%Y-%m"))
         available = client.monthly_budget_usd - used - await self.store.reserved_usd(client.id)
-        found = await self.recommender.recommend(
-            request, client, available, limit=max(1, min(int(limit), 10)), use_llm=use_llm
-        )
+        with metering() as meter:
+            try:
+                found = await self.recommender.recommend(
+                    request, client, available, limit=max(1, min(int(limit), 10)), use_llm=use_llm
+                )
+            finally:
+                # The model was billed whether or not its answer was of use.
+                spent = await self._charge_model_calls(request, meter)
         await self.audit.record(
             principal.actor,
             "templates.recommend",
             f"request:{request_id}",
             recommended=[r.template for r in found],
             method=found[0].method if found else None,
+            **spent,
         )
         return found
+
+    async def _charge_model_calls(self, request: Request, meter: Meter) -> dict[str, Any]:
+        """Charge the client for the model calls `meter` counted for `request` (outside any
+        execution); returns what was charged, for the audit log."""
+        if not meter.calls:
+            return {}
+        cost = meter.cost_usd
+        # Each charge has its own key: charges are idempotent by key.
+        key = f"{request.id}/{self.ids.new('mcall')}"
+        await self.store.charge(request.client_id, key, cost, self.clock.now())
+        return {
+            "model_calls": len(meter.calls),
+            "prompt_tokens": meter.usage.prompt_tokens,
+            "completion_tokens": meter.usage.completion_tokens,
+            "cost_usd": str(cost),
+        }
 
     async def assign_template(
         self,

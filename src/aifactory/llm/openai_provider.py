@@ -45,6 +45,7 @@ from .._exceptions import (
 from .._retry import RetryPolicy
 from ._structured import RejectedReply, parse_reply, reask, schema_validator
 from .base import LLMReply, Message, TokenUsage
+from .metering import billed
 from .prices import PriceTable
 
 if TYPE_CHECKING:
@@ -235,41 +236,51 @@ class OpenAIProvider:
                 "type": "json_schema",
                 "json_schema": {"name": schema_name, "schema": dict(schema), "strict": True},
             }
-        response = await self._create(conversation, response_format, temperature, max_tokens)
-        text = self._text(response)
-        usage = _usage(response)
-        data: Any = None
-        if validator is not None:
-            try:
-                data = parse_reply(text, validator)
-            except RejectedReply as first:
-                conversation += [
-                    {"role": "assistant", "content": text},
-                    {"role": "user", "content": reask(first, schema_name)},
-                ]
-                response = await self._create(
-                    conversation, response_format, temperature, max_tokens
-                )
-                text = self._text(response)
-                usage += _usage(response)
+        usage = TokenUsage()
+        served = self._model
+        try:
+            response = await self._create(conversation, response_format, temperature, max_tokens)
+            served, usage = response.model or served, usage + _usage(response)
+            text = self._text(response)
+            data: Any = None
+            if validator is not None:
                 try:
                     data = parse_reply(text, validator)
-                except RejectedReply as second:
-                    raise WorkerError(
-                        f"{self._model} answered outside the schema {schema_name!r} twice: "
-                        f"{self._redact(str(second))}",
-                        details={
-                            "model": self._model,
-                            "schema_name": schema_name,
-                            "error": self._redact(str(second)),
-                            "first_error": self._redact(str(first)),
-                        },
-                    ) from second
+                except RejectedReply as first:
+                    conversation += [
+                        {"role": "assistant", "content": text},
+                        {"role": "user", "content": reask(first, schema_name)},
+                    ]
+                    response = await self._create(
+                        conversation, response_format, temperature, max_tokens
+                    )
+                    served, usage = response.model or served, usage + _usage(response)
+                    text = self._text(response)
+                    try:
+                        data = parse_reply(text, validator)
+                    except RejectedReply as second:
+                        raise WorkerError(
+                            f"{self._model} answered outside the schema {schema_name!r} "
+                            f"twice: {self._redact(str(second))}",
+                            details={
+                                "model": self._model,
+                                "schema_name": schema_name,
+                                "error": self._redact(str(second)),
+                                "first_error": self._redact(str(first)),
+                            },
+                        ) from second
+        except WorkerError as exc:
+            # Replies that came back were billed, usable or not: the error says so, for
+            # whoever counts the cost (`llm.metering`).
+            if usage.total_tokens:
+                purpose = schema_name if schema is not None else "text"
+                exc.details.update(billed(served, usage, self._cost(served, usage), purpose))
+            raise
         return LLMReply(
             text=text,
-            model=response.model or self._model,
+            model=served,
             usage=usage,
-            cost_usd=self._cost(response.model, usage),
+            cost_usd=self._cost(served, usage),
             data=data,
         )
 

@@ -256,8 +256,9 @@ class Records:
             input_ref=last.input_ref,
             output_ref=output_ref,
             summary=summary_data,
-            usage=summary.usage,
-            cost=cost,
+            # With what earlier attempts spent (their share of the execution is in already).
+            usage=last.usage + summary.usage,
+            cost=last.cost + cost,
             error=None,
             started_at=last.started_at,
             finished_at=now,
@@ -375,11 +376,29 @@ class Records:
             live.runs[stage.id], live.execution = run, execution
             return execution
 
-    async def error(self, live: Live, stage: StageSpec, message: str) -> None:
-        """Record why the current attempt failed (it may be retried)."""
+    async def error(
+        self, live: Live, stage: StageSpec, message: str, spent: tuple[Usage, Cost] | None = None
+    ) -> None:
+        """Record why the current attempt failed (it may be retried), and what it `spent`
+        on models all the same: the stage and the execution carry it, to be charged."""
         async with live.lock:
-            run = attrs.evolve(live.runs[stage.id], error=message)
-            await self._record(live, runs=(run,))
+            last = live.runs[stage.id]
+            if spent is None:
+                run = attrs.evolve(last, error=message)
+                await self._record(live, runs=(run,))
+            else:
+                usage, cost = spent
+                run = attrs.evolve(
+                    last, error=message, usage=last.usage + usage, cost=last.cost + cost
+                )
+                execution = attrs.evolve(
+                    live.execution,
+                    usage=live.execution.usage + usage,
+                    cost=live.execution.cost + cost,
+                    updated_at=self.e.clock.now(),
+                )
+                await self._record(live, runs=(run,), execution=execution)
+                live.execution = execution
             live.runs[stage.id] = run
 
     async def put_run(self, live: Live, run: StageRun) -> None:

@@ -24,7 +24,9 @@ from .._exceptions import (
     TransportError,
 )
 from .._retry import RetryPolicy
+from ..llm.metering import spent_of
 from ..models import StageRun, StageSpec, StorageRef
+from ..models.execution import Cost, Usage
 from ..protocol.codec import structure
 from ..protocol.messages import (
     AcknowledgeRequest,
@@ -40,6 +42,15 @@ from .live import Engine, Live
 from .records import Records, StageWork, cached_summary
 
 __all__ = ["StageRunner", "StageWork"]
+
+
+def _spent(error: AIFactoryError) -> tuple[Usage, Cost] | None:
+    """What a failed attempt's error says it spent on models (`llm.metering.spent`)."""
+    found = spent_of(error)
+    if found is None:
+        return None
+    tokens, usd = found
+    return Usage(tokens.prompt_tokens, tokens.completion_tokens), Cost(llm_usd=usd)
 
 
 class _AllBusy(Exception):
@@ -197,8 +208,7 @@ class StageRunner:
             if isinstance(exc, StageTimeoutError | TransportError):
                 avoid.append(endpoint)  # the next attempt goes to another endpoint if any
             if isinstance(exc, AIFactoryError):
-                message = exc.message
-                await self.records.error(live, stage, message)
+                await self.records.error(live, stage, exc.message, _spent(exc))
             raise
         return reply, endpoint
 

@@ -30,6 +30,7 @@ from .._embedded import EmbeddedFactory
 from .._exceptions import BadInputError
 from ..auth.signing import SignatureVerifier, WorkerKey
 from ..config import FactoryConfig
+from ..llm.metering import MeteredLLM
 from ..storage import BlobStore
 from ..transports.http_workers import HttpWorkerTransport
 from ..workers import WorkerHost, builtin_workers, check_worker_name
@@ -164,7 +165,7 @@ def worker_service(
     """
     if not trusted:
         raise BadInputError("a worker service needs at least one trusted key")
-    llm = config.llm.build() if config.llm is not None else None
+    llm = MeteredLLM(config.llm.build()) if config.llm is not None else None
     workers = (
         list(config.workers)
         if config.workers is not None

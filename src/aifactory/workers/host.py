@@ -19,8 +19,9 @@ import attrs
 
 from .._clock import Clock, IdFactory
 from .._exceptions import AIFactoryError, BadInputError, NotFoundError, StageFailedError
+from ..llm.metering import Meter, metering, spent
 from ..models.enums import StorageScheme
-from ..models.execution import Usage
+from ..models.execution import Cost, Usage
 from ..models.storage_ref import StorageRef
 from ..protocol.codec import dumps, stage_input
 from ..protocol.handshake import HandshakeState, StageHandshake
@@ -207,8 +208,12 @@ class WorkerHost:
             write_artifact,
             on_progress or no_progress,
         )
+        meter = Meter()
         try:
-            result = await self.worker.process(hs.action, accepted.inputs, accepted.parameters, ctx)
+            with metering(meter):
+                result = await self.worker.process(
+                    hs.action, accepted.inputs, accepted.parameters, ctx
+                )
             body = dumps(result.output)
             output_ref = await self._blobs.aput(
                 body,
@@ -218,11 +223,13 @@ class WorkerHost:
             )
         except AIFactoryError as exc:
             self._fail(key, request.attempt, exc.message)
+            exc.details.update(spent(meter))  # the models were billed all the same
             raise
         except Exception as exc:
             self._fail(key, request.attempt, repr(exc))
             raise StageFailedError(
-                f"worker {self.name} failed: {exc!r}", details={"stage_id": hs.stage_id}
+                f"worker {self.name} failed: {exc!r}",
+                details={"stage_id": hs.stage_id, **spent(meter)},
             ) from exc
         finally:
             self._busy -= 1
@@ -231,7 +238,9 @@ class WorkerHost:
         if output_ref.data is None or self._billed_as_stored(len(body)):
             stored += len(body)
         elapsed_ms = int((time.perf_counter() - started) * 1000)
-        summary = _with_usage(result.summary, Usage(bytes_stored=stored, compute_ms=elapsed_ms))
+        summary = _with_usage(
+            result.summary, Usage(bytes_stored=stored, compute_ms=elapsed_ms), meter
+        )
         self._remember(key, self._stages[key].finish(request.attempt, output_ref))
         return ProcessReply(request.handshake_id, request.attempt, output_ref, summary)
 
@@ -257,12 +266,22 @@ class WorkerHost:
         return AcknowledgeReply(request.handshake_id, committed=True, duplicate=duplicate)
 
 
-def _with_usage(summary: StageSummary, measured: Usage) -> StageSummary:
+def _with_usage(summary: StageSummary, measured: Usage, meter: Meter) -> StageSummary:
+    """The worker's summary with what the host measured: bytes, compute time, and (where the
+    worker's model calls went through a `MeteredLLM`) every model call the meter counted,
+    which replace the worker's own tally of tokens and model cost."""
+    usage, cost = summary.usage + measured, summary.cost
+    if meter.calls:
+        tokens = meter.usage
+        usage = Usage(
+            tokens.prompt_tokens, tokens.completion_tokens, usage.bytes_stored, usage.compute_ms
+        )
+        cost = Cost(meter.cost_usd, cost.storage_usd, cost.compute_usd)
     # Built directly rather than with attrs.evolve: this runs for every stage.
     return StageSummary(
         summary.method,
-        summary.usage + measured,
-        summary.cost,
+        usage,
+        cost,
         summary.quality_score,
         summary.continue_pipeline,
         summary.notes,
