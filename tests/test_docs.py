@@ -100,12 +100,25 @@ PAGES: dict[str, Page] = {
         ),
         configs=("config",),  # "building the config contacts nothing": nor does opening it
     ),
+    "docs/notifications.md": Page(
+        run=4,
+        # The webhook's receiver is not contacted until an event happens: opening is quiet.
+        configs=("config", "paging"),
+    ),
     "docs/ai.md": Page(
         run=1,
         secrets=("OPENAI_API_KEY",),
         # "The key is never printed (repr, errors, logs)."
         epilogue="assert os.environ['OPENAI_API_KEY'] not in repr(config)",
         configs=("config",),
+    ),
+    "docs/accounts.md": Page(
+        run=3,
+        # What the page prints: the changed client, and a reset whose password is hidden.
+        expect=(
+            r"^Acme premium 120$",
+            r"^PasswordReset\(user=User\(.*password='<hidden>', sessions_revoked=0\)$",
+        ),
     ),
     "docs/scaling.md": Page(
         run=1,

@@ -15,6 +15,7 @@ EXPECTED = {
     "ExecutionOwner",
     "ExecutionStatus",
     "Notification",
+    "PasswordReset",
     "Recommendation",
     "Request",
     "RequestStatus",
@@ -28,6 +29,7 @@ EXPECTED = {
     "Usage",
     "User",
     "AIFactoryError",
+    "AccountEvent",
     "AsyncFactory",
     "AsyncSession",
     "AuthenticationError",
@@ -64,9 +66,14 @@ EXPECTED = {
     "TransportTimeoutError",
     "UnsafeKeyError",
     "WorkerError",
+    "Webhook",
+    "WebhookDelivery",
+    "WebhookSignatureError",
+    "EventNotifier",
     "__version__",
     "connect",
     "embedded",
+    "verify_webhook",
 }
 
 

@@ -44,6 +44,7 @@ from ..models import (
     ExecutionEvent,
     ExecutionOwner,
     Notification,
+    PasswordReset,
     Recommendation,
     Request,
     Role,
@@ -52,6 +53,7 @@ from ..models import (
     Tier,
     Urgency,
     User,
+    WebhookDelivery,
 )
 from ._base import SyncResource
 '''

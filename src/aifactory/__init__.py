@@ -54,6 +54,7 @@ from .models import (
     ExecutionOwner,
     ExecutionStatus,
     Notification,
+    PasswordReset,
     Recommendation,
     Request,
     RequestStatus,
@@ -66,13 +67,16 @@ from .models import (
     Urgency,
     Usage,
     User,
+    WebhookDelivery,
 )
 
 if TYPE_CHECKING:
     from ._sync import Factory, Session
     from .client import AsyncFactory, AsyncSession
     from .config import FactoryConfig
-    from .kam.notifier import Notifier
+    from .kam.notifier import AccountEvent, EventNotifier, Notifier
+    from .kam.webhook_signing import WebhookSignatureError, verify_webhook
+    from .kam.webhooks import Webhook
     from .storage import StorageConfig
 
 # The clients, the factory's configuration and what they bring in (httpx, the embedded
@@ -84,6 +88,12 @@ _LAZY = {
     "Session": "._sync",
     "FactoryConfig": ".config",
     "Notifier": ".kam.notifier",
+    "AccountEvent": ".kam.notifier",
+    "EventNotifier": ".kam.notifier",
+    "Webhook": ".kam.webhooks",
+    # A webhook's receiver needs only this: it loads no factory.
+    "verify_webhook": ".kam.webhook_signing",
+    "WebhookSignatureError": ".kam.webhook_signing",
     "StorageConfig": ".storage",
 }
 
@@ -103,6 +113,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "AIFactoryError",
+    "AccountEvent",
     "ApiKeyInfo",
     "AsyncFactory",
     "AsyncSession",
@@ -115,6 +126,7 @@ __all__ = [
     "ConnectionFailedError",
     "Cost",
     "Deliverable",
+    "EventNotifier",
     "Execution",
     "ExecutionEvent",
     "ExecutionOwner",
@@ -131,6 +143,7 @@ __all__ = [
     "Notification",
     "Notifier",
     "ParameterError",
+    "PasswordReset",
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "QuotaExceededError",
@@ -160,10 +173,14 @@ __all__ = [
     "Urgency",
     "Usage",
     "User",
+    "Webhook",
+    "WebhookDelivery",
+    "WebhookSignatureError",
     "WorkerError",
     "__version__",
     "connect",
     "embedded",
+    "verify_webhook",
 ]
 
 
@@ -186,6 +203,8 @@ def embedded(
 ) -> Factory:
     """Open the embedded factory whose data lives in `home` (default `$AIFACTORY_HOME` or
     `./.aifactory`), as a synchronous `Factory`. Close it, or use it in a `with` block.
+    `notifier` is one notifier besides the in-app notifications (always kept) and the
+    config's `notifiers` and `webhooks`.
 
     For asyncio/trio code use `AsyncFactory.embedded()` instead.
     """

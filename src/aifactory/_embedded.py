@@ -15,14 +15,16 @@ from .api.arguments import Param, params_of
 from .api.operations import OPERATIONS
 from .config import FactoryConfig
 from .kam.accounts import AccountService
+from .kam.administration import AdministrationService
 from .kam.audit import AuditLog
 from .kam.catalogue import TemplateCatalogue
 from .kam.executions import ExecutionService
 from .kam.notifications import NotificationService
-from .kam.notifier import InAppNotifier, Notifier
+from .kam.notifier import EventNotifier, Notifier, Notifiers
 from .kam.recommend import Recommender
 from .kam.requests import RequestService
 from .kam.settlement import Settlement
+from .kam.webhooks import WebhookNotifier, WebhookService, check_webhooks
 from .llm.metering import MeteredLLM
 from .orchestrator import Orchestrator, WorkerRegistry
 from .orchestrator.endpoints import InProcessWorkerTransport, WorkerTransport
@@ -41,15 +43,20 @@ class EmbeddedFactory:
 
     Workers listed in the config run here; `endpoints` add worker endpoints elsewhere (for
     example `HttpWorkerTransport`s to worker services), which the factory closes with itself.
+    In-app notifications are always kept; `notifier` is one more notifier, besides the
+    config's `notifiers` and `webhooks`.
+
+    Raises `BadInputError` for a webhook whose address the config's `fetch_policy` refuses.
     """
 
     def __init__(
         self,
         config: FactoryConfig,
-        notifier: Notifier | None = None,
+        notifier: Notifier | EventNotifier | None = None,
         endpoints: Sequence[WorkerTransport] = (),
     ) -> None:
         self.config = config
+        check_webhooks(config.webhooks, config.fetch_policy)
         if config.home is not None:
             config.home.mkdir(parents=True, exist_ok=True)
         self.store = open_store(config.database)
@@ -64,6 +71,9 @@ class EmbeddedFactory:
             config.password_hasher,
             config.session_lifetime,
         )
+        self.administration = AdministrationService(
+            self.store, self.audit, config.clock, config.password_hasher
+        )
         self.requests = RequestService(
             self.store,
             self.blobs,
@@ -72,12 +82,27 @@ class EmbeddedFactory:
             config.ids,
             TemplateCatalogue.builtin(),
         )
-        self.settlement = Settlement(
+        # Webhooks deliver in the background from when the factory opens until it closes.
+        self.webhooks = WebhookService(
             self.store,
-            self.audit,
-            config.clock,
-            config.ids,
-            notifier or InAppNotifier(self.store, config.clock, config.ids),
+            [
+                WebhookNotifier(
+                    webhook,
+                    self.store,
+                    config.clock,
+                    config.ids,
+                    config.fetch_policy,
+                    sleep=config.sleep,
+                )
+                for webhook in config.webhooks
+            ],
+        )
+        extra = [*config.notifiers, *([] if notifier is None else [notifier])]
+        self.notifiers = Notifiers(
+            self.store, config.clock, config.ids, [*extra, *self.webhooks.notifiers]
+        )
+        self.settlement = Settlement(
+            self.store, self.audit, config.clock, config.ids, self.notifiers
         )
         # Every model call is counted, in the meter of the stage attempt or recommendation
         # it is made for.
@@ -139,7 +164,13 @@ class EmbeddedFactory:
         return found
 
     async def __aenter__(self) -> Self:
-        await self.orchestrator.__aenter__()
+        # Webhooks first: recovery, as the orchestrator opens, may settle executions at once.
+        await self.webhooks.__aenter__()
+        try:
+            await self.orchestrator.__aenter__()
+        except BaseException as exc:
+            await self.webhooks.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
         return self
 
     async def __aexit__(
@@ -149,7 +180,11 @@ class EmbeddedFactory:
         tb: TracebackType | None,
     ) -> None:
         try:
-            await self.orchestrator.__aexit__(exc_type, exc, tb)
+            try:
+                await self.orchestrator.__aexit__(exc_type, exc, tb)
+            finally:
+                # After the last settlement; before the store closes (deliveries record).
+                await self.webhooks.__aexit__(exc_type, exc, tb)
         finally:
             await self.registry.aclose()
             close = getattr(self.llm, "aclose", None)

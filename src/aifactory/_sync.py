@@ -30,6 +30,7 @@ from .resources._sync import (
     Requests,
     Templates,
     Users,
+    Webhooks,
 )
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ __all__ = ["Factory", "Session"]
 class Session:
     """A logged-in view of the factory (sync): the operations this user may call, grouped
     as `clients`, `users`, `api_keys`, `requests`, `templates`, `executions`,
-    `deliverables`, `notifications` and `audit`."""
+    `deliverables`, `notifications`, `audit` and `webhooks`."""
 
     def __init__(self, portal: BlockingPortal, session: AsyncSession) -> None:
         self._portal = portal
@@ -58,6 +59,7 @@ class Session:
         self.deliverables = Deliverables(portal, session.deliverables)
         self.notifications = Notifications(portal, session.notifications)
         self.audit = Audit(portal, session.audit)
+        self.webhooks = Webhooks(portal, session.webhooks)
 
     @property
     def token(self) -> str:
@@ -67,6 +69,12 @@ class Session:
     def logout(self) -> None:
         """End this session; its token stops working."""
         self._portal.call(self._async.logout)
+
+    def change_password(self, old_password: str, new_password: str) -> None:
+        """Change your own password: give the current one; the new one is 12 to 1024
+        characters. Your other sessions end; this one stays. Raises `AuthenticationError`
+        (the current password is wrong), `BadInputError`."""
+        self._portal.call(self._async.change_password, old_password, new_password)
 
     def __repr__(self) -> str:
         return f"<Session {self.user.email} ({self.user.role.value})>"

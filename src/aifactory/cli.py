@@ -1,4 +1,4 @@
-"""The `aifactory` command: `init`, `demo`, `serve`, `migrate`, `keys` and `version`.
+"""The `aifactory` command: `init`, `admin`, `demo`, `serve`, `migrate`, `keys` and `version`.
 
 This and `FactoryConfig.from_environment` are the only places that read the environment
 (`AIFACTORY_HOME`, `AIFACTORY_STATE`, `AIFACTORY_STORAGE`, `AIFACTORY_STORAGE_ENDPOINT`,
@@ -31,7 +31,9 @@ from ._sync import Factory
 from .auth import generate_password
 from .config import FactoryConfig
 from .kam.accounts import AccountService
+from .kam.administration import AdministrationService
 from .kam.audit import AuditLog
+from .models import PasswordReset
 from .state import open_store
 from .storage._roots import redact
 
@@ -193,6 +195,42 @@ def _init(args: argparse.Namespace, console: Console) -> int:
     console.print(f"Admin: [bold]{args.admin_email}[/]")
     if args.admin_password is None:
         console.print(f"Generated admin password (shown once, store it now): [bold]{password}[/]")
+    return 0
+
+
+def _reset_password(args: argparse.Namespace, console: Console) -> int:
+    """A new generated password for a user, made through the data folder (whoever can write
+    the state can change it anyway): the way back in for an admin whose password is lost."""
+    config = _config(args)
+    if config.state_url is None and (
+        config.home is None or not (config.home / "state.sqlite3").is_file()
+    ):
+        return _refuse(console, f"no factory at {config.home}: give the --home it was made in")
+
+    async def reset() -> PasswordReset:
+        # The state alone, not the whole factory: opening that would resume executions.
+        store = open_store(config.database)
+        try:
+            service = AdministrationService(
+                store, AuditLog(store, config.clock), config.clock, config.password_hasher
+            )
+            return await service.reset_password_locally(args.email)
+        finally:
+            await store.aclose()
+
+    done = anyio.run(reset)
+    console.print(
+        f"New password for [bold]{escape(done.user.email)}[/] (shown once, store it now): "
+        f"[bold]{done.password}[/]",
+        soft_wrap=True,
+    )
+    console.print(f"{done.sessions_revoked} session(s) of the user revoked")
+    if not done.user.active:
+        console.print(
+            "[yellow]note:[/] the user is deactivated: an admin reactivates it "
+            "(users.reactivate) before it can log in",
+            soft_wrap=True,
+        )
     return 0
 
 
@@ -459,6 +497,34 @@ def _parser() -> argparse.ArgumentParser:
         "keeping it out of the process list); generated and shown once if omitted",
     )
     _state_argument(init)
+    admin = _command(
+        sub,
+        "admin",
+        "administer accounts on this machine",
+        "Administer accounts through the data folder itself, where no one can log in to do\n"
+        "it over the API:\n"
+        "  reset-password EMAIL  give the user a generated password, printed once, and end\n"
+        "                        its sessions (audited as done by 'system' from the cli)",
+        "example:\n  aifactory admin reset-password --home ./factory admin@example.com",
+    )
+    admin_sub = admin.add_subparsers(
+        dest="admin_command",
+        required=True,
+        metavar="ACTION",
+        title="actions",
+        help="reset-password: a new password for a user",
+    )
+    reset = admin_sub.add_parser(
+        "reset-password",
+        help="give a user a new generated password (e.g. a lost admin password)",
+        description="Give the user a new generated password, print it once, and revoke the\n"
+        "user's sessions (its API keys stay). Works on the data folder directly: no server\n"
+        "need run, and no one need be logged in.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    reset.add_argument("email", metavar="EMAIL", help="the user's email")
+    _home_argument(reset, _HOME)
+    _state_argument(reset)
     demo = _command(
         sub,
         "demo",
@@ -574,6 +640,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "init":
             return _init(args, console)
+        if args.command == "admin":
+            return _reset_password(args, console)
         if args.command == "demo":
             return _demo(args, console)
         if args.command == "serve":

@@ -25,7 +25,12 @@ from ._exceptions import BadInputError
 from .models import User
 from .protocol.codec import structure
 from .resources.accounts import AsyncApiKeys, AsyncClients, AsyncUsers
-from .resources.deliverables import AsyncAudit, AsyncDeliverables, AsyncNotifications
+from .resources.deliverables import (
+    AsyncAudit,
+    AsyncDeliverables,
+    AsyncNotifications,
+    AsyncWebhooks,
+)
 from .resources.executions import AsyncExecutions
 from .resources.requests import AsyncRequests, AsyncTemplates
 
@@ -59,6 +64,7 @@ class AsyncSession:
         self.deliverables = AsyncDeliverables(self)
         self.notifications = AsyncNotifications(self)
         self.audit = AsyncAudit(self)
+        self.webhooks = AsyncWebhooks(self)
 
     def __repr__(self) -> str:
         return f"<AsyncSession {self.user.email} ({self.user.role.value})>"
@@ -66,6 +72,17 @@ class AsyncSession:
     async def logout(self) -> None:
         """End this session; its token stops working."""
         await self._transport.call("auth.logout", self.token)
+
+    async def change_password(self, old_password: str, new_password: str) -> None:
+        """Change your own password: give the current one; the new one is 12 to 1024
+        characters. Your other sessions end; this one stays. Raises `AuthenticationError`
+        (the current password is wrong), `BadInputError`."""
+        await self._transport.call(
+            "auth.change_password",
+            self.token,
+            old_password=old_password,
+            new_password=new_password,
+        )
 
 
 class AsyncFactory:
@@ -87,7 +104,9 @@ class AsyncFactory:
         """A factory running in this process, its data in `home` (default `./.aifactory`).
 
         Pass `config` for full control (`FactoryConfig(home=None)` keeps everything in
-        memory). Enter it with `async with` before use.
+        memory). `notifier` is one notifier more: in-app notifications are always kept, and
+        the config's `notifiers` and `webhooks` add others. Enter it with `async with`
+        before use.
         """
         # The whole factory is imported only by those who embed one: a remote client's
         # `import aifactory` stays light.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,8 @@ import fsspec.core  # type: ignore[import-untyped]
 from ._clock import Clock, IdFactory, RandomIds, SystemClock
 from ._exceptions import BadInputError, StorageError
 from .auth import PasswordHasher
+from .kam.notifier import EventNotifier, Notifier
+from .kam.webhooks import Webhook
 from .llm import LLMConfig
 from .models import StagePolicy
 from .orchestrator import RetryPolicy, StoragePrices
@@ -58,6 +60,19 @@ def _home_path(value: str | os.PathLike[str] | None) -> Path | None:
     return Path(value)
 
 
+def _notifiers(value: Iterable[Notifier | EventNotifier]) -> tuple[Notifier | EventNotifier, ...]:
+    return tuple(value)
+
+
+def _webhooks(value: Iterable[Webhook]) -> tuple[Webhook, ...]:
+    webhooks = tuple(value)
+    if not all(isinstance(w, Webhook) for w in webhooks):
+        raise BadInputError(
+            "webhooks are aifactory.kam.webhooks.Webhook values", details={"field": "webhooks"}
+        )
+    return webhooks
+
+
 def _check_state_url(instance: Any, attribute: Any, value: str | None) -> None:
     if value is not None and not is_postgres_url(value):
         raise BadInputError(
@@ -92,6 +107,12 @@ class FactoryConfig:
     wire placement (inline under 1 KiB, KV up to 25 MiB, R2 above). `None` applies the wire
     placement to stage payloads too.
 
+    `notifiers` tell people about settled requests and budget thresholds besides the in-app
+    notifications, which are always kept: each `Notifier` once per user of the client, each
+    `EventNotifier` once per event (`aifactory.kam.notifier`). `webhooks` post those events,
+    signed, to URLs of yours (`aifactory.kam.webhooks.Webhook`; their addresses must pass
+    `fetch_policy`, and a receiver checks them with `aifactory.verify_webhook`).
+
     `state_url` puts the state in a PostgreSQL database (`postgresql://user@host/db`; the
     `postgres` extra) instead of `home`'s SQLite file, so that several processes share it.
     Executions run under leases of `lease_s` seconds; with `recover` (the default) the
@@ -124,6 +145,8 @@ class FactoryConfig:
     state_url: str | None = attrs.field(default=None, validator=_check_state_url)
     lease_s: float = 30.0
     recover: bool = True
+    notifiers: Sequence[Notifier | EventNotifier] = attrs.field(default=(), converter=_notifiers)
+    webhooks: Sequence[Webhook] = attrs.field(default=(), converter=_webhooks)
 
     @classmethod
     def from_environment(
@@ -156,13 +179,17 @@ class FactoryConfig:
         (or `true`, `yes`, `on`): for testing with a feed server on this machine only, since it
         lets anyone who can submit a feed URL reach services listening on the host.
 
+        Account events are posted to the webhook at `AIFACTORY_WEBHOOK_URL`, signed with
+        `AIFACTORY_WEBHOOK_SECRET` (both or neither), when it is set.
+
         `environ` replaces `os.environ`. Only the CLI reads the environment; library code
         receives a config.
 
         Raises `BadInputError` for a malformed or unsupported storage URL or endpoint, an
-        endpoint without an S3 storage URL, or an `AIFACTORY_ALLOW_LOOPBACK_FEEDS` that is not
-        a yes or no, and `StorageError` when the storage's fsspec implementation is not
-        installed.
+        endpoint without an S3 storage URL, an `AIFACTORY_ALLOW_LOOPBACK_FEEDS` that is not
+        a yes or no, or a webhook URL without a secret (or the other way round), a bad
+        webhook URL or a short secret; and `StorageError` when the storage's fsspec
+        implementation is not installed.
         """
         env = os.environ if environ is None else environ
         chosen = home if home is not None else env.get("AIFACTORY_HOME", DEFAULT_HOME)
@@ -174,7 +201,13 @@ class FactoryConfig:
             else _flag(env, "AIFACTORY_ALLOW_LOOPBACK_FEEDS")
         )
         policy = FetchPolicy(allow_loopback=True) if loopback else None
-        config = cls(home=Path(chosen), llm=llm, state_url=state_url, fetch_policy=policy)
+        config = cls(
+            home=Path(chosen),
+            llm=llm,
+            state_url=state_url,
+            fetch_policy=policy,
+            webhooks=_webhooks_from(env),
+        )
         # An empty variable counts as unset (`AIFACTORY_STORAGE= aifactory ...`); an empty
         # flag is a mistake, refused below.
         url = storage if storage is not None else env.get("AIFACTORY_STORAGE") or None
@@ -234,6 +267,20 @@ class FactoryConfig:
         if self.stage_inline_max_bytes is None:
             return {}
         return {STAGE_NAMESPACE: PlacementPolicy(inline_max_bytes=self.stage_inline_max_bytes)}
+
+
+def _webhooks_from(env: Mapping[str, str]) -> tuple[Webhook, ...]:
+    """The webhook `AIFACTORY_WEBHOOK_URL` and `AIFACTORY_WEBHOOK_SECRET` name, if any."""
+    url = env.get("AIFACTORY_WEBHOOK_URL", "").strip()
+    secret = env.get("AIFACTORY_WEBHOOK_SECRET", "")
+    if not url and not secret:
+        return ()
+    if not url or not secret:
+        raise BadInputError(
+            "AIFACTORY_WEBHOOK_URL and AIFACTORY_WEBHOOK_SECRET go together: set both or neither",
+            details={"variable": "AIFACTORY_WEBHOOK_SECRET" if url else "AIFACTORY_WEBHOOK_URL"},
+        )
+    return (Webhook(url, secret),)
 
 
 _YES = frozenset({"1", "true", "yes", "on"})

@@ -36,6 +36,7 @@ from aifactory.models import (
     ExecutionStatus,
     Notification,
     ParameterSpec,
+    PasswordReset,
     Principal,
     Recommendation,
     Request,
@@ -53,6 +54,7 @@ from aifactory.models import (
     Urgency,
     Usage,
     User,
+    WebhookDelivery,
 )
 from aifactory.protocol.codec import dumps, from_json, loads, structure, to_json, unstructure
 from aifactory.protocol.messages import (
@@ -465,6 +467,20 @@ MODELS: dict[type[Any], st.SearchStrategy[Any]] = {
         reasons=st.lists(texts, max_size=3).map(tuple),
         estimated_cost_usd=st.decimals(0, 100, places=2).map(str),
         method=texts,
+    ),
+    PasswordReset: st.builds(PasswordReset, user=users, password=texts, sessions_revoked=counts),
+    WebhookDelivery: st.builds(
+        WebhookDelivery,
+        id=ids,
+        event_id=ids,
+        event_type=texts,
+        url=texts,
+        attempt=attempts,
+        at=datetimes,
+        duration_s=st.floats(0, 1e6),
+        status_code=st.none() | st.integers(100, 599),
+        error=st.none() | texts,
+        delivered=st.booleans(),
     ),
 }
 

@@ -2,8 +2,9 @@
 
 Deny by default: no credentials get 401 (login aside), a client session and that client's
 API key reach exactly the operations the table grants clients and never another client's
-objects (404), staff-only operations answer 403, and a worker signature is no credential for
-the factory's API.
+objects (404), staff-only operations answer 403, an account manager reaches what the table
+grants its role but never an admin's user, sessions or API keys (403), and a worker signature
+is no credential for the factory's API.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from aifactory.models import Role
 from aifactory.server import factory_app
 from tests.helpers import ADMIN, ANA, ANA_PASSWORD, BOB, BOB_PASSWORD, fast_config
 
+MANAGER = "kim@factory.example"
+
 pytestmark = pytest.mark.anyio
 
 
@@ -32,6 +35,7 @@ class World:
     headers: dict[str, dict[str, str]]
     own: dict[str, str]  # Ana's objects
     other: dict[str, str]  # Bob's objects
+    staff: dict[str, str]  # the admin's user and API key
 
 
 @pytest.fixture
@@ -48,6 +52,16 @@ async def world() -> AsyncIterator[World]:
                 return {"x-bitware-session-token": reply.json()["sessionToken"]}
 
             admin = await login(ADMIN, password, "admin")
+            await client.post(
+                "/api/kam/users",
+                headers=admin,
+                json={"email": MANAGER, "password": BOB_PASSWORD, "role": "account_manager"},
+            )
+            manager = await login(MANAGER, BOB_PASSWORD, "admin")
+            me = (await client.get("/api/auth/me", headers=admin)).json()["user"]
+            admin_key = (
+                await client.post("/api/kam/api-keys", headers=admin, json={"name": "ops"})
+            ).json()
             ids: dict[str, dict[str, str]] = {}
             for name, email, secret in (("Acme", ANA, ANA_PASSWORD), ("Globex", BOB, BOB_PASSWORD)):
                 c = (
@@ -57,11 +71,13 @@ async def world() -> AsyncIterator[World]:
                         json={"name": name, "tier": "standard", "monthly_budget_usd": "50"},
                     )
                 ).json()
-                await client.post(
-                    "/api/kam/users",
-                    headers=admin,
-                    json={"email": email, "password": secret, "client_id": c["id"]},
-                )
+                u = (
+                    await client.post(
+                        "/api/kam/users",
+                        headers=admin,
+                        json={"email": email, "password": secret, "client_id": c["id"]},
+                    )
+                ).json()
                 user = await login(email, secret)
                 r = (
                     await client.post(
@@ -97,12 +113,14 @@ async def world() -> AsyncIterator[World]:
                     "deliverable_id": d["id"],
                     "notification_id": n["id"],
                     "key_id": k["id"],
+                    "user_id": u["id"],
                     "name": "quick_research",
                     "session": user["x-bitware-session-token"],
                     "api_key": k["key"],
                 }
             headers = {
                 "admin": admin,
+                "manager": manager,
                 "session": {"x-bitware-session-token": ids["Acme"]["session"]},
                 "api_key": {"X-API-Key": ids["Acme"]["api_key"]},
                 "worker": {
@@ -111,7 +129,8 @@ async def world() -> AsyncIterator[World]:
                 },
                 "none": {},
             }
-            yield World(client, headers, ids["Acme"], ids["Globex"])
+            staff = {"user_id": me["id"], "key_id": admin_key["id"]}
+            yield World(client, headers, ids["Acme"], ids["Globex"], staff)
 
 
 def _path(op: Operation, ids: dict[str, str]) -> str:
@@ -177,3 +196,48 @@ async def test_staff_reach_everything_and_admin_only_stays_admin_only(world: Wor
         response = await _call(world, op, "admin", world.own)
         assert response.status_code not in (401, 403), (op.name, response.text)
         assert response.status_code < 500, (op.name, response.text)
+
+
+@pytest.mark.parametrize("op", [o for o in OPERATIONS if not o.public], ids=lambda o: o.name)
+async def test_an_account_manager_reaches_what_the_table_grants_its_role(
+    world: World, op: Operation
+) -> None:
+    if op.name == "api_keys.create":  # for a client user: staff keys are the admins' to make
+        response = await world.client.post(
+            op.path, headers=world.headers["manager"], json={"user_id": world.own["user_id"]}
+        )
+    else:
+        response = await _call(world, op, "manager", world.own)
+    if not op.allows(Role.ACCOUNT_MANAGER):
+        assert response.status_code == 403, (op.name, response.text)
+        _error_body(response)
+        return
+    assert response.status_code not in (401, 403), (op.name, response.text)
+    assert response.status_code < 500, (op.name, response.text)
+
+
+#: The operations that act on one user (or its API key): an account manager may not aim them
+#: at an admin.
+ON_A_USER = {
+    "users.update": {"display_name": "x"},
+    "users.deactivate": {},
+    "users.reactivate": {},
+    "users.reset_password": {},
+    "users.revoke_sessions": {},
+    "api_keys.revoke": {},
+}
+
+
+@pytest.mark.parametrize("name", sorted(ON_A_USER))
+async def test_an_account_manager_never_acts_on_an_admin(world: World, name: str) -> None:
+    [op] = [o for o in OPERATIONS if o.name == name]
+    response = await world.client.request(
+        op.method, _path(op, world.staff), headers=world.headers["manager"], json=ON_A_USER[name]
+    )
+    assert response.status_code == 403, response.text
+    _error_body(response)
+    # The admin's session and key still work.
+    me = await world.client.get("/api/auth/me", headers=world.headers["admin"])
+    assert me.status_code == 200, me.text
+    keys = (await world.client.get("/api/kam/api-keys", headers=world.headers["admin"])).json()
+    assert [k["revoked_at"] for k in keys if k["id"] == world.staff["key_id"]] == [None]

@@ -9,7 +9,9 @@ their types are those of the service method that carries the operation out.
 
 Permission is deny-by-default: a role not listed is refused, and so is an unknown operation.
 Ownership (a client user sees only its own client's objects) is checked by the service that
-owns the objects, since only it can see whose they are.
+owns the objects, since only it can see whose they are; so is whom staff may administer (an
+account manager manages client users and itself, never an admin or another account manager:
+`Principal.manages`).
 """
 
 from __future__ import annotations
@@ -29,12 +31,14 @@ from ..models import (
     ExecutionEvent,
     ExecutionOwner,
     Notification,
+    PasswordReset,
     Recommendation,
     Request,
     Role,
     StageRun,
     Template,
     User,
+    WebhookDelivery,
 )
 
 __all__ = ["OPERATIONS", "ApiKeyInfo", "Operation", "authorize", "operation"]
@@ -93,6 +97,7 @@ def _op(
 
 
 _R = "/api/kam/requests"
+_U = "/api/kam/users"
 _X = "/api/pipelines/executions"
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -124,6 +129,15 @@ OPERATIONS: tuple[Operation, ...] = (
         handler="accounts.me",
     ),
     _op(
+        "auth.change_password",
+        "POST",
+        "/api/auth/change-password",
+        _ANY,
+        None,
+        "Change your own password; your other sessions end",
+        handler="administration.change_password",
+    ),
+    _op(
         "clients.create",
         "POST",
         "/api/kam/clients",
@@ -151,9 +165,18 @@ OPERATIONS: tuple[Operation, ...] = (
         handler="accounts.get_client",
     ),
     _op(
+        "clients.update",
+        "PATCH",
+        "/api/kam/clients/{client_id}",
+        _STAFF,
+        Client,
+        "Change a client's name, tier, monthly budget or whether it is active",
+        handler="administration.update_client",
+    ),
+    _op(
         "users.create",
         "POST",
-        "/api/kam/users",
+        _U,
         _STAFF,
         User,
         "Create a user",
@@ -162,11 +185,65 @@ OPERATIONS: tuple[Operation, ...] = (
     _op(
         "users.list",
         "GET",
-        "/api/kam/users",
+        _U,
         _STAFF,
         list[User],
         "List users",
         handler="accounts.list_users",
+    ),
+    _op(
+        "users.get",
+        "GET",
+        _U + "/{user_id}",
+        _STAFF,
+        User,
+        "One user",
+        handler="administration.get_user",
+    ),
+    _op(
+        "users.update",
+        "PATCH",
+        _U + "/{user_id}",
+        _STAFF,
+        User,
+        "Change a user's email or display name",
+        handler="administration.update_user",
+    ),
+    _op(
+        "users.deactivate",
+        "POST",
+        _U + "/{user_id}/deactivate",
+        _STAFF,
+        User,
+        "Deactivate a user: no login, its sessions and API keys refused at once",
+        handler="administration.deactivate_user",
+    ),
+    _op(
+        "users.reactivate",
+        "POST",
+        _U + "/{user_id}/reactivate",
+        _STAFF,
+        User,
+        "Let a deactivated user log in again",
+        handler="administration.reactivate_user",
+    ),
+    _op(
+        "users.reset_password",
+        "POST",
+        _U + "/{user_id}/reset-password",
+        _STAFF,
+        PasswordReset,
+        "Give a user a generated password (in this reply only) and end its sessions",
+        handler="administration.reset_password",
+    ),
+    _op(
+        "users.revoke_sessions",
+        "POST",
+        _U + "/{user_id}/revoke-sessions",
+        _STAFF,
+        int,
+        "End every session of a user; how many",
+        handler="administration.revoke_sessions",
     ),
     _op(
         "api_keys.create",
@@ -402,6 +479,15 @@ OPERATIONS: tuple[Operation, ...] = (
         list[AuditEvent],
         "The audit log",
         handler="audit.list",
+    ),
+    _op(
+        "webhooks.deliveries",
+        "GET",
+        "/api/kam/webhooks/deliveries",
+        _STAFF,
+        list[WebhookDelivery],
+        "Webhook delivery attempts, newest first",
+        handler="webhooks.deliveries",
     ),
 )
 

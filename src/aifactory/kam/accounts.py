@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import hmac
-import re
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, NoReturn
 
 import attrs
@@ -31,11 +30,13 @@ from ..auth import (
 )
 from ..models import ApiKeyInfo, Client, Principal, Role, Session, Tier, User
 from ..state import Store
+from ._fields import client_name, money
+from ._fields import email as _email
+from ._fields import tier as _tier
 from .audit import AuditLog
 
 __all__ = ["AccountService", "LoginResult"]
 
-_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}")
 SESSION_LIFETIME = timedelta(hours=24)
 _ACCOUNT_KIND = {
     Role.ADMIN: "an admin account",
@@ -52,22 +53,6 @@ class LoginResult:
     user: User
     expires_at: Any
     kam_context: dict[str, Any]
-
-
-def _email(value: str) -> str:
-    if not isinstance(value, str) or not _EMAIL.fullmatch(value.strip()):
-        raise BadInputError("not an email address", details={"field": "email"})
-    return value.strip().lower()
-
-
-def _money(value: Decimal | float | int | str, field: str) -> Decimal:
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        raise BadInputError(f"{field} is not a number", details={"field": field}) from None
-    if not amount.is_finite() or amount < 0:
-        raise BadInputError(f"{field} must be a non-negative amount", details={"field": field})
-    return amount
 
 
 class AccountService:
@@ -171,6 +156,8 @@ class AccountService:
             return await self._refuse(username, "wrong password", user)
         if not user.active:
             return await self._refuse(username, "user disabled", user)
+        if not await self._client_active(user):
+            return await self._refuse(username, "client disabled", user)
         if (login_type == "admin") != user.role.is_staff:
             # The password is right: whoever typed it may learn which door to use.
             fits = "admin" if user.role.is_staff else "client"
@@ -208,8 +195,9 @@ class AccountService:
     async def authenticate(self, token: str | None) -> Principal:
         """The principal behind a session token.
 
-        Raises `AuthenticationError` for a missing, unknown or revoked token and
-        `SessionExpiredError` for an expired one.
+        Raises `AuthenticationError` for a missing, unknown or revoked token and when its
+        user (or the user's client) is deactivated, and `SessionExpiredError` for an expired
+        one.
         """
         if not token:
             raise AuthenticationError("a session token is required")
@@ -219,15 +207,15 @@ class AccountService:
         if self.clock.now() >= session.expires_at:
             raise SessionExpiredError("the session has expired; log in again")
         user = await self.store.get_user(session.user_id)
-        if not user.active:
+        if not user.active or not await self._client_active(user):
             raise AuthenticationError("invalid or revoked session")
-        return Principal(user)
+        return Principal(user, session.token_hash)
 
     async def authenticate_api_key(self, key: str | None) -> Principal:
         """The principal behind an external API key (`X-API-Key`).
 
         Raises `AuthenticationError` for a missing, malformed, unknown or revoked key (one
-        message for all) and when its user is disabled.
+        message for all) and when its user (or the user's client) is deactivated.
         """
         prefix = parse_api_key(key or "")
         found = await self.store.find_api_key(prefix) if prefix else None
@@ -238,9 +226,14 @@ class AccountService:
         ):
             raise AuthenticationError("invalid or revoked API key")
         user = await self.store.get_user(found[0].user_id)
-        if not user.active:
+        if not user.active or not await self._client_active(user):
             raise AuthenticationError("invalid or revoked API key")
         return Principal(user)
+
+    async def _client_active(self, user: User) -> bool:
+        """Whether the user's client (if it has one) is active: a deactivated client's users
+        are refused as their own deactivation would refuse them."""
+        return user.client_id is None or (await self.store.get_client(user.client_id)).active
 
     async def create_api_key(
         self, principal: Principal, name: str = "", user_id: str | None = None
@@ -281,10 +274,22 @@ class AccountService:
         return await self.store.list_api_keys(user_id)
 
     async def revoke_api_key(self, principal: Principal, key_id: str) -> ApiKeyInfo:
-        """Revoke a key; client users only their own. Raises `NotFoundError`."""
+        """Revoke a key: client users only their own; account managers no admin's or other
+        account manager's (`Principal.manages`). Raises `NotFoundError`,
+        `PermissionDeniedError`."""
         mine = {k.id for k in await self.store.list_api_keys(principal.user.id)}
-        if not principal.role.is_staff and key_id not in mine:
-            raise NotFoundError(f"no API key {key_id!r}", details={"id": key_id})
+        if key_id not in mine:
+            if not principal.role.is_staff:
+                raise NotFoundError(f"no API key {key_id!r}", details={"id": key_id})
+            owner = (await self.store.get_api_key(key_id)).user_id
+            if not principal.manages(await self.store.get_user(owner)):
+                await self.audit.record(
+                    principal.actor, "api_key.revoke", f"api_key:{key_id}", "denied"
+                )
+                raise PermissionDeniedError(
+                    "only admins revoke the API keys of admins and account managers",
+                    details={"id": key_id},
+                )
         info = await self.store.revoke_api_key(key_id, self.clock.now())
         await self.audit.record(principal.actor, "api_key.revoke", f"api_key:{key_id}")
         return info
@@ -320,22 +325,13 @@ class AccountService:
         monthly_budget_usd: Decimal | float | int | str,
     ) -> Client:
         """Create a client organisation. Raises `BadInputError`, `ConflictError` (name taken)."""
-        clean = str(name).strip()
-        if not 1 <= len(clean) <= 200:
-            raise BadInputError("client names are 1-200 characters", details={"field": "name"})
-        try:
-            level = Tier(tier)
-        except ValueError:
-            raise BadInputError(
-                f"unknown tier {tier!r}",
-                details={"field": "tier", "tiers": [t.value for t in Tier]},
-            ) from None
+        clean, level = client_name(name), _tier(tier)
         now = self.clock.now()
         client = Client(
             self.ids.new("cli"),
             clean,
             level,
-            _money(monthly_budget_usd, "monthly_budget_usd"),
+            money(monthly_budget_usd, "monthly_budget_usd"),
             Decimal(0),
             now.strftime("%Y-%m"),
             now,

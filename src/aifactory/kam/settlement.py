@@ -18,7 +18,8 @@ from ..models import Deliverable, Execution, ExecutionStatus, RequestStatus
 from ..orchestrator import ExecutionReport
 from ..state import Store
 from .audit import AuditLog
-from .notifier import Notifier
+from .events import announce_settlement
+from .notifier import Notifiers
 
 __all__ = ["Settlement"]
 
@@ -38,7 +39,7 @@ class Settlement:
         audit: AuditLog,
         clock: Clock,
         ids: IdFactory,
-        notifier: Notifier,
+        notifier: Notifiers,
     ) -> None:
         self.store = store
         self.audit = audit
@@ -125,21 +126,8 @@ class Settlement:
             if (await self.store.get_request(request.id)).status is not RequestStatus.EXECUTING:
                 return  # settled meanwhile, by another report
             raise
-        if status is RequestStatus.COMPLETED and execution.error:  # partly (allow_partial)
-            message = (
-                f"Your request “{request.title}” is partly complete: "
-                f"{len(deliverables)} deliverable(s) ready. {execution.error}"
-            )
-        elif status is RequestStatus.COMPLETED:
-            message = (
-                f"Your request “{request.title}” is complete: "
-                f"{len(deliverables)} deliverable(s) ready."
-            )
-        elif status is RequestStatus.CANCELLED:
-            message = f"Your request “{request.title}” was cancelled."
-        else:
-            message = f"Your request “{request.title}” failed: {execution.error}"
-        data = {"request_id": request.id, "execution_id": execution.id, "status": status.value}
-        for user in await self.store.list_users(request.client_id):
-            if user.active:
-                await self.notifier.notify(user, f"request.{status.value}", message, data)
+        # Announced once committed (in-app, other notifiers, webhooks, budget thresholds);
+        # a notifier that fails is logged and leaves the settlement as it is.
+        await announce_settlement(
+            self.notifier, request, execution, status, deliverables, charged, now
+        )

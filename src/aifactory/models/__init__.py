@@ -4,6 +4,7 @@ from .accounts import (
     TIER_LIMITS,
     ApiKeyInfo,
     Client,
+    PasswordReset,
     Principal,
     Session,
     TierLimits,
@@ -22,6 +23,7 @@ from .execution import (
     Usage,
 )
 from .storage_ref import StorageRef, check_key, check_namespace
+from .webhooks import WebhookDelivery
 from .work import (
     Deliverable,
     Notification,
@@ -47,6 +49,7 @@ __all__ = [
     "ExecutionStatus",
     "Notification",
     "ParameterSpec",
+    "PasswordReset",
     "Principal",
     "Recommendation",
     "Request",
@@ -65,6 +68,7 @@ __all__ = [
     "Urgency",
     "Usage",
     "User",
+    "WebhookDelivery",
     "check_key",
     "check_namespace",
     "refill_bucket",

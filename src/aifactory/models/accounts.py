@@ -14,6 +14,7 @@ __all__ = [
     "TIER_LIMITS",
     "ApiKeyInfo",
     "Client",
+    "PasswordReset",
     "Principal",
     "Session",
     "TierLimits",
@@ -102,9 +103,14 @@ class Session:
 
 @attrs.frozen
 class Principal:
-    """Who is calling: the authenticated user behind a session (or key)."""
+    """Who is calling: the authenticated user behind a session (or key).
+
+    `token_hash` names the session the call came with (`None` for an API key), so that an
+    operation can spare it, as a password change spares the session that made it.
+    """
 
     user: User
+    token_hash: str | None = attrs.field(default=None, repr=False)
 
     @property
     def role(self) -> Role:
@@ -120,6 +126,15 @@ class Principal:
     def actor(self) -> str:
         """How the audit log names the caller."""
         return f"user:{self.user.id}"
+
+    def manages(self, user: User) -> bool:
+        """Whether the caller may administer `user` (change it, deactivate it, reset its
+        password, end its sessions, revoke its API keys): admins anyone; account managers
+        client users and themselves, never an admin or another account manager; client
+        users only themselves."""
+        if self.role is Role.ADMIN or user.id == self.user.id:
+            return True
+        return self.role is Role.ACCOUNT_MANAGER and not user.role.is_staff
 
 
 @attrs.frozen
@@ -139,6 +154,17 @@ class ApiKeyInfo:
     revoked_at: datetime | None = None
     name: str = ""
     key: str | None = attrs.field(default=None, repr=secret_repr)
+
+
+@attrs.frozen
+class PasswordReset:
+    """A reset password: the user, its new generated password and how many of its sessions
+    were ended. The password is in this reply only (it is stored as a hash); read it as
+    `.password`; `repr` and `str` show only that there is one (`password='<hidden>'`)."""
+
+    user: User
+    password: str = attrs.field(repr=secret_repr)
+    sessions_revoked: int = 0
 
 
 def refill_bucket(

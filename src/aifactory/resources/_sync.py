@@ -19,6 +19,7 @@ from ..models import (
     ExecutionEvent,
     ExecutionOwner,
     Notification,
+    PasswordReset,
     Recommendation,
     Request,
     Role,
@@ -27,10 +28,11 @@ from ..models import (
     Tier,
     Urgency,
     User,
+    WebhookDelivery,
 )
 from ._base import SyncResource
 from .accounts import AsyncApiKeys, AsyncClients, AsyncUsers
-from .deliverables import AsyncAudit, AsyncDeliverables, AsyncNotifications
+from .deliverables import AsyncAudit, AsyncDeliverables, AsyncNotifications, AsyncWebhooks
 from .executions import AsyncExecutions
 from .requests import AsyncRequests, AsyncTemplates
 
@@ -44,6 +46,7 @@ __all__ = [
     "Requests",
     "Templates",
     "Users",
+    "Webhooks",
 ]
 
 
@@ -66,9 +69,29 @@ class Clients(SyncResource[AsyncClients]):
         """One client (client users: only their own)."""
         return self._run(self._target.get, client_id=client_id)
 
+    def update(
+        self,
+        client_id: str,
+        name: str | None = None,
+        tier: Tier | str | None = None,
+        monthly_budget_usd: Decimal | float | int | str | None = None,
+        active: bool | None = None,
+    ) -> Client:
+        """Change a client's name, tier, monthly budget (USD) or whether it is active (an
+        inactive client's users are refused); what is not given stays.
+        """
+        return self._run(
+            self._target.update,
+            client_id=client_id,
+            name=name,
+            tier=tier,
+            monthly_budget_usd=monthly_budget_usd,
+            active=active,
+        )
+
 
 class Users(SyncResource[AsyncUsers]):
-    """Users (staff)."""
+    """Users (staff; account managers manage client users only)."""
 
     def create(
         self,
@@ -91,6 +114,38 @@ class Users(SyncResource[AsyncUsers]):
     def list(self, client_id: str | None = None) -> builtins.list[User]:
         """Users, optionally of one client."""
         return self._run(self._target.list, client_id=client_id)
+
+    def get(self, user_id: str) -> User:
+        """One user."""
+        return self._run(self._target.get, user_id=user_id)
+
+    def update(
+        self, user_id: str, email: str | None = None, display_name: str | None = None
+    ) -> User:
+        """Change a user's email (its login) or display name; what is not given stays."""
+        return self._run(
+            self._target.update, user_id=user_id, email=email, display_name=display_name
+        )
+
+    def deactivate(self, user_id: str) -> User:
+        """Deactivate a user: no more logins, its sessions revoked and its API keys refused,
+        at once.
+        """
+        return self._run(self._target.deactivate, user_id=user_id)
+
+    def reactivate(self, user_id: str) -> User:
+        """Let a deactivated user log in again (its API keys work again)."""
+        return self._run(self._target.reactivate, user_id=user_id)
+
+    def reset_password(self, user_id: str) -> PasswordReset:
+        """Give a user a generated password (its `password` is shown only in this reply) and
+        revoke its sessions.
+        """
+        return self._run(self._target.reset_password, user_id=user_id)
+
+    def revoke_sessions(self, user_id: str) -> int:
+        """Revoke every session of a user; returns how many."""
+        return self._run(self._target.revoke_sessions, user_id=user_id)
 
 
 class ApiKeys(SyncResource[AsyncApiKeys]):
@@ -267,3 +322,13 @@ class Audit(SyncResource[AsyncAudit]):
     def list(self, action: str | None = None, limit: int = 100) -> builtins.list[AuditEvent]:
         """Newest first, optionally of one action."""
         return self._run(self._target.list, action=action, limit=limit)
+
+
+class Webhooks(SyncResource[AsyncWebhooks]):
+    """The webhooks' delivery log (staff)."""
+
+    def deliveries(
+        self, event_id: str | None = None, limit: int = 100
+    ) -> builtins.list[WebhookDelivery]:
+        """Delivery attempts (of one event, or all), newest first; at most `limit` (1-1000)."""
+        return self._run(self._target.deliveries, event_id=event_id, limit=limit)

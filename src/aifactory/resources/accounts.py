@@ -6,7 +6,7 @@ from __future__ import annotations
 import builtins
 from decimal import Decimal
 
-from ..models import ApiKeyInfo, Client, Role, Tier, User
+from ..models import ApiKeyInfo, Client, PasswordReset, Role, Tier, User
 from ._base import AsyncResource
 
 __all__ = ["AsyncApiKeys", "AsyncClients", "AsyncUsers"]
@@ -31,9 +31,28 @@ class AsyncClients(AsyncResource):
         """One client (client users: only their own)."""
         return await self._call("clients.get", client_id=client_id)
 
+    async def update(
+        self,
+        client_id: str,
+        name: str | None = None,
+        tier: Tier | str | None = None,
+        monthly_budget_usd: Decimal | float | int | str | None = None,
+        active: bool | None = None,
+    ) -> Client:
+        """Change a client's name, tier, monthly budget (USD) or whether it is active (an
+        inactive client's users are refused); what is not given stays."""
+        return await self._call(
+            "clients.update",
+            client_id=client_id,
+            name=name,
+            tier=tier,
+            monthly_budget_usd=monthly_budget_usd,
+            active=active,
+        )
+
 
 class AsyncUsers(AsyncResource):
-    """Users (staff)."""
+    """Users (staff; account managers manage client users only)."""
 
     async def create(
         self,
@@ -56,6 +75,36 @@ class AsyncUsers(AsyncResource):
     async def list(self, client_id: str | None = None) -> builtins.list[User]:
         """Users, optionally of one client."""
         return await self._call("users.list", client_id=client_id)
+
+    async def get(self, user_id: str) -> User:
+        """One user."""
+        return await self._call("users.get", user_id=user_id)
+
+    async def update(
+        self, user_id: str, email: str | None = None, display_name: str | None = None
+    ) -> User:
+        """Change a user's email (its login) or display name; what is not given stays."""
+        return await self._call(
+            "users.update", user_id=user_id, email=email, display_name=display_name
+        )
+
+    async def deactivate(self, user_id: str) -> User:
+        """Deactivate a user: no more logins, its sessions revoked and its API keys refused,
+        at once."""
+        return await self._call("users.deactivate", user_id=user_id)
+
+    async def reactivate(self, user_id: str) -> User:
+        """Let a deactivated user log in again (its API keys work again)."""
+        return await self._call("users.reactivate", user_id=user_id)
+
+    async def reset_password(self, user_id: str) -> PasswordReset:
+        """Give a user a generated password (its `password` is shown only in this reply) and
+        revoke its sessions."""
+        return await self._call("users.reset_password", user_id=user_id)
+
+    async def revoke_sessions(self, user_id: str) -> int:
+        """Revoke every session of a user; returns how many."""
+        return await self._call("users.revoke_sessions", user_id=user_id)
 
 
 class AsyncApiKeys(AsyncResource):

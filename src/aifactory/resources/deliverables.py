@@ -1,14 +1,15 @@
-"""What executions delivered, the caller's notifications and the audit log
-(`session.deliverables`, `session.notifications`, `session.audit`)."""
+"""What executions delivered, the caller's notifications, the audit log and the webhooks'
+delivery log (`session.deliverables`, `session.notifications`, `session.audit`,
+`session.webhooks`)."""
 
 from __future__ import annotations
 
 import builtins
 
-from ..models import AuditEvent, Deliverable, Notification
+from ..models import AuditEvent, Deliverable, Notification, WebhookDelivery
 from ._base import AsyncResource
 
-__all__ = ["AsyncAudit", "AsyncDeliverables", "AsyncNotifications"]
+__all__ = ["AsyncAudit", "AsyncDeliverables", "AsyncNotifications", "AsyncWebhooks"]
 
 
 class AsyncDeliverables(AsyncResource):
@@ -45,3 +46,13 @@ class AsyncAudit(AsyncResource):
     async def list(self, action: str | None = None, limit: int = 100) -> builtins.list[AuditEvent]:
         """Newest first, optionally of one action."""
         return await self._call("audit.list", action=action, limit=limit)
+
+
+class AsyncWebhooks(AsyncResource):
+    """The webhooks' delivery log (staff)."""
+
+    async def deliveries(
+        self, event_id: str | None = None, limit: int = 100
+    ) -> builtins.list[WebhookDelivery]:
+        """Delivery attempts (of one event, or all), newest first; at most `limit` (1-1000)."""
+        return await self._call("webhooks.deliveries", event_id=event_id, limit=limit)

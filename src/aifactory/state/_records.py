@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from ._accounts import AccountRecords
+from ._administration import AdministrationRecords
 from ._executions import ExecutionRecords
+from ._webhooks import WebhookRecords
 
 __all__ = ["Records"]
 
 
-class Records(AccountRecords, ExecutionRecords):
-    """The account side's and the orchestrator's records on one `Database` connection."""
+class Records(AdministrationRecords, ExecutionRecords, WebhookRecords):
+    """The account side's and the orchestrator's records (and the webhooks') on one
+    `Database` connection."""

@@ -31,7 +31,9 @@ from ..models import (
     Session,
     StageRun,
     StorageRef,
+    Tier,
     User,
+    WebhookDelivery,
 )
 from ._lanes import Lane
 from ._records import Records
@@ -141,6 +143,20 @@ class ThreadedStore:
         """`Store.update_client`."""
         return await self._write(Records.update_client, client)
 
+    async def change_client(
+        self,
+        client_id: str,
+        *,
+        name: str | None = None,
+        tier: Tier | None = None,
+        monthly_budget_usd: Decimal | None = None,
+        active: bool | None = None,
+    ) -> tuple[Client, Client]:
+        """`Store.change_client`."""
+        return await self._write(
+            Records.change_client, client_id, name, tier, monthly_budget_usd, active
+        )
+
     async def get_client(self, client_id: str) -> Client:
         """`Store.get_client`."""
         return await self._read(Records.get_client, client_id)
@@ -165,6 +181,17 @@ class ThreadedStore:
         """`Store.set_password_hash`."""
         return await self._write(Records.set_password_hash, user_id, password_hash)
 
+    async def change_user(
+        self,
+        user_id: str,
+        *,
+        email: str | None = None,
+        display_name: str | None = None,
+        active: bool | None = None,
+    ) -> tuple[User, User]:
+        """`Store.change_user`."""
+        return await self._write(Records.change_user, user_id, email, display_name, active)
+
     async def list_users(self, client_id: str | None = None) -> list[User]:
         """`Store.list_users`."""
         return await self._read(Records.list_users, client_id)
@@ -185,6 +212,12 @@ class ThreadedStore:
         """`Store.revoke_session`."""
         return await self._write(Records.revoke_session, token_hash, at)
 
+    async def revoke_user_sessions(
+        self, user_id: str, at: datetime, except_token_hash: str | None = None
+    ) -> int:
+        """`Store.revoke_user_sessions`."""
+        return await self._write(Records.revoke_user_sessions, user_id, at, except_token_hash)
+
     async def delete_sessions_expired_before(self, at: datetime) -> int:
         """`Store.delete_sessions_expired_before`."""
         return await self._write(Records.delete_sessions_expired_before, at)
@@ -200,6 +233,10 @@ class ThreadedStore:
     async def list_api_keys(self, user_id: str | None = None) -> list[ApiKeyInfo]:
         """`Store.list_api_keys`."""
         return await self._read(Records.list_api_keys, user_id)
+
+    async def get_api_key(self, key_id: str) -> ApiKeyInfo:
+        """`Store.get_api_key`."""
+        return await self._read(Records.get_api_key, key_id)
 
     async def revoke_api_key(self, key_id: str, at: datetime) -> ApiKeyInfo:
         """`Store.revoke_api_key`."""
@@ -312,6 +349,22 @@ class ThreadedStore:
     async def list_audit(self, *, action: str | None = None, limit: int = 100) -> list[AuditEvent]:
         """`Store.list_audit`."""
         return await self._read(lambda db: db.list_audit(action=action, limit=limit))
+
+    async def add_webhook_delivery(self, delivery: WebhookDelivery) -> None:
+        """`Store.add_webhook_delivery`."""
+        return await self._write(Records.add_webhook_delivery, delivery)
+
+    async def list_webhook_deliveries(
+        self, event_id: str | None = None, limit: int = 100
+    ) -> list[WebhookDelivery]:
+        """`Store.list_webhook_deliveries`."""
+        return await self._read(Records.list_webhook_deliveries, event_id, limit)
+
+    async def claim_budget_threshold(
+        self, client_id: str, month: str, percent: int, at: datetime
+    ) -> bool:
+        """`Store.claim_budget_threshold`."""
+        return await self._write(Records.claim_budget_threshold, client_id, month, percent, at)
 
     async def add_execution(
         self, execution: Execution, stages: Sequence[StageRun], runnable: bool = False

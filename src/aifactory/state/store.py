@@ -37,7 +37,9 @@ from ..models import (
     Session,
     StageRun,
     StorageRef,
+    Tier,
     User,
+    WebhookDelivery,
 )
 from .writes import ExecutionWrite, Lease, Pruned
 
@@ -71,6 +73,20 @@ class Store(Protocol):
         """The client `client_id`. Raises `NotFoundError`."""
         ...
 
+    async def change_client(
+        self,
+        client_id: str,
+        *,
+        name: str | None = None,
+        tier: Tier | None = None,
+        monthly_budget_usd: Decimal | None = None,
+        active: bool | None = None,
+    ) -> tuple[Client, Client]:
+        """Change the given fields of a client (`None`: unchanged) under its row lock,
+        writing only those columns (a charge committed meanwhile stands). Returns the client
+        before and after. Raises `NotFoundError`, `ConflictError` (the name is taken)."""
+        ...
+
     async def list_clients(self) -> list[Client]:
         """Every client, by name."""
         ...
@@ -95,6 +111,19 @@ class Store(Protocol):
         """Users of one client, or all users."""
         ...
 
+    async def change_user(
+        self,
+        user_id: str,
+        *,
+        email: str | None = None,
+        display_name: str | None = None,
+        active: bool | None = None,
+    ) -> tuple[User, User]:
+        """Change the given fields of a user (`None`: unchanged); returns it before and
+        after. Raises `NotFoundError`, `ConflictError` (the email is taken, or it would
+        deactivate the last active admin)."""
+        ...
+
     async def count_admins(self) -> int:
         """How many admin users exist."""
         ...
@@ -111,6 +140,13 @@ class Store(Protocol):
         """Mark a session revoked (idempotent)."""
         ...
 
+    async def revoke_user_sessions(
+        self, user_id: str, at: datetime, except_token_hash: str | None = None
+    ) -> int:
+        """Revoke every live session of a user but the one under `except_token_hash`;
+        returns how many were revoked."""
+        ...
+
     async def delete_sessions_expired_before(self, at: datetime) -> int:
         """Forget sessions that expired before `at`; returns how many."""
         ...
@@ -125,6 +161,10 @@ class Store(Protocol):
 
     async def list_api_keys(self, user_id: str | None = None) -> list[ApiKeyInfo]:
         """API keys (of one user, or all), oldest first."""
+        ...
+
+    async def get_api_key(self, key_id: str) -> ApiKeyInfo:
+        """The record of API key `key_id` (never the key). Raises `NotFoundError`."""
         ...
 
     async def revoke_api_key(self, key_id: str, at: datetime) -> ApiKeyInfo:
@@ -251,6 +291,23 @@ class Store(Protocol):
 
     async def list_audit(self, *, action: str | None = None, limit: int = 100) -> list[AuditEvent]:
         """Audit events, newest first, optionally of one action."""
+        ...
+
+    async def add_webhook_delivery(self, delivery: WebhookDelivery) -> None:
+        """Record one attempt to deliver a webhook event."""
+        ...
+
+    async def list_webhook_deliveries(
+        self, event_id: str | None = None, limit: int = 100
+    ) -> list[WebhookDelivery]:
+        """Webhook delivery attempts (of one event, or all), newest first, at most `limit`."""
+        ...
+
+    async def claim_budget_threshold(
+        self, client_id: str, month: str, percent: int, at: datetime
+    ) -> bool:
+        """Note that `client_id` reached `percent` % of its budget in `month` (`YYYY-MM`):
+        true the first time, false ever after (in any process), so it is announced once."""
         ...
 
     async def add_execution(

@@ -17,6 +17,9 @@ never be turned into a way into the factory's own network. `SafeFetcher` therefo
 5. streams the body and stops at `max_bytes` (decoded bytes, so compression bombs stop too),
    all within one overall `timeout_s`.
 
+`SafeFetcher.post` sends under the same rules (the account side's webhooks use it), never
+following a redirect; `SafeFetcher.check_url` applies what can be checked without a lookup.
+
 The policy, the address guard, the errors and the fetch values are in
 `aifactory.workers.feeds.fetch_policy` (no I/O there); this module is the part that touches the
 network and the file system.
@@ -29,6 +32,7 @@ import socket
 import ssl
 import urllib.parse
 import urllib.request
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -193,6 +197,49 @@ class SafeFetcher:
         """
         if url.lower().startswith("file:"):
             return await self._read_file(url)
+        async with self._client(url, "fetching") as client:
+            return await self._follow(client, url, validators, accept)
+
+    async def post(
+        self, url: str, content: bytes, headers: Mapping[str, str] | None = None
+    ) -> FetchResult:
+        """POST `content` to `url` once, under the same rules as `fetch`: the address vetted
+        and dialled by IP, the reply read up to `max_bytes`, everything within `timeout_s`.
+        A redirect is never followed (its 3xx is returned as it is). `headers` are sent as
+        given, with the policy's `User-Agent` unless they name their own.
+
+        Raises `UnsafeURLError` (before anything is sent), `ResponseTooLargeError` and
+        `FetchError`.
+        """
+        target = self.check_url(url)
+        async with self._client(url, "posting to") as client:
+            request = await self._pinned_request(client, "POST", target, headers or {}, content)
+            response = await client.send(request, stream=True)
+            try:
+                return await self._result(url, target, response)
+            finally:
+                await response.aclose()
+
+    def check_url(self, url: str) -> httpx.URL:
+        """`url` parsed, if this fetcher could fetch it: an allowed scheme, no credentials,
+        a host, and, for a host written as an IP address, one the policy allows. Names are
+        not resolved here (a fetch does, and vets every address then).
+
+        Raises `UnsafeURLError`.
+        """
+        try:
+            parsed = httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            raise UnsafeURLError(f"invalid URL {url!r}: {exc}", details={"url": url}) from exc
+        host, _ = self._target(parsed)
+        literal = literal_address(host)
+        if literal is not None:
+            self._guard.check(str(literal), host=host)
+        return parsed
+
+    @contextlib.asynccontextmanager
+    async def _client(self, url: str, doing: str) -> AsyncIterator[httpx.AsyncClient]:
+        """A client for one fetch or post, its errors as `FetchError`s, its time bounded."""
         try:
             with anyio.fail_after(self.policy.timeout_s):
                 async with httpx.AsyncClient(
@@ -201,15 +248,15 @@ class SafeFetcher:
                     follow_redirects=False,
                     timeout=self.policy.timeout_s,
                 ) as client:
-                    return await self._follow(client, url, validators, accept)
+                    yield client
         except TimeoutError as exc:
             raise FetchError(
-                f"fetching {url} took longer than {self.policy.timeout_s} s",
+                f"{doing} {url} took longer than {self.policy.timeout_s} s",
                 details={"url": url, "reason": "timeout"},
             ) from exc
         except httpx.HTTPError as exc:
             raise FetchError(
-                f"fetching {url} failed: {_describe(exc)}",
+                f"{doing} {url} failed: {_describe(exc)}",
                 details={"url": url, "reason": type(exc).__name__},
             ) from exc
 
@@ -257,22 +304,8 @@ class SafeFetcher:
         except httpx.InvalidURL as exc:
             raise UnsafeURLError(f"invalid URL {url!r}: {exc}", details={"url": url}) from exc
         for _hop in range(self.policy.max_redirects + 1):
-            host, port = self._target(current)
-            address = await self._vet(host, port)
-            host_header = f"[{host}]" if ":" in host else host
-            if current.port is not None:
-                host_header = f"{host_header}:{current.port}"
-            request = client.build_request(
-                "GET",
-                current.copy_with(host=str(address)),
-                headers={
-                    "Host": host_header,
-                    "User-Agent": self.policy.user_agent,
-                    "Accept": accept,
-                    **(validators.headers() if validators else {}),
-                },
-                extensions={"sni_hostname": host} if current.scheme == "https" else None,
-            )
+            headers = {"Accept": accept, **(validators.headers() if validators else {})}
+            request = await self._pinned_request(client, "GET", current, headers)
             response = await client.send(request, stream=True)
             try:
                 location = response.headers.get("location")
@@ -288,6 +321,28 @@ class SafeFetcher:
         raise TooManyRedirectsError(
             f"{url} redirects more than {self.policy.max_redirects} times",
             details={"url": url, "max_redirects": self.policy.max_redirects},
+        )
+
+    async def _pinned_request(
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        url: httpx.URL,
+        headers: Mapping[str, str],
+        content: bytes | None = None,
+    ) -> httpx.Request:
+        """A request to `url`'s vetted address, its host name in `Host` and the TLS SNI."""
+        host, port = self._target(url)
+        address = await self._vet(host, port)
+        host_header = f"[{host}]" if ":" in host else host
+        if url.port is not None:
+            host_header = f"{host_header}:{url.port}"
+        return client.build_request(
+            method,
+            url.copy_with(host=str(address)),
+            headers={"User-Agent": self.policy.user_agent, **headers, "Host": host_header},
+            content=content,
+            extensions={"sni_hostname": host} if url.scheme == "https" else None,
         )
 
     async def _result(self, url: str, final: httpx.URL, response: httpx.Response) -> FetchResult:
