@@ -5,10 +5,12 @@ stage attempts that fail and are retried, and a run that fails for good."""
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
+import anyio
 import pytest
 
 from aifactory import AsyncFactory, WorkerError
@@ -108,8 +110,10 @@ async def test_failed_and_retried_attempts_are_costed_to_the_stage(
         assert stages["research"].attempt == 2
         assert len(model.billed) >= 4  # two refused replies, then the answers
         assert final.usage.tokens == model.billed_tokens
+        assert final.usage.model_calls == len(model.billed)
         assert final.cost.llm_usd == _billed_usd(model)
         assert sum(s.usage.tokens for s in stages.values()) == model.billed_tokens
+        assert sum(s.usage.model_calls for s in stages.values()) == len(model.billed)
         assert await _used(people) == final.cost.total_usd
 
 
@@ -124,5 +128,40 @@ async def test_a_run_that_fails_is_charged_for_its_model_calls(
         assert final.status is ExecutionStatus.FAILED
         assert len(model.billed) >= 2 * 3  # three attempts, each a reply and its re-ask
         assert final.usage.tokens == model.billed_tokens
+        assert final.usage.model_calls == len(model.billed)
         assert final.cost.llm_usd == _billed_usd(model) > 0
+        assert await _used(people) == final.cost.total_usd
+
+
+async def test_a_cancelled_run_is_charged_for_the_replies_that_came_back(
+    model: OpenAIServer, feeds: FeedServer
+) -> None:
+    asked, release = threading.Event(), threading.Event()
+
+    def hang(body: Any) -> Any:
+        # The re-ask: held until the run is cancelled, then a 500, which is not billed.
+        asked.set()
+        release.wait(30)
+        return server_error()
+
+    async with AsyncFactory.embedded(config=_config(model, feeds)) as factory:
+        people = await setup_people(factory, tier="premium")
+        model.add("{}", hang)  # the research stage: a reply outside the schema, its re-ask
+        try:
+            execution_id = await _execute(people)
+            with anyio.fail_after(30):
+                while not asked.is_set():
+                    await anyio.sleep(0.01)
+            final = await people.admin.executions.cancel(execution_id)
+        finally:
+            release.set()
+        assert final.status is ExecutionStatus.CANCELLED
+        assert len(model.billed) == 1
+        assert final.usage.tokens == model.billed_tokens > 0
+        assert final.usage.model_calls == 1
+        assert final.cost.llm_usd == _billed_usd(model)
+        [research] = [
+            s for s in await people.admin.executions.stages(execution_id) if s.stage_id == "research"
+        ]
+        assert research.usage.tokens == model.billed_tokens
         assert await _used(people) == final.cost.total_usd

@@ -234,7 +234,7 @@ class RequestService:
         key = f"{request.id}/{self.ids.new('mcall')}"
         await self.store.charge(request.client_id, key, cost, self.clock.now())
         return {
-            "model_calls": len(meter.calls),
+            "model_calls": meter.requests,
             "prompt_tokens": meter.usage.prompt_tokens,
             "completion_tokens": meter.usage.completion_tokens,
             "cost_usd": str(cost),

@@ -49,7 +49,7 @@ class LLMReply:
     """A model's reply: its text, the parsed JSON when a schema was given, usage and cost.
 
     `usage` and `cost_usd` cover every call made for this reply (including a re-ask after a
-    reply that failed its schema), each counted once.
+    reply that failed its schema), each counted once; `calls` says how many there were.
     """
 
     text: str
@@ -57,6 +57,7 @@ class LLMReply:
     usage: TokenUsage
     cost_usd: Decimal = Decimal(0)
     data: Any = None
+    calls: int = 1
 
 
 class LLM(Protocol):

@@ -22,30 +22,56 @@ import attrs
 from .._exceptions import AIFactoryError
 from .base import LLM, LLMReply, Message, TokenUsage
 
-__all__ = ["Meter", "MeteredLLM", "ModelCall", "billed", "metering", "spent", "spent_of"]
+__all__ = [
+    "Meter",
+    "MeteredLLM",
+    "ModelCall",
+    "billed",
+    "count",
+    "metering",
+    "spent",
+    "spent_of",
+]
 
 
 @attrs.frozen
 class ModelCall:
-    """One model call as the provider billed it. `outcome`: `"ok"` (a reply came back) or
-    `"unusable"` (billed, but the provider could not make a usable reply of it)."""
+    """One model call as the provider billed it. `outcome`: `"ok"` (a reply came back),
+    `"unusable"` (billed, but the provider could not make a usable reply of it) or `"cut
+    short"` (billed replies came back, then the work was cancelled or timed out)."""
 
     model: str
     usage: TokenUsage
     cost_usd: Decimal
     purpose: str
     outcome: str = "ok"
+    #: The provider's billed requests this call took (2 after a re-ask).
+    requests: int = 1
 
 
 @attrs.define
 class Meter:
-    """The model calls made for one piece of work, in the order they ended."""
+    """The model calls made for one piece of work, in the order they ended.
+
+    Meters nest: a call counted in a meter opened inside another's block counts in the
+    `outer` one too (the orchestrator watches an in-process stage attempt as the worker host
+    meters it, so that the calls of an attempt cut short still cost).
+    """
 
     calls: list[ModelCall] = attrs.field(factory=list)
+    outer: Meter | None = attrs.field(default=None, repr=False)
 
     def record(self, call: ModelCall) -> None:
-        """Count `call`."""
-        self.calls.append(call)
+        """Count `call`, here and in the meters around this one."""
+        meter: Meter | None = self
+        while meter is not None:
+            meter.calls.append(call)
+            meter = meter.outer
+
+    @property
+    def requests(self) -> int:
+        """How many billed requests the calls took (re-asks included)."""
+        return sum(c.requests for c in self.calls)
 
     @property
     def usage(self) -> TokenUsage:
@@ -64,8 +90,11 @@ _current: ContextVar[Meter | None] = ContextVar("aifactory_meter", default=None)
 @contextlib.contextmanager
 def metering(meter: Meter | None = None) -> Iterator[Meter]:
     """Count the model calls made inside the block (and in tasks it starts) in `meter` (a
-    new one if not given)."""
+    new one if not given), and in the meter around the block, if any."""
+    around = _current.get()
     meter = Meter() if meter is None else meter
+    if meter.outer is None and around is not None and around is not meter:
+        meter.outer = around
     token = _current.set(meter)
     try:
         yield meter
@@ -73,10 +102,20 @@ def metering(meter: Meter | None = None) -> Iterator[Meter]:
         _current.reset(token)
 
 
+def count(call: ModelCall) -> None:
+    """Count `call` in the meter of the work it was made for, if any: for a provider whose
+    call was cut short (cancelled, timed out) after replies it was billed for came back,
+    since neither a reply nor an error will carry them to a `MeteredLLM`."""
+    meter = _current.get()
+    if meter is not None:
+        meter.record(call)
+
+
 def billed(
-    model: str, usage: TokenUsage, cost_usd: Decimal, purpose: str
+    model: str, usage: TokenUsage, cost_usd: Decimal, purpose: str, requests: int = 1
 ) -> dict[str, dict[str, Any]]:
-    """The `details` entry an error carries for calls billed but of no use (see module)."""
+    """The `details` entry an error carries for calls billed but of no use (see module):
+    `requests` billed requests, `usage` their tokens together."""
     return {
         "billed": {
             "model": model,
@@ -84,6 +123,7 @@ def billed(
             "prompt_tokens": usage.prompt_tokens,
             "completion_tokens": usage.completion_tokens,
             "cost_usd": str(cost_usd),
+            "requests": requests,
         }
     }
 
@@ -99,20 +139,21 @@ def spent(meter: Meter) -> dict[str, dict[str, Any]]:
             "prompt_tokens": usage.prompt_tokens,
             "completion_tokens": usage.completion_tokens,
             "cost_usd": str(meter.cost_usd),
-            "calls": len(meter.calls),
+            "calls": meter.requests,
         }
     }
 
 
-def spent_of(error: AIFactoryError) -> tuple[TokenUsage, Decimal] | None:
-    """What `error` says its failed attempt spent on models (see `spent`), if anything."""
+def spent_of(error: AIFactoryError) -> tuple[TokenUsage, Decimal, int] | None:
+    """What `error` says its failed attempt spent on models (see `spent`), if anything: the
+    tokens, their cost and how many calls."""
     found = error.details.get("spent")
     if not isinstance(found, Mapping):
         return None
     try:
         usage = TokenUsage(int(found["prompt_tokens"]), int(found["completion_tokens"]))
-        return usage, Decimal(str(found["cost_usd"]))
-    except (KeyError, ValueError, ArithmeticError):
+        return usage, Decimal(str(found["cost_usd"])), int(found.get("calls", 1))
+    except (KeyError, ValueError, TypeError, ArithmeticError):
         return None
 
 
@@ -128,8 +169,9 @@ def _billed_call(error: AIFactoryError) -> ModelCall | None:
             Decimal(str(found["cost_usd"])),
             str(found.get("purpose", "")),
             "unusable",
+            int(found.get("requests", 1)),
         )
-    except (KeyError, ValueError, ArithmeticError):
+    except (KeyError, ValueError, TypeError, ArithmeticError):
         return None
 
 
@@ -171,7 +213,9 @@ class MeteredLLM:
             raise
         meter = _current.get()
         if meter is not None:
-            meter.record(ModelCall(reply.model, reply.usage, reply.cost_usd, purpose))
+            meter.record(
+                ModelCall(reply.model, reply.usage, reply.cost_usd, purpose, requests=reply.calls)
+            )
         return reply
 
     async def aclose(self) -> None:

@@ -45,7 +45,7 @@ from .._exceptions import (
 from .._retry import RetryPolicy
 from ._structured import RejectedReply, parse_reply, reask, schema_validator
 from .base import LLMReply, Message, TokenUsage
-from .metering import billed
+from .metering import ModelCall, billed, count
 from .prices import PriceTable
 
 if TYPE_CHECKING:
@@ -237,10 +237,11 @@ class OpenAIProvider:
                 "json_schema": {"name": schema_name, "schema": dict(schema), "strict": True},
             }
         usage = TokenUsage()
-        served = self._model
+        served, calls = self._model, 0
         try:
             response = await self._create(conversation, response_format, temperature, max_tokens)
             served, usage = response.model or served, usage + _usage(response)
+            calls += 1
             text = self._text(response)
             data: Any = None
             if validator is not None:
@@ -255,6 +256,7 @@ class OpenAIProvider:
                         conversation, response_format, temperature, max_tokens
                     )
                     served, usage = response.model or served, usage + _usage(response)
+                    calls += 1
                     text = self._text(response)
                     try:
                         data = parse_reply(text, validator)
@@ -269,12 +271,22 @@ class OpenAIProvider:
                                 "first_error": self._redact(str(first)),
                             },
                         ) from second
-        except WorkerError as exc:
+        except AIFactoryError as exc:
             # Replies that came back were billed, usable or not: the error says so, for
             # whoever counts the cost (`llm.metering`).
             if usage.total_tokens:
                 purpose = schema_name if schema is not None else "text"
-                exc.details.update(billed(served, usage, self._cost(served, usage), purpose))
+                exc.details.update(
+                    billed(served, usage, self._cost(served, usage), purpose, calls)
+                )
+            raise
+        except BaseException:
+            # Cut short (cancelled, timed out) after a reply came back: billed all the same,
+            # and nothing else will say so.
+            if usage.total_tokens:
+                purpose = schema_name if schema is not None else "text"
+                cost = self._cost(served, usage)
+                count(ModelCall(served, usage, cost, purpose, "cut short", calls))
             raise
         return LLMReply(
             text=text,
@@ -282,6 +294,7 @@ class OpenAIProvider:
             usage=usage,
             cost_usd=self._cost(served, usage),
             data=data,
+            calls=calls,
         )
 
     def _text(self, response: ChatCompletion) -> str:

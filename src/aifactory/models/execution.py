@@ -39,12 +39,14 @@ __all__ = [
 
 @attrs.frozen
 class Usage:
-    """Measured consumption of one stage (or a sum of stages)."""
+    """Measured consumption of one stage (or a sum of stages). `model_calls` counts every
+    model call billed, the ones whose reply was of no use included."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     bytes_stored: int = 0
     compute_ms: int = 0
+    model_calls: int = 0
 
     @property
     def tokens(self) -> int:
@@ -57,6 +59,7 @@ class Usage:
             self.completion_tokens + other.completion_tokens,
             self.bytes_stored + other.bytes_stored,
             self.compute_ms + other.compute_ms,
+            self.model_calls + other.model_calls,
         )
 
 

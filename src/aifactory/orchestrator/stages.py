@@ -24,7 +24,7 @@ from .._exceptions import (
     TransportError,
 )
 from .._retry import RetryPolicy
-from ..llm.metering import spent_of
+from ..llm.metering import Meter, metering, spent_of
 from ..models import StageRun, StageSpec, StorageRef
 from ..models.execution import Cost, Usage
 from ..protocol.codec import structure
@@ -49,8 +49,16 @@ def _spent(error: AIFactoryError) -> tuple[Usage, Cost] | None:
     found = spent_of(error)
     if found is None:
         return None
-    tokens, usd = found
-    return Usage(tokens.prompt_tokens, tokens.completion_tokens), Cost(llm_usd=usd)
+    tokens, usd, calls = found
+    return Usage(tokens.prompt_tokens, tokens.completion_tokens, model_calls=calls), Cost(
+        llm_usd=usd
+    )
+
+
+def _metered(meter: Meter) -> tuple[Usage, Cost]:
+    tokens = meter.usage
+    usage = Usage(tokens.prompt_tokens, tokens.completion_tokens, model_calls=meter.requests)
+    return usage, Cost(llm_usd=meter.cost_usd)
 
 
 class _AllBusy(Exception):
@@ -189,27 +197,35 @@ class StageRunner:
             finished_at=run.finished_at,
         )
         await self.e.quota.reserve(live.execution, stage.id, accepted.estimate.cost_usd)
-        try:
-            reply = await self._process(
-                live,
-                stage,
-                endpoint,
-                ProcessRequest(
-                    execution_id,
-                    stage.id,
-                    run.attempt,
-                    accepted.handshake_id,
-                    None if input_ref.data is not None else input_ref,
-                ),
-            )
-        except BaseException as exc:
-            with anyio.CancelScope(shield=True):
-                await self.e.quota.release(live.execution, stage.id)
-            if isinstance(exc, StageTimeoutError | TransportError):
-                avoid.append(endpoint)  # the next attempt goes to another endpoint if any
-            if isinstance(exc, AIFactoryError):
-                await self.records.error(live, stage, exc.message, _spent(exc))
-            raise
+        # An in-process worker's model calls count here too as they are made: an attempt cut
+        # short (timed out, cancelled) says nothing of them, but they were billed.
+        with metering() as watched:
+            try:
+                reply = await self._process(
+                    live,
+                    stage,
+                    endpoint,
+                    ProcessRequest(
+                        execution_id,
+                        stage.id,
+                        run.attempt,
+                        accepted.handshake_id,
+                        None if input_ref.data is not None else input_ref,
+                    ),
+                )
+            except BaseException as exc:
+                with anyio.CancelScope(shield=True):
+                    await self.e.quota.release(live.execution, stage.id)
+                    if isinstance(exc, StageTimeoutError | TransportError):
+                        avoid.append(endpoint)  # the next attempt goes to another endpoint
+                    spent = _spent(exc) if isinstance(exc, AIFactoryError) else None
+                    if spent is None and watched.calls:
+                        spent = _metered(watched)
+                    if isinstance(exc, AIFactoryError):
+                        await self.records.error(live, stage, exc.message, spent)
+                    elif spent is not None:
+                        await self.records.error(live, stage, "cancelled", spent)
+                raise
         return reply, endpoint
 
     async def _handshake(

@@ -45,7 +45,8 @@ def usage_json(usage: Usage) -> str:
     """A `Usage` column (key-sorted, like the codec)."""
     return (
         f'{{"bytes_stored":{usage.bytes_stored},"completion_tokens":{usage.completion_tokens},'
-        f'"compute_ms":{usage.compute_ms},"prompt_tokens":{usage.prompt_tokens}}}'
+        f'"compute_ms":{usage.compute_ms},"model_calls":{usage.model_calls},'
+        f'"prompt_tokens":{usage.prompt_tokens}}}'
     )
 
 

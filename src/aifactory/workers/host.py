@@ -274,7 +274,11 @@ def _with_usage(summary: StageSummary, measured: Usage, meter: Meter) -> StageSu
     if meter.calls:
         tokens = meter.usage
         usage = Usage(
-            tokens.prompt_tokens, tokens.completion_tokens, usage.bytes_stored, usage.compute_ms
+            tokens.prompt_tokens,
+            tokens.completion_tokens,
+            usage.bytes_stored,
+            usage.compute_ms,
+            meter.requests,
         )
         cost = Cost(meter.cost_usd, cost.storage_usd, cost.compute_usd)
     # Built directly rather than with attrs.evolve: this runs for every stage.
