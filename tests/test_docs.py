@@ -113,10 +113,12 @@ PAGES: dict[str, Page] = {
         configs=("config",),
     ),
     "docs/accounts.md": Page(
-        run=3,
-        # What the page prints: the changed client, and a reset whose password is hidden.
+        run=4,
+        # What the page prints: the changed client, its empty month's usage, and a reset
+        # whose password is hidden.
         expect=(
             r"^Acme premium 120$",
+            r"^\d{4}-\d{2} 0 0 0$",
             r"^PasswordReset\(user=User\(.*password='<hidden>', sessions_revoked=0\)$",
         ),
     ),

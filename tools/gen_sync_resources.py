@@ -52,6 +52,7 @@ from ..models import (
     Template,
     Tier,
     Urgency,
+    UsageReport,
     User,
     WebhookDelivery,
 )

@@ -24,6 +24,7 @@ from .kam.notifier import EventNotifier, Notifier, Notifiers
 from .kam.recommend import Recommender
 from .kam.requests import RequestService
 from .kam.settlement import Settlement
+from .kam.usage import UsageService
 from .kam.webhooks import WebhookNotifier, WebhookService, check_webhooks
 from .llm.metering import MeteredLLM
 from .orchestrator import Orchestrator, WorkerRegistry
@@ -63,6 +64,7 @@ class EmbeddedFactory:
         self.blobs = BlobStore(config.storage_config(), config.clock)
         self.audit = AuditLog(self.store, config.clock)
         self.notifications = NotificationService(self.store, config.clock)
+        self.usage = UsageService(self.store, config.clock)
         self.accounts = AccountService(
             self.store,
             self.audit,

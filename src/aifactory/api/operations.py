@@ -37,6 +37,7 @@ from ..models import (
     Role,
     StageRun,
     Template,
+    UsageReport,
     User,
     WebhookDelivery,
 )
@@ -59,7 +60,8 @@ class Operation:
     factory (`accounts.create_client`); its parameters after the principal are the
     operation's arguments, checked alike by both transports (`arguments.bind`), and its
     return type is `reply`. `public` operations need no credentials (login). `kind` says
-    what the reply is: `"json"` (the codec's form of `reply`) or `"bytes"` (a download).
+    what the reply is: `"json"` (the codec's form of `reply`) or `"bytes"` (a download, of
+    `media_type`).
     """
 
     name: str
@@ -71,6 +73,7 @@ class Operation:
     summary: str = ""
     public: bool = False
     kind: str = "json"
+    media_type: str = "application/octet-stream"
 
     @property
     def path_params(self) -> tuple[str, ...]:
@@ -92,8 +95,11 @@ def _op(
     kind: str = "json",
     *,
     handler: str,
+    media_type: str = "application/octet-stream",
 ) -> Operation:
-    return Operation(name, method, path, roles, reply, handler, summary, roles is _PUBLIC, kind)
+    return Operation(
+        name, method, path, roles, reply, handler, summary, roles is _PUBLIC, kind, media_type
+    )
 
 
 _R = "/api/kam/requests"
@@ -172,6 +178,26 @@ OPERATIONS: tuple[Operation, ...] = (
         Client,
         "Change a client's name, tier, monthly budget or whether it is active",
         handler="administration.update_client",
+    ),
+    _op(
+        "clients.usage",
+        "GET",
+        "/api/kam/clients/{client_id}/usage",
+        _ANY,
+        UsageReport,
+        "A client's usage in a month: executions, model calls, tokens, costs",
+        handler="usage.report",
+    ),
+    _op(
+        "clients.usage_csv",
+        "GET",
+        "/api/kam/clients/{client_id}/usage.csv",
+        _ANY,
+        bytes,
+        "A client's usage in a month, as CSV",
+        kind="bytes",
+        handler="usage.report_csv",
+        media_type="text/csv; charset=utf-8",
     ),
     _op(
         "users.create",

@@ -14,6 +14,7 @@ from ..llm.metering import Meter, metering
 from ..models import (
     Deliverable,
     Execution,
+    ModelUsage,
     Principal,
     Request,
     RequestStatus,
@@ -229,10 +230,28 @@ class RequestService:
         execution); returns what was charged, for the audit log."""
         if not meter.calls:
             return {}
-        cost = meter.cost_usd
+        cost, now = meter.cost_usd, self.clock.now()
         # Each charge has its own key: charges are idempotent by key.
         key = f"{request.id}/{self.ids.new('mcall')}"
-        await self.store.charge(request.client_id, key, cost, self.clock.now())
+        calls = [
+            ModelUsage(
+                self.ids.new("mcall"),
+                request.client_id,
+                request.id,
+                "recommendation",
+                call.model,
+                call.outcome,
+                call.requests,
+                call.usage.prompt_tokens,
+                call.usage.completion_tokens,
+                call.cost_usd,
+                now,
+            )
+            for call in meter.calls
+        ]
+        async with self.store.transaction() as tx:
+            await tx.charge(request.client_id, key, cost, now)
+            await tx.add_model_usage(calls)
         return {
             "model_calls": meter.requests,
             "prompt_tokens": meter.usage.prompt_tokens,

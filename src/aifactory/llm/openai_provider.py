@@ -276,9 +276,7 @@ class OpenAIProvider:
             # whoever counts the cost (`llm.metering`).
             if usage.total_tokens:
                 purpose = schema_name if schema is not None else "text"
-                exc.details.update(
-                    billed(served, usage, self._cost(served, usage), purpose, calls)
-                )
+                exc.details.update(billed(served, usage, self._cost(served, usage), purpose, calls))
             raise
         except BaseException:
             # Cut short (cancelled, timed out) after a reply came back: billed all the same,

@@ -23,6 +23,7 @@ from .execution import (
     Usage,
 )
 from .storage_ref import StorageRef, check_key, check_namespace
+from .usage import ModelUsage, UsageLine, UsageReport
 from .webhooks import WebhookDelivery
 from .work import (
     Deliverable,
@@ -47,6 +48,7 @@ __all__ = [
     "ExecutionEvent",
     "ExecutionOwner",
     "ExecutionStatus",
+    "ModelUsage",
     "Notification",
     "ParameterSpec",
     "PasswordReset",
@@ -67,6 +69,8 @@ __all__ = [
     "TierLimits",
     "Urgency",
     "Usage",
+    "UsageLine",
+    "UsageReport",
     "User",
     "WebhookDelivery",
     "check_key",

@@ -27,6 +27,7 @@ from ..models import (
     Template,
     Tier,
     Urgency,
+    UsageReport,
     User,
     WebhookDelivery,
 )
@@ -88,6 +89,17 @@ class Clients(SyncResource[AsyncClients]):
             monthly_budget_usd=monthly_budget_usd,
             active=active,
         )
+
+    def usage(self, client_id: str, month: str | None = None) -> UsageReport:
+        """What a client used in `month` (`YYYY-MM`, UTC; default this month): executions,
+        model calls, tokens and costs, by template and by worker (client users: only their
+        own client).
+        """
+        return self._run(self._target.usage, client_id=client_id, month=month)
+
+    def usage_csv(self, client_id: str, month: str | None = None) -> bytes:
+        """`usage` as CSV (UTF-8), a row per line of the report."""
+        return self._run(self._target.usage_csv, client_id=client_id, month=month)
 
 
 class Users(SyncResource[AsyncUsers]):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import builtins
 from decimal import Decimal
 
-from ..models import ApiKeyInfo, Client, PasswordReset, Role, Tier, User
+from ..models import ApiKeyInfo, Client, PasswordReset, Role, Tier, UsageReport, User
 from ._base import AsyncResource
 
 __all__ = ["AsyncApiKeys", "AsyncClients", "AsyncUsers"]
@@ -49,6 +49,16 @@ class AsyncClients(AsyncResource):
             monthly_budget_usd=monthly_budget_usd,
             active=active,
         )
+
+    async def usage(self, client_id: str, month: str | None = None) -> UsageReport:
+        """What a client used in `month` (`YYYY-MM`, UTC; default this month): executions,
+        model calls, tokens and costs, by template and by worker (client users: only their
+        own client)."""
+        return await self._call("clients.usage", client_id=client_id, month=month)
+
+    async def usage_csv(self, client_id: str, month: str | None = None) -> bytes:
+        """`usage` as CSV (UTF-8), a row per line of the report."""
+        return await self._call("clients.usage_csv", client_id=client_id, month=month)
 
 
 class AsyncUsers(AsyncResource):

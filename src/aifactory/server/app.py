@@ -141,7 +141,7 @@ class _Api:
                 log_error(request, exc, exc.status)
                 return error_response(exc)
             if op.kind == "bytes":
-                return Response(result, media_type="application/octet-stream")
+                return Response(result, media_type=op.media_type)
             if result is None:
                 return Response(status_code=204)
             return _json(unstructure(result))

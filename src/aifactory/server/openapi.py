@@ -105,7 +105,7 @@ class _Schemas:
 
 def _reply(op: Operation, schemas: _Schemas) -> dict[str, Any]:
     if op.kind == "bytes":
-        content = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+        content = {op.media_type: {"schema": {"type": "string", "format": "binary"}}}
         return {"200": {"description": "the bytes", "content": content}}
     if op.reply is None:
         return {"204": {"description": "done"}}

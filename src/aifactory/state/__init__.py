@@ -12,7 +12,7 @@ from .._exceptions import BadInputError
 from .postgres import PostgresStore
 from .sqlite import SQLiteStore
 from .store import Store
-from .writes import CacheEntry, Claim, ExecutionWrite, Lease, Pruned
+from .writes import CacheEntry, Claim, ExecutionWrite, Lease, Pruned, SpentBy, UsageFacts
 
 __all__ = [
     "CacheEntry",
@@ -22,7 +22,9 @@ __all__ = [
     "PostgresStore",
     "Pruned",
     "SQLiteStore",
+    "SpentBy",
     "Store",
+    "UsageFacts",
     "is_postgres_url",
     "open_store",
 ]

@@ -26,6 +26,7 @@ from ..models import (
     Execution,
     ExecutionEvent,
     ExecutionStatus,
+    ModelUsage,
     Notification,
     Request,
     Session,
@@ -38,7 +39,7 @@ from ..models import (
 from ._lanes import Lane
 from ._records import Records
 from .store import Store
-from .writes import ExecutionWrite, Lease, Pruned
+from .writes import ExecutionWrite, Lease, Pruned, UsageFacts
 
 __all__ = ["ThreadedStore"]
 
@@ -371,6 +372,14 @@ class ThreadedStore:
     ) -> None:
         """`Store.add_execution`."""
         return await self._write(Records.add_execution, execution, stages, runnable)
+
+    async def add_model_usage(self, calls: Sequence[ModelUsage]) -> None:
+        """`Store.add_model_usage`."""
+        return await self._write(Records.add_model_usage, calls)
+
+    async def usage_facts(self, client_id: str, start: datetime, end: datetime) -> UsageFacts:
+        """`Store.usage_facts`."""
+        return await self._read(Records.usage_facts, client_id, start, end)
 
     async def get_execution(self, execution_id: str) -> Execution:
         """`Store.get_execution`."""

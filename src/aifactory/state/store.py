@@ -32,6 +32,7 @@ from ..models import (
     Execution,
     ExecutionEvent,
     ExecutionStatus,
+    ModelUsage,
     Notification,
     Request,
     Session,
@@ -41,7 +42,7 @@ from ..models import (
     User,
     WebhookDelivery,
 )
-from .writes import ExecutionWrite, Lease, Pruned
+from .writes import ExecutionWrite, Lease, Pruned, UsageFacts
 
 __all__ = ["Store"]
 
@@ -315,6 +316,17 @@ class Store(Protocol):
     ) -> None:
         """Store a new execution with its stage runs (all pending), atomically; `runnable`:
         any replica may take it up (else it waits to be launched)."""
+        ...
+
+    async def add_model_usage(self, calls: Sequence[ModelUsage]) -> None:
+        """Record model calls made for requests outside any execution (the ledger the usage
+        report reads; stage attempts' calls are in their stage runs)."""
+        ...
+
+    async def usage_facts(self, client_id: str, start: datetime, end: datetime) -> UsageFacts:
+        """What client `client_id` used from `start` to `end` (one month): the executions
+        created then and their stage runs, its model calls outside executions, and what its
+        budget was charged in `start`'s month (`YYYY-MM`), read as one snapshot."""
         ...
 
     async def get_execution(self, execution_id: str) -> Execution:

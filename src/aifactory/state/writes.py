@@ -1,4 +1,5 @@
-"""What the orchestrator writes about a running execution, as values the store commits whole.
+"""What the orchestrator writes about a running execution, as values the store commits whole
+(and the usage facts the store reads back for a report).
 
 A stage's commit is one `ExecutionWrite`: the stage's outcome, the execution's new totals,
 the checkpoint, the events and the result-cache entry, and perhaps the first attempt of the
@@ -10,20 +11,32 @@ raises.
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import attrs
 
 from ..models import (
     Checkpoint,
+    Cost,
     Execution,
     ExecutionEvent,
     ExecutionStatus,
+    ModelUsage,
     StageRun,
     StorageRef,
+    Usage,
 )
 
-__all__ = ["CacheEntry", "Claim", "ExecutionWrite", "Lease", "Pruned"]
+__all__ = [
+    "CacheEntry",
+    "Claim",
+    "ExecutionWrite",
+    "Lease",
+    "Pruned",
+    "SpentBy",
+    "UsageFacts",
+]
 
 
 @attrs.frozen
@@ -97,3 +110,27 @@ class Lease:
     owner: str | None
     token: int
     expires_at: datetime | None
+
+
+@attrs.frozen
+class SpentBy:
+    """What one execution, or one of its stage runs, used: `name` is the template's name (for
+    an execution) or the worker's (for a stage run)."""
+
+    execution_id: str
+    name: str
+    status: str
+    usage: Usage
+    cost: Cost
+
+
+@attrs.frozen
+class UsageFacts:
+    """What the usage report of one client and month is made of (`Store.usage_facts`): the
+    executions created in the month, their stage runs, the model calls made outside any
+    execution, and what the budget was charged in the month."""
+
+    executions: tuple[SpentBy, ...]
+    stage_runs: tuple[SpentBy, ...]
+    model_usage: tuple[ModelUsage, ...]
+    charged_usd: Decimal
