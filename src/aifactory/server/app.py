@@ -38,6 +38,7 @@ from ..models import Principal
 from ..protocol.codec import dumps, loads, unstructure
 from ._request_ids import HEADER, RequestIds, log_error, request_id_of
 from .openapi import openapi_document
+from .web import web_routes
 
 __all__ = ["MAX_BODY_BYTES", "SESSION_HEADER", "create_app", "factory_app", "serving"]
 
@@ -211,7 +212,8 @@ def factory_app(
 
     routes += [Route("/openapi.json", openapi), Route("/health", health)]
     app = Starlette(
-        routes=routes,
+        # The web frontend's pages (none under /api) act through the same operations.
+        routes=[*routes, *web_routes(factory)],
         exception_handlers={HTTPException: _not_found, Exception: _internal},
         middleware=[Middleware(RequestIds)],
     )
