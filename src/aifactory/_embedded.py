@@ -72,6 +72,7 @@ class EmbeddedFactory:
             config.ids,
             config.password_hasher,
             config.session_lifetime,
+            config.login_throttle,
         )
         self.administration = AdministrationService(
             self.store, self.audit, config.clock, config.password_hasher

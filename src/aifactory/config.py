@@ -25,7 +25,7 @@ from .auth import PasswordHasher
 from .kam.notifier import EventNotifier, Notifier
 from .kam.webhooks import Webhook
 from .llm import LLMConfig
-from .models import StagePolicy
+from .models import LoginThrottle, StagePolicy
 from .orchestrator import RetryPolicy, StoragePrices
 from .orchestrator.live import DEFAULT_TIMEOUTS
 from .state import is_postgres_url
@@ -119,6 +119,11 @@ class FactoryConfig:
     factory resumes, as soon as it opens and then every `lease_s / 3`, the executions that
     a stopped process left running (a notebook that only reads can turn it off).
 
+    `max_body_bytes` (default 1 MiB) is the largest request body the HTTP API reads: a
+    larger one, declared or streamed, is refused with 413 as soon as it passes the limit.
+    `login_throttle` says how failed logins lock an account or a client address for a
+    while (`aifactory.models.LoginThrottle`; `LoginThrottle(enabled=False)` turns it off).
+
     Raises `BadInputError` for a `home` that is neither a path nor `None` and a `state_url`
     that is not a `postgresql://` URL (an unsupported storage location is refused when its
     `StorageConfig` is built).
@@ -147,6 +152,8 @@ class FactoryConfig:
     recover: bool = True
     notifiers: Sequence[Notifier | EventNotifier] = attrs.field(default=(), converter=_notifiers)
     webhooks: Sequence[Webhook] = attrs.field(default=(), converter=_webhooks)
+    max_body_bytes: int = 1024 * 1024
+    login_throttle: LoginThrottle = attrs.field(factory=LoginThrottle)
 
     @classmethod
     def from_environment(

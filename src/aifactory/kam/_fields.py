@@ -10,7 +10,15 @@ from decimal import Decimal, InvalidOperation
 from .._exceptions import BadInputError
 from ..models import Tier
 
-__all__ = ["client_name", "display_name", "email", "money", "tier"]
+__all__ = [
+    "MAX_MONEY_USD",
+    "MONEY_STEP",
+    "client_name",
+    "display_name",
+    "email",
+    "money",
+    "tier",
+]
 
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}")
 
@@ -22,14 +30,32 @@ def email(value: str) -> str:
     return value.strip().lower()
 
 
+#: The largest amount of money (US dollars) a budget may be.
+MAX_MONEY_USD = Decimal(1_000_000_000)
+#: The smallest step of an amount of money given: cents.
+MONEY_STEP = Decimal("0.01")
+
+
 def money(value: Decimal | float | int | str, field: str) -> Decimal:
-    """A finite, non-negative amount."""
+    """A finite amount from 0 to `MAX_MONEY_USD`, in whole cents (`MONEY_STEP`)."""
+    if isinstance(value, bool) or not isinstance(value, Decimal | float | int | str):
+        raise BadInputError(f"{field} is not a number", details={"field": field})
+    if isinstance(value, str) and len(value) > 100:
+        raise BadInputError(f"{field} is not an amount of money", details={"field": field})
     try:
         amount = Decimal(str(value))
-    except InvalidOperation:
+    except (InvalidOperation, ValueError):  # ValueError: an int too long to turn into text
         raise BadInputError(f"{field} is not a number", details={"field": field}) from None
-    if not amount.is_finite() or amount < 0:
-        raise BadInputError(f"{field} must be a non-negative amount", details={"field": field})
+    if not amount.is_finite() or not 0 <= amount <= MAX_MONEY_USD:
+        raise BadInputError(
+            f"{field} must be an amount from 0 to {MAX_MONEY_USD}",
+            details={"field": field, "min": "0", "max": str(MAX_MONEY_USD)},
+        )
+    if amount != amount.quantize(MONEY_STEP):
+        raise BadInputError(
+            f"{field} is given in whole cents (at most 2 decimal places)",
+            details={"field": field, "step": str(MONEY_STEP)},
+        )
     return amount
 
 

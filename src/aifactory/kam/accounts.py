@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import math
+import secrets
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any, NoReturn
@@ -28,11 +31,12 @@ from ..auth import (
     new_session_token,
     parse_api_key,
 )
-from ..models import ApiKeyInfo, Client, Principal, Role, Session, Tier, User
+from ..models import ApiKeyInfo, Client, LoginThrottle, Principal, Role, Session, Tier, User
 from ..state import Store
 from ._fields import client_name, money
 from ._fields import email as _email
 from ._fields import tier as _tier
+from ._hashing import OffLoopHashing
 from .audit import AuditLog
 
 __all__ = ["AccountService", "LoginResult"]
@@ -43,6 +47,30 @@ _ACCOUNT_KIND = {
     Role.ACCOUNT_MANAGER: "an account manager account",
     Role.CLIENT: "a client account",
 }
+
+
+@attrs.frozen
+class _Attempt:
+    """One login attempt: the salted digest of the name typed, the client's address (if
+    known) and when (seconds since the epoch)."""
+
+    digest: str
+    address: str | None
+    now: float
+
+    @property
+    def account_key(self) -> str:
+        return f"login:account:{self.digest}"
+
+    @property
+    def keys(self) -> list[str]:
+        """The throttle's keys this attempt counts against."""
+        return [self.account_key] + ([f"login:address:{self.address}"] if self.address else [])
+
+    def keys_and_allowances(self, throttle: LoginThrottle) -> list[tuple[str, int]]:
+        """Each key with the failures it may have for free."""
+        free = [throttle.account_failures, throttle.address_failures]
+        return list(zip(self.keys, free, strict=False))
 
 
 @attrs.frozen
@@ -66,6 +94,7 @@ class AccountService:
         ids: IdFactory,
         hasher: PasswordHasher,
         session_lifetime: timedelta = SESSION_LIFETIME,
+        throttle: LoginThrottle | None = None,
     ) -> None:
         self.store = store
         self.audit = audit
@@ -73,6 +102,8 @@ class AccountService:
         self.ids = ids
         self.hasher = hasher
         self.session_lifetime = session_lifetime
+        self.throttle = throttle or LoginThrottle()
+        self._hashing = OffLoopHashing(hasher)
 
     # -- first run, login, sessions ---------------------------------------------------------
 
@@ -84,7 +115,7 @@ class AccountService:
         """
         address = _email(email)
         secret = password if password is not None else generate_password()
-        password_hash = self.hasher.hash(secret)
+        password_hash = await self._hashing.hash(secret)
         async with self.store.transaction() as tx:
             if await tx.count_admins():
                 raise ConflictError("an admin already exists; log in as that admin instead")
@@ -109,7 +140,7 @@ class AccountService:
         """
         address = _email(email)
         secret = generate_password()
-        password_hash = self.hasher.hash(secret)
+        password_hash = await self._hashing.hash(secret)
         async with self.store.transaction() as tx:
             found = await tx.find_user(address)
             if found is None:
@@ -136,7 +167,13 @@ class AccountService:
             )
         return secret, found is None
 
-    async def login(self, username: str, password: str, login_type: str = "client") -> LoginResult:
+    async def login(
+        self,
+        username: str,
+        password: str,
+        login_type: str = "client",
+        client_address: str | None = None,
+    ) -> LoginResult:
         """Check credentials and open a 24-hour session.
 
         `login_type` is `client` (client users) or `admin` (admins and account managers).
@@ -144,31 +181,42 @@ class AccountService:
         and a disabled user, so that a failed login never tells whether an email has an
         account; and, only once the password is right, with the login type that fits the
         account. Raises `BadInputError` for a login type other than those two.
+
+        Failed logins are throttled per account and per `client_address` (the HTTP server
+        gives it) by the `LoginThrottle`: while either is locked, every login for it is
+        refused with `QuotaExceededError` (429, `retry_after_s` in its details) without
+        looking at the password, the right one too. Passwords are checked off the event
+        loop, a few at a time (`OffLoopHashing`).
         """
         if login_type not in ("client", "admin"):
             raise BadInputError("loginType is 'client' or 'admin'", details={"field": "loginType"})
-        found = await self.store.find_user(str(username).strip().lower())
+        name = str(username).strip().lower()
+        attempt = await self._attempt(name, client_address)
+        await self._check_lock(attempt)
+        found = await self.store.find_user(name)
         if found is None:
-            self.hasher.burn(password)
-            return await self._refuse(username, "unknown user")
+            await self._hashing.burn(password)
+            return await self._refuse(attempt, "unknown user")
         user, stored_hash = found
-        if not self.hasher.verify(stored_hash, password):
-            return await self._refuse(username, "wrong password", user)
+        if not await self._hashing.verify(stored_hash, password):
+            return await self._refuse(attempt, "wrong password", user)
         if not user.active:
-            return await self._refuse(username, "user disabled", user)
+            return await self._refuse(attempt, "user disabled", user)
         if not await self._client_active(user):
-            return await self._refuse(username, "client disabled", user)
+            return await self._refuse(attempt, "client disabled", user)
         if (login_type == "admin") != user.role.is_staff:
             # The password is right: whoever typed it may learn which door to use.
             fits = "admin" if user.role.is_staff else "client"
             return await self._refuse(
-                username,
+                attempt,
                 f"not a {login_type} account",
                 user,
                 message=f"this is {_ACCOUNT_KIND[user.role]}: log in with login type '{fits}'",
             )
+        if self.throttle.enabled:
+            await self.store.forget_login_failures(attempt.account_key)
         if self.hasher.needs_rehash(stored_hash):
-            await self.store.set_password_hash(user.id, self.hasher.hash(password))
+            await self.store.set_password_hash(user.id, await self._hashing.hash(password))
         token = new_session_token()
         now = self.clock.now()
         session = Session(hash_token(token), user.id, now, now + self.session_lifetime)
@@ -178,18 +226,62 @@ class AccountService:
         )
         return LoginResult(token, user, session.expires_at, await self.context(user))
 
+    async def _attempt(self, name: str, client_address: str | None) -> _Attempt:
+        salt = await self.store.salt("login", secrets.token_hex(16))
+        digest = hmac.new(salt.encode(), name.encode(), hashlib.sha256).hexdigest()[:32]
+        address = None if client_address is None else str(client_address)[:100]
+        return _Attempt(digest, address, self.clock.now().timestamp())
+
+    async def _check_lock(self, attempt: _Attempt) -> None:
+        """Refuse the attempt, unheard, while its account or its address is locked."""
+        if not self.throttle.enabled:
+            return
+        waits = [
+            wait
+            for key in attempt.keys
+            if (wait := (await self.store.login_failures(key)).wait(attempt.now)) is not None
+        ]
+        if not waits:
+            return
+        wait = max(waits)
+        # Who the name belongs to is not looked up: a locked attempt learns nothing.
+        await self.audit.record(
+            "anonymous",
+            "auth.login",
+            f"name_digest:{attempt.digest}",
+            "denied",
+            reason="throttled",
+            client_address=attempt.address,
+            retry_after_s=round(wait, 3),
+        )
+        raise QuotaExceededError(
+            f"too many failed logins; try again in {math.ceil(wait)} s",
+            details={"reason": "login_throttled", "retry_after_s": round(wait, 3)},
+        )
+
     async def _refuse(
         self,
-        username: str,
+        attempt: _Attempt,
         reason: str,
         user: User | None = None,
         *,
         message: str = "invalid username or password",
     ) -> NoReturn:
+        # A name that is no account's may be anything typed there, a password included:
+        # the audit log keeps only its salted digest.
         actor = f"user:{user.id}" if user else "anonymous"
-        await self.audit.record(
-            actor, "auth.login", f"email:{str(username)[:200]}", "denied", reason=reason
-        )
+        target = f"email:{user.email}" if user else f"name_digest:{attempt.digest}"
+        locked: dict[str, float] = {}
+        if self.throttle.enabled:
+            for key, free in attempt.keys_and_allowances(self.throttle):
+                after = await self.store.note_login_failure(key, free, self.throttle, attempt.now)
+                wait = after.wait(attempt.now)
+                if wait is not None:
+                    locked[key.split(":")[1]] = round(wait, 3)
+        details: dict[str, Any] = {"reason": reason, "client_address": attempt.address}
+        if locked:
+            details["locked_s"] = locked  # this failure locked the account or the address
+        await self.audit.record(actor, "auth.login", target, "denied", **details)
         raise AuthenticationError(message)
 
     async def authenticate(self, token: str | None) -> Principal:
@@ -384,7 +476,7 @@ class AccountService:
                 "client users need a client_id; admins and account managers have none",
                 details={"field": "client_id"},
             )
-        password_hash = self.hasher.hash(password)
+        password_hash = await self._hashing.hash(password)
         user = User(
             self.ids.new("usr"),
             _email(email),

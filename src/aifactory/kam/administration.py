@@ -30,6 +30,7 @@ from ..auth import PasswordHasher, generate_password
 from ..models import Client, PasswordReset, Principal, Tier, User
 from ..state import Store
 from . import _fields
+from ._hashing import OffLoopHashing
 from .audit import AuditLog
 
 __all__ = ["AdministrationService"]
@@ -72,6 +73,7 @@ class AdministrationService:
         self.audit = audit
         self.clock = clock
         self.hasher = hasher
+        self._hashing = OffLoopHashing(hasher)
 
     async def _managed(self, principal: Principal, user_id: str, action: str) -> User:
         """The user `user_id`, if the caller may manage it; a refusal is audited.
@@ -219,7 +221,7 @@ class AdministrationService:
 
     async def _reset(self, user: User, actor: str, **how: str) -> PasswordReset:
         password = generate_password()
-        password_hash = self.hasher.hash(password)
+        password_hash = await self._hashing.hash(password)
         async with self.store.transaction() as tx:
             await tx.set_password_hash(user.id, password_hash)
             revoked = await tx.revoke_user_sessions(user.id, self.clock.now())
@@ -254,7 +256,7 @@ class AdministrationService:
         """
         user = principal.user
         found = await self.store.find_user(user.email)
-        if found is None or not self.hasher.verify(found[1], old_password):
+        if found is None or not await self._hashing.verify(found[1], old_password):
             await self.audit.record(
                 principal.actor, "auth.change_password", principal.actor, "denied"
             )
@@ -264,7 +266,7 @@ class AdministrationService:
                 "the new password is the current one", details={"field": "new_password"}
             )
         try:
-            password_hash = self.hasher.hash(new_password)
+            password_hash = await self._hashing.hash(new_password)
         except BadInputError as exc:
             raise BadInputError(exc.message, details={"field": "new_password"}) from None
         async with self.store.transaction() as tx:

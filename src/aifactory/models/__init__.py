@@ -22,6 +22,7 @@ from .execution import (
     StageRun,
     Usage,
 )
+from .logins import LoginFailures, LoginThrottle
 from .storage_ref import StorageRef, check_key, check_namespace
 from .usage import ModelUsage, UsageLine, UsageReport
 from .webhooks import WebhookDelivery
@@ -48,6 +49,8 @@ __all__ = [
     "ExecutionEvent",
     "ExecutionOwner",
     "ExecutionStatus",
+    "LoginFailures",
+    "LoginThrottle",
     "ModelUsage",
     "Notification",
     "ParameterSpec",

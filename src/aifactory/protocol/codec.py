@@ -274,13 +274,16 @@ def dumps(data: Any) -> bytes:
 
 
 def loads(raw: bytes | str) -> Any:
-    """Parse JSON. Raises `BadInputError` on malformed input, and on input nested too deeply
-    for the parser (thousands of levels: `[[[[...]]]]` would otherwise end the request with
-    a `RecursionError`)."""
+    """Parse JSON. Raises `BadInputError` on malformed input, on integers longer than Python
+    parses (`sys.get_int_max_str_digits`), and on input nested too deeply for the parser
+    (thousands of levels: `[[[[...]]]]` would otherwise end the request with a
+    `RecursionError`)."""
     try:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadInputError(f"malformed JSON: {exc}") from exc
+    except ValueError as exc:  # an integer too long to parse
+        raise BadInputError(f"malformed JSON: {str(exc).split(';')[0]}") from exc
     except RecursionError as exc:
         raise BadInputError("malformed JSON: nested too deeply") from exc
 

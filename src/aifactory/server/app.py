@@ -40,7 +40,14 @@ from ._request_ids import HEADER, RequestIds, log_error, request_id_of
 from .openapi import openapi_document
 from .web import web_routes
 
-__all__ = ["MAX_BODY_BYTES", "SESSION_HEADER", "create_app", "factory_app", "serving"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "SESSION_HEADER",
+    "create_app",
+    "factory_app",
+    "read_body",
+    "serving",
+]
 
 SESSION_HEADER = "x-bitware-session-token"
 API_KEY_HEADER = "x-api-key"
@@ -61,13 +68,33 @@ def error_response(error: AIFactoryError) -> Response:
     return response
 
 
-async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise PayloadTooLargeError(
-            f"request bodies are limited to {MAX_BODY_BYTES} bytes",
-            details={"max_bytes": MAX_BODY_BYTES},
-        )
+def _too_large(limit: int) -> PayloadTooLargeError:
+    return PayloadTooLargeError(
+        f"request bodies are limited to {limit} bytes", details={"max_bytes": limit}
+    )
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request's body, refused (`PayloadTooLargeError`) as soon as it passes `limit`
+    bytes: at once when its `Content-Length` says so, else while it streams in (chunked), so
+    that an oversize body never sits in memory. Raises `BadInputError` for a malformed
+    `Content-Length`."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not (length.isascii() and length.isdigit()):
+            raise BadInputError("malformed Content-Length header")
+        if len(length) > 19 or int(length) > limit:
+            raise _too_large(limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _too_large(limit)
+    return bytes(body)
+
+
+async def _body(request: Request, limit: int = MAX_BODY_BYTES) -> dict[str, Any]:
+    raw = await read_body(request, limit)
     if not raw.strip():
         return {}
     data = loads(raw)
@@ -81,6 +108,7 @@ class _Api:
         self.factory = factory
         self.limiter = RateLimiter(factory.store, factory.config.clock)
         self.params = factory.params
+        self.max_body_bytes = factory.config.max_body_bytes
 
     async def principal(self, request: Request) -> tuple[Principal, str | None]:
         accounts = self.factory.accounts
@@ -101,11 +129,13 @@ class _Api:
         client = await self.factory.store.get_client(principal.client_id)
         await self.limiter.take(client.id, client.limits.rate_limit_per_minute)
 
-    async def arguments(self, op: Operation, request: Request) -> dict[str, Any]:
+    async def arguments(
+        self, op: Operation, request: Request, body: dict[str, Any] | None
+    ) -> dict[str, Any]:
         params = self.params[op.name]
         by_name = {p.name: p for p in params}
         given: dict[str, Any] = dict(request.path_params)
-        if op.method == "GET":
+        if body is None:
             fields = dict(request.query_params)
             given |= {
                 name: from_query(by_name[name], text) if name in by_name else text
@@ -113,7 +143,7 @@ class _Api:
                 if name not in given
             }
         else:
-            fields = await _body(request)
+            fields = body
             given |= {name: v for name, v in fields.items() if name not in given}
         repeated = sorted(set(fields) & set(op.path_params))
         if repeated:  # a path segment given again
@@ -123,8 +153,11 @@ class _Api:
     def endpoint(self, op: Operation) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:
             try:
+                # The body is read (within the size limit) before any authentication work.
+                body = None if op.method == "GET" else await _body(request, self.max_body_bytes)
                 if op.name == "auth.login":
-                    return await self.login(request)
+                    assert body is not None
+                    return await self.login(request, body)
                 principal, token = await self.principal(request)
                 authorize(op.name, principal.role)
                 await self.limit(principal)
@@ -134,13 +167,18 @@ class _Api:
                     await self.factory.accounts.logout(principal, token)
                     return Response(status_code=204)
                 result = self.factory.handlers[op.name](
-                    principal, **await self.arguments(op, request)
+                    principal, **await self.arguments(op, request, body)
                 )
                 if inspect.isawaitable(result):
                     result = await result
             except AIFactoryError as exc:
                 log_error(request, exc, exc.status)
                 return error_response(exc)
+            except Exception as exc:  # a bug: answered here, not re-raised
+                # Starlette's last-resort handler re-raises after answering, and uvicorn
+                # then drops the keep-alive connection; answered here, the connection
+                # stays usable. The traceback goes to the log only.
+                return _internal_error(request, exc)
             if op.kind == "bytes":
                 return Response(result, media_type=op.media_type)
             if result is None:
@@ -150,18 +188,15 @@ class _Api:
         handle.__name__ = op.name.replace(".", "_")
         return handle
 
-    async def login(self, request: Request) -> Response:
-        body = await _body(request)
+    async def login(self, request: Request, body: dict[str, Any]) -> Response:
         unknown = sorted(set(body) - {"username", "password", "loginType"})
         if unknown:
             raise BadInputError(f"unknown fields {unknown}", details={"fields": unknown})
-        username, password = body.get("username"), body.get("password")
-        login_type = body.get("loginType", "client")
-        if not (
-            isinstance(username, str) and isinstance(password, str) and isinstance(login_type, str)
-        ):
-            raise BadInputError("username, password and loginType are strings")
-        result = await self.factory.accounts.login(username, password, login_type)
+        given = {"login_type" if k == "loginType" else k: v for k, v in body.items()}
+        address = request.client.host if request.client else None
+        result = await self.factory.accounts.login(
+            **bind(self.params["auth.login"], given), client_address=address
+        )
         return _json(
             {
                 "success": True,
@@ -181,6 +216,10 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 
 async def _internal(request: Request, exc: Exception) -> Response:
+    return _internal_error(request, exc)
+
+
+def _internal_error(request: Request, exc: Exception) -> Response:
     # Never leak a traceback: the operator's log has it, under the request's id; the caller
     # gets a plain error and the id to quote.
     log_error(request, exc, 500)

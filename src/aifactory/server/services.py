@@ -40,7 +40,7 @@ from ..orchestrator import Artifact, ExecutionReport, LocalControl, RetryPolicy
 from ..protocol.codec import dumps, loads, structure, unstructure
 from ..transports._http import error_for, transport_error
 from ._request_ids import RequestIds, log_error
-from .app import MAX_BODY_BYTES, error_response, factory_app
+from .app import MAX_BODY_BYTES, error_response, factory_app, read_body
 
 __all__ = [
     "SERVICE_RETRY",
@@ -206,9 +206,7 @@ def _signed(
 ) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         try:
-            body = await request.body()
-            if len(body) > MAX_BODY_BYTES:
-                raise BadInputError("request body too large")
+            body = await read_body(request, MAX_BODY_BYTES)
             path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             verifier.verify(request.method, path, request.headers, body)
             data = loads(body) if body.strip() else {}

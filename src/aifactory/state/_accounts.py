@@ -13,6 +13,8 @@ from ..models import (
     AuditEvent,
     Client,
     Deliverable,
+    LoginFailures,
+    LoginThrottle,
     Notification,
     Request,
     Role,
@@ -426,6 +428,52 @@ class AccountRecords(Database):
                 (left, max(now, float(at)), key),
             )
             return wait
+
+    def login_failures(self, key: str) -> LoginFailures:
+        """`key`'s failed logins (none recorded: zero)."""
+        row = self._execute(
+            "SELECT failures, last_at, locked_until FROM login_failures WHERE key = ?", (key,)
+        ).fetchone()
+        return LoginFailures() if row is None else LoginFailures(int(row[0]), *map(float, row[1:]))
+
+    def note_login_failure(
+        self, key: str, free: int, throttle: LoginThrottle, now: float
+    ) -> LoginFailures:
+        """Count one failed login for `key` (see `LoginThrottle.after_failure`); its failures
+        after. Atomic across processes."""
+        lock = " FOR UPDATE" if self.dialect == "postgresql" else ""
+        with self.transaction():
+            self._execute(
+                "INSERT INTO login_failures(key, failures, last_at, locked_until) "
+                "VALUES (?, 0, ?, 0) ON CONFLICT(key) DO NOTHING",
+                (key, now),
+            )
+            row = self._execute(
+                "SELECT failures, last_at, locked_until FROM login_failures "  # noqa: S608
+                f"WHERE key = ?{lock}",
+                (key,),
+            ).fetchone()
+            seen = LoginFailures(int(row[0]), float(row[1]), float(row[2]))
+            after = throttle.after_failure(seen, free, now)
+            self._execute(
+                "UPDATE login_failures SET failures = ?, last_at = ?, locked_until = ? "
+                "WHERE key = ?",
+                (after.failures, after.last_at, after.locked_until, key),
+            )
+            return after
+
+    def forget_login_failures(self, key: str) -> None:
+        """Forget `key`'s failed logins (after a successful login)."""
+        self._execute("DELETE FROM login_failures WHERE key = ?", (key,))
+
+    def salt(self, name: str, candidate: str) -> str:
+        """The database's salt called `name`: `candidate` if it had none yet (it keeps the
+        first one stored, across processes)."""
+        self._execute(
+            "INSERT INTO salts(name, value) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
+            (name, candidate),
+        )
+        return str(self._execute("SELECT value FROM salts WHERE name = ?", (name,)).fetchone()[0])
 
     def append_audit(
         self,

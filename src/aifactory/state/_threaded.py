@@ -26,6 +26,8 @@ from ..models import (
     Execution,
     ExecutionEvent,
     ExecutionStatus,
+    LoginFailures,
+    LoginThrottle,
     ModelUsage,
     Notification,
     Request,
@@ -335,6 +337,24 @@ class ThreadedStore:
         """`Store.take_rate_token`."""
         return await self._write(Records.take_rate_token, key, per_minute, now)
 
+    async def login_failures(self, key: str) -> LoginFailures:
+        """`Store.login_failures`."""
+        return await self._read(Records.login_failures, key)
+
+    async def note_login_failure(
+        self, key: str, free: int, throttle: LoginThrottle, now: float
+    ) -> LoginFailures:
+        """`Store.note_login_failure`."""
+        return await self._write(Records.note_login_failure, key, free, throttle, now)
+
+    async def forget_login_failures(self, key: str) -> None:
+        """`Store.forget_login_failures`."""
+        return await self._write(Records.forget_login_failures, key)
+
+    async def salt(self, name: str, candidate: str) -> str:
+        """`Store.salt`."""
+        return await self._write(Records.salt, name, candidate)
+
     async def append_audit(
         self,
         at: datetime,
@@ -350,6 +370,14 @@ class ThreadedStore:
     async def list_audit(self, *, action: str | None = None, limit: int = 100) -> list[AuditEvent]:
         """`Store.list_audit`."""
         return await self._read(lambda db: db.list_audit(action=action, limit=limit))
+
+    async def add_model_usage(self, calls: Sequence[ModelUsage]) -> None:
+        """`Store.add_model_usage`."""
+        return await self._write(Records.add_model_usage, calls)
+
+    async def usage_facts(self, client_id: str, start: datetime, end: datetime) -> UsageFacts:
+        """`Store.usage_facts`."""
+        return await self._read(Records.usage_facts, client_id, start, end)
 
     async def add_webhook_delivery(self, delivery: WebhookDelivery) -> None:
         """`Store.add_webhook_delivery`."""
@@ -372,14 +400,6 @@ class ThreadedStore:
     ) -> None:
         """`Store.add_execution`."""
         return await self._write(Records.add_execution, execution, stages, runnable)
-
-    async def add_model_usage(self, calls: Sequence[ModelUsage]) -> None:
-        """`Store.add_model_usage`."""
-        return await self._write(Records.add_model_usage, calls)
-
-    async def usage_facts(self, client_id: str, start: datetime, end: datetime) -> UsageFacts:
-        """`Store.usage_facts`."""
-        return await self._read(Records.usage_facts, client_id, start, end)
 
     async def get_execution(self, execution_id: str) -> Execution:
         """`Store.get_execution`."""

@@ -32,6 +32,8 @@ from ..models import (
     Execution,
     ExecutionEvent,
     ExecutionStatus,
+    LoginFailures,
+    LoginThrottle,
     ModelUsage,
     Notification,
     Request,
@@ -278,6 +280,26 @@ class Store(Protocol):
         may go, else the seconds until it may (atomic across processes)."""
         ...
 
+    async def login_failures(self, key: str) -> LoginFailures:
+        """`key`'s failed logins (an account's or a client address's; none: zero)."""
+        ...
+
+    async def note_login_failure(
+        self, key: str, free: int, throttle: LoginThrottle, now: float
+    ) -> LoginFailures:
+        """Count one failed login for `key`, which `free` failures cost nothing, under
+        `throttle` at `now` (seconds); its failures after (atomic across processes)."""
+        ...
+
+    async def forget_login_failures(self, key: str) -> None:
+        """Forget `key`'s failed logins."""
+        ...
+
+    async def salt(self, name: str, candidate: str) -> str:
+        """The database's random salt called `name`, which `candidate` becomes if it has none
+        yet (every process sharing the database gets the same one)."""
+        ...
+
     async def append_audit(
         self,
         at: datetime,
@@ -292,6 +314,17 @@ class Store(Protocol):
 
     async def list_audit(self, *, action: str | None = None, limit: int = 100) -> list[AuditEvent]:
         """Audit events, newest first, optionally of one action."""
+        ...
+
+    async def add_model_usage(self, calls: Sequence[ModelUsage]) -> None:
+        """Record model calls made for requests outside any execution (the ledger the usage
+        report reads; stage attempts' calls are in their stage runs)."""
+        ...
+
+    async def usage_facts(self, client_id: str, start: datetime, end: datetime) -> UsageFacts:
+        """What client `client_id` used from `start` to `end` (one month): the executions
+        created then and their stage runs, its model calls outside executions, and what its
+        budget was charged in `start`'s month (`YYYY-MM`), read as one snapshot."""
         ...
 
     async def add_webhook_delivery(self, delivery: WebhookDelivery) -> None:
@@ -316,17 +349,6 @@ class Store(Protocol):
     ) -> None:
         """Store a new execution with its stage runs (all pending), atomically; `runnable`:
         any replica may take it up (else it waits to be launched)."""
-        ...
-
-    async def add_model_usage(self, calls: Sequence[ModelUsage]) -> None:
-        """Record model calls made for requests outside any execution (the ledger the usage
-        report reads; stage attempts' calls are in their stage runs)."""
-        ...
-
-    async def usage_facts(self, client_id: str, start: datetime, end: datetime) -> UsageFacts:
-        """What client `client_id` used from `start` to `end` (one month): the executions
-        created then and their stage runs, its model calls outside executions, and what its
-        budget was charged in `start`'s month (`YYYY-MM`), read as one snapshot."""
         ...
 
     async def get_execution(self, execution_id: str) -> Execution:

@@ -67,7 +67,8 @@ class InProcessFactoryTransport:
     async def login(self, username: str, password: str, login_type: str) -> LoginResult:
         """Check credentials and open a session."""
         operation("auth.login")
-        return await self.factory.accounts.login(username, password, login_type)
+        given = {"username": username, "password": password, "login_type": login_type}
+        return await self.factory.accounts.login(**bind(self.factory.params["auth.login"], given))
 
     async def call(self, name: str, token: str, /, **arguments: Any) -> Any:
         """Authenticate `token`, check the operation's permission, and run it."""

@@ -17,6 +17,7 @@ import anyio
 import httpx
 
 from .._exceptions import AIFactoryError, PermissionDeniedError, TransportError
+from ..api.arguments import sound
 from ..api.operations import operation
 from ..auth.tokens import API_KEY_PREFIX
 from ..kam.accounts import LoginResult
@@ -76,6 +77,8 @@ class HttpFactoryTransport:
 
     async def login(self, username: str, password: str, login_type: str) -> LoginResult:
         """`POST /api/auth/login`. Raises `AuthenticationError` like the embedded factory."""
+        for field, value in (("username", username), ("password", password)):
+            sound(value, field)  # as the server would: text JSON can carry at all
         response = await self._send(
             "POST",
             operation("auth.login").path,
@@ -93,6 +96,12 @@ class HttpFactoryTransport:
     async def call(self, name: str, token: str, /, **arguments: Any) -> Any:
         """Carry out operation `name`, authenticated by a session token or an API key."""
         op = operation(name)
+        for field, value in unstructure(
+            {k: v for k, v in arguments.items() if v is not None}
+        ).items():
+            # Refused as the server refuses them, before a value JSON or a URL cannot carry
+            # (a lone surrogate, NaN) fails in an encoder with an error of another kind.
+            sound(value, field)
         path = op.path
         for param in op.path_params:
             path = path.replace("{" + param + "}", quote(str(arguments.pop(param)), safe=""))
