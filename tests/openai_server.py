@@ -71,7 +71,10 @@ class ScriptedCompletion:
     """A successful completion; `content` is JSON-encoded unless it is a `str` (or `None`,
     as when the model refuses and says why in `refusal`).
 
-    Usage defaults to an estimate from the text lengths (about four characters a token).
+    Usage defaults to an estimate from the text lengths (about four characters a token). A
+    request's `max_tokens` is honoured as a real server does: a longer completion is cut to
+    it (its content too, at four characters a token) and ends with `finish_reason`
+    `"length"`.
     `delay_s` holds the answer back that long (without blocking other requests), to make a
     client time out.
     """
@@ -354,6 +357,12 @@ class OpenAIServer:
         completion_tokens = reply.completion_tokens
         if completion_tokens is None:
             completion_tokens = _tokens(content or reply.refusal or "")
+        finish_reason = reply.finish_reason
+        limit = body.get("max_tokens")
+        if isinstance(limit, int) and completion_tokens > limit:
+            # As a real server does: the completion stops at `max_tokens`, cut short.
+            completion_tokens, finish_reason = limit, "length"
+            content = None if content is None else content[: limit * 4]
         with self._lock:
             self.billed.append((prompt_tokens, completion_tokens))
         return {
@@ -370,7 +379,7 @@ class OpenAIServer:
                         "content": content,
                         "refusal": reply.refusal,
                     },
-                    "finish_reason": reply.finish_reason,
+                    "finish_reason": finish_reason,
                     "logprobs": None,
                 }
             ],

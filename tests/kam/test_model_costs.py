@@ -19,7 +19,7 @@ from aifactory.models import ExecutionStatus
 from aifactory.workers import FetchPolicy
 from tests.helpers import People, fast_config, setup_people
 from tests.kam.test_ai_pipeline import _catalogue
-from tests.openai_server import OpenAIServer, server_error
+from tests.openai_server import OpenAIServer, ScriptedCompletion, server_error
 from tests.schema_model import answer
 from tests.workers.feeds.conftest import FeedServer
 
@@ -162,3 +162,30 @@ async def test_a_cancelled_run_is_charged_for_the_replies_that_came_back(
         [research] = [s for s in stages if s.stage_id == "research"]
         assert research.usage.tokens == model.billed_tokens
         assert await _used(people) == final.cost.total_usd
+
+
+async def test_a_stage_spends_no_more_than_the_budget_leaves_but_one_prompt(
+    model: OpenAIServer,
+) -> None:
+    budget = Decimal("0.05")  # quick_research's estimate: admitted, and nothing more
+    async with AsyncFactory.embedded(config=_config(model)) as factory:
+        people = await setup_people(factory, tier="basic", budget=budget)
+        # A runaway reply: 100 million completion tokens would cost 60 USD. The model's
+        # request carries a max_tokens that what is left pays for; the server honours it.
+        model.add(ScriptedCompletion("not json " * 10, completion_tokens=10**8))
+        request = await people.ana.requests.create(title="A course on welding safety")
+        await people.admin.requests.assign_template(request.id, "quick_research")
+        execution = await people.admin.requests.execute(request.id)
+        final = await people.admin.executions.wait(execution.id, timeout_s=60)
+        assert final.status is ExecutionStatus.FAILED
+        assert "budget" in (final.error or "")
+        sent = [c.get("max_tokens") for c in model.completions]
+        assert sent
+        assert all(isinstance(cap, int) and cap > 0 for cap in sent)
+        assert sent == sorted(sent, reverse=True)  # each call gets what is left
+        # Spent: what the server billed, charged; over the budget by less than one prompt.
+        spent = _billed_usd(model)
+        assert final.cost.llm_usd == spent
+        assert await _used(people) == final.cost.total_usd
+        prompts = [PRICES.cost("gpt-4o-mini", TokenUsage(p, 0)) for p, _ in model.billed]
+        assert budget * Decimal("0.9") < spent <= budget + max(prompts)

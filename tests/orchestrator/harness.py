@@ -132,7 +132,7 @@ class Budget:
     held: dict[str, Decimal] = attrs.field(factory=dict)
     log: list[tuple[str, str, Decimal]] = attrs.field(factory=list)
 
-    async def reserve(self, execution: Any, stage_id: str, amount: Decimal) -> None:
+    async def reserve(self, execution: Any, stage_id: str, amount: Decimal) -> Decimal | None:
         from aifactory import QuotaExceededError
 
         self.log.append(("reserve", stage_id, amount))

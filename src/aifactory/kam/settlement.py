@@ -49,12 +49,14 @@ class Settlement:
 
     # -- QuotaGate ------------------------------------------------------------------------
 
-    async def reserve(self, execution: Execution, stage_id: str, amount: Decimal) -> None:
-        """Hold a stage's estimate. Raises `QuotaExceededError` if the budget cannot cover it."""
-        if execution.client_id is not None:
-            await self.store.reserve(
-                execution.client_id, execution.id, stage_id, amount, self.clock.now()
-            )
+    async def reserve(self, execution: Execution, stage_id: str, amount: Decimal) -> Decimal | None:
+        """Hold a stage's estimate; return the most the stage may spend. Raises
+        `QuotaExceededError` if the budget cannot cover the estimate."""
+        if execution.client_id is None:
+            return None
+        return await self.store.reserve(
+            execution.client_id, execution.id, stage_id, amount, self.clock.now()
+        )
 
     async def settle(self, execution: Execution, stage_id: str, cost: Decimal) -> None:
         """Replace a stage's hold by its actual cost (until the execution is charged)."""

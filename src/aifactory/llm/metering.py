@@ -19,14 +19,16 @@ from typing import Any
 
 import attrs
 
-from .._exceptions import AIFactoryError
+from .._exceptions import AIFactoryError, QuotaExceededError
 from .base import LLM, LLMReply, Message, TokenUsage
+from .prices import ModelPrice
 
 __all__ = [
     "Meter",
     "MeteredLLM",
     "ModelCall",
     "billed",
+    "completion_cap",
     "count",
     "metering",
     "spent",
@@ -60,6 +62,19 @@ class Meter:
 
     calls: list[ModelCall] = attrs.field(factory=list)
     outer: Meter | None = attrs.field(default=None, repr=False)
+    #: The most the work may spend on models (USD), if bounded: see `completion_cap`.
+    limit_usd: Decimal | None = None
+
+    def left(self) -> Decimal | None:
+        """What the work may still spend: the least any bounded meter around it leaves."""
+        least: Decimal | None = None
+        meter: Meter | None = self
+        while meter is not None:
+            if meter.limit_usd is not None:
+                room = meter.limit_usd - meter.cost_usd
+                least = room if least is None else min(least, room)
+            meter = meter.outer
+        return least
 
     def record(self, call: ModelCall) -> None:
         """Count `call`, here and in the meters around this one."""
@@ -100,6 +115,39 @@ def metering(meter: Meter | None = None) -> Iterator[Meter]:
         yield meter
     finally:
         _current.reset(token)
+
+
+_MILLION = Decimal(1_000_000)
+
+
+def completion_cap(
+    pending_usd: Decimal, price: ModelPrice | None, prompt_tokens: int
+) -> int | None:
+    """The most completion tokens the next model call of the current work may ask for, so
+    that the call cannot spend more than the work has left: `None` when the work is not
+    bounded (or the model's price is unknown).
+
+    `pending_usd` is what the caller has spent in this call already (a first reply before
+    its re-ask) and not yet reported; `prompt_tokens` estimates the next prompt, whose
+    cost is set aside first. Since a call then costs at most what was left plus what its
+    prompt cost beyond the estimate, the work overruns its bound by less than one call's
+    prompt, and makes no call once nothing is left.
+
+    Raises `QuotaExceededError` when what is left does not pay for one completion token.
+    """
+    meter = _current.get()
+    left = None if meter is None else meter.left()
+    if left is None or price is None or price.completion_per_million <= 0:
+        return None
+    room = left - pending_usd - prompt_tokens * price.prompt_per_million / _MILLION
+    tokens = int(room * _MILLION / price.completion_per_million) if room > 0 else 0
+    if tokens < 1:
+        available = max(left - pending_usd, Decimal(0))
+        raise QuotaExceededError(
+            f"the budget left for this work ({available} USD) does not pay for another model call",
+            details={"reason": "budget", "available_usd": str(available)},
+        )
+    return tokens
 
 
 def count(call: ModelCall) -> None:

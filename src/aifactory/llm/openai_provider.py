@@ -45,7 +45,7 @@ from .._exceptions import (
 from .._retry import RetryPolicy
 from ._structured import RejectedReply, parse_reply, reask, schema_validator
 from .base import LLMReply, Message, TokenUsage
-from .metering import ModelCall, billed, count
+from .metering import ModelCall, billed, completion_cap, count
 from .prices import PriceTable
 
 if TYPE_CHECKING:
@@ -239,7 +239,8 @@ class OpenAIProvider:
         usage = TokenUsage()
         served, calls = self._model, 0
         try:
-            response = await self._create(conversation, response_format, temperature, max_tokens)
+            cap = self._cap(max_tokens, served, usage, conversation)
+            response = await self._create(conversation, response_format, temperature, cap)
             served, usage = response.model or served, usage + _usage(response)
             calls += 1
             text = self._text(response)
@@ -252,9 +253,8 @@ class OpenAIProvider:
                         {"role": "assistant", "content": text},
                         {"role": "user", "content": reask(first, schema_name)},
                     ]
-                    response = await self._create(
-                        conversation, response_format, temperature, max_tokens
-                    )
+                    cap = self._cap(max_tokens, served, usage, conversation)
+                    response = await self._create(conversation, response_format, temperature, cap)
                     served, usage = response.model or served, usage + _usage(response)
                     calls += 1
                     text = self._text(response)
@@ -307,6 +307,24 @@ class OpenAIProvider:
                 details={"model": self._model, "refusal": refusal or None},
             )
         return message.content
+
+    def _cap(
+        self,
+        max_tokens: int | None,
+        served: str,
+        usage: TokenUsage,
+        conversation: list[ChatCompletionMessageParam],
+    ) -> int | None:
+        """`max_tokens`, lowered to what the work's budget leaves (`metering.completion_cap`;
+        `usage`: this call's replies so far). Raises `QuotaExceededError` when nothing is
+        left."""
+        # About four characters a token, with each message's few tokens of framing.
+        prompt = sum(4 + len(str(m.get("content") or "")) // 4 for m in conversation)
+        price = self._prices.price(self._model) or self._prices.price(served)
+        cap = completion_cap(self._cost(served, usage), price, prompt)
+        if cap is None:
+            return max_tokens
+        return cap if max_tokens is None else min(cap, max_tokens)
 
     def _cost(self, served_model: str, usage: TokenUsage) -> Decimal:
         # Price by the configured name; a server may answer with a dated snapshot's name.

@@ -19,8 +19,9 @@ __all__ = ["QuotaGate", "Unlimited"]
 class QuotaGate(Protocol):
     """The account side's budget keeper."""
 
-    async def reserve(self, execution: Execution, stage_id: str, amount: Decimal) -> None:
-        """Hold `amount` for a stage. Raises `QuotaExceededError` if it is not available."""
+    async def reserve(self, execution: Execution, stage_id: str, amount: Decimal) -> Decimal | None:
+        """Hold `amount` for a stage; return the most it may spend (`None`: unbounded).
+        Raises `QuotaExceededError` if `amount` is not available."""
         ...
 
     async def settle(self, execution: Execution, stage_id: str, cost: Decimal) -> None:
@@ -35,8 +36,9 @@ class QuotaGate(Protocol):
 class Unlimited:
     """A gate that never refuses (executions that belong to no client)."""
 
-    async def reserve(self, execution: Execution, stage_id: str, amount: Decimal) -> None:
-        """Nothing to hold."""
+    async def reserve(self, execution: Execution, stage_id: str, amount: Decimal) -> Decimal | None:
+        """Nothing to hold: no bound."""
+        return None
 
     async def settle(self, execution: Execution, stage_id: str, cost: Decimal) -> None:
         """Nothing to settle."""

@@ -196,7 +196,14 @@ class StageRunner:
             started_at=run.started_at,
             finished_at=run.finished_at,
         )
-        await self.e.quota.reserve(live.execution, stage.id, accepted.estimate.cost_usd)
+        # The stage holds what its earlier attempts spent and this one's estimate; this
+        # attempt may spend what the stage may, less what they spent.
+        before = run.cost.total_usd
+        budget = await self.e.quota.reserve(
+            live.execution, stage.id, before + accepted.estimate.cost_usd
+        )
+        if budget is not None:
+            budget -= before
         # An in-process worker's model calls count here too as they are made: an attempt cut
         # short (timed out, cancelled) says nothing of them, but they were billed.
         with metering() as watched:
@@ -211,11 +218,11 @@ class StageRunner:
                         run.attempt,
                         accepted.handshake_id,
                         None if input_ref.data is not None else input_ref,
+                        budget,
                     ),
                 )
             except BaseException as exc:
                 with anyio.CancelScope(shield=True):
-                    await self.e.quota.release(live.execution, stage.id)
                     if isinstance(exc, StageTimeoutError | TransportError):
                         avoid.append(endpoint)  # the next attempt goes to another endpoint
                     spent = _spent(exc) if isinstance(exc, AIFactoryError) else None
@@ -225,6 +232,13 @@ class StageRunner:
                         await self.records.error(live, stage, exc.message, spent)
                     elif spent is not None:
                         await self.records.error(live, stage, "cancelled", spent)
+                    # What the stage's attempts spent stays held, so that a retry (or another
+                    # execution) cannot spend it again before the execution is charged.
+                    so_far = live.runs[stage.id].cost.total_usd
+                    if so_far > 0:
+                        await self.e.quota.settle(live.execution, stage.id, so_far)
+                    else:
+                        await self.e.quota.release(live.execution, stage.id)
                 raise
         return reply, endpoint
 
@@ -343,7 +357,8 @@ class StageRunner:
         execution, ready = await self.records.success(
             live, stage, output_ref, summary, cost, cached=cached, cache_key=cache_key
         )
-        await e.quota.settle(execution, stage.id, cost.total_usd)
+        # Its earlier attempts' spend included (the run's cost).
+        await e.quota.settle(execution, stage.id, live.runs[stage.id].cost.total_usd)
         if not summary.continue_pipeline:
             live.stop = True
         e.touch(execution.id)

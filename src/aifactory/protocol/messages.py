@@ -77,7 +77,9 @@ class ProcessRequest:
     """Do the work you accepted.
 
     `data_ref` names the stage input when it is stored (`kv://`, `r2://`); an inline input
-    already travelled with the handshake and is not sent twice.
+    already travelled with the handshake and is not sent twice. `budget_usd` is the most
+    the attempt may spend on models (`None`: unbounded); the host bounds each model call
+    by what is left of it (`aifactory.llm.metering.completion_cap`).
     """
 
     execution_id: str
@@ -85,6 +87,7 @@ class ProcessRequest:
     attempt: int
     handshake_id: str
     data_ref: StorageRef | None = None
+    budget_usd: Decimal | None = None
 
 
 @attrs.frozen

@@ -349,18 +349,20 @@ class AccountRecords(Database):
         at: datetime,
         *,
         check: bool = True,
-    ) -> None:
+    ) -> Decimal | None:
         """Hold `amount` of the client's budget for a stage (replacing its earlier hold).
 
-        With `check`, raises `QuotaExceededError` if the execution cannot spend that much
-        more: what it may spend is the larger of its admission hold and what the budget
-        leaves after usage and other executions' holds, less its other stages' holds.
-        Without, the hold records a cost already incurred.
+        With `check`, returns what the stage may spend at most, and raises
+        `QuotaExceededError` if that is less than `amount`: the larger of the execution's
+        admission hold and what the budget leaves after usage and other executions' holds,
+        less its other stages' holds. Without, the hold records a cost already incurred
+        (`None`).
         """
         with self.transaction():
             client = self._locked_client(client_id)
             holds = self._holds(client_id)
             admission, _ = holds.pop(execution_id, (Decimal(0), Decimal(0)))
+            available = None
             if check:
                 rows = self._execute(
                     "SELECT amount_usd FROM reservations "
@@ -385,6 +387,7 @@ class AccountRecords(Database):
                         },
                     )
             self._hold(client_id, execution_id, stage_id, amount, at)
+            return available
 
     def _hold(
         self, client_id: str, execution_id: str, stage_id: str, amount: Decimal, at: datetime

@@ -323,7 +323,7 @@ class ThreadedStore:
         at: datetime,
         *,
         check: bool = True,
-    ) -> None:
+    ) -> Decimal | None:
         """`Store.reserve`."""
         return await self._write(
             lambda db: db.reserve(client_id, execution_id, stage_id, amount, at, check=check)

@@ -262,13 +262,14 @@ class Store(Protocol):
         at: datetime,
         *,
         check: bool = True,
-    ) -> None:
+    ) -> Decimal | None:
         """Hold `amount` of the client's budget for a stage (replacing its earlier hold).
 
-        With `check`, raises `QuotaExceededError` if the execution cannot spend that much
-        more: the larger of its admission hold and what the budget leaves after usage and
-        other executions' holds, less its other stages' holds (without, the hold records a
-        cost already incurred)."""
+        With `check`, returns what the stage may spend at most — the larger of the
+        execution's admission hold and what the budget leaves after usage and other
+        executions' holds, less its other stages' holds — and raises `QuotaExceededError`
+        if that is less than `amount`. Without, the hold records a cost already incurred
+        (and `None` is returned)."""
         ...
 
     async def release(self, execution_id: str, stage_id: str | None = None) -> None:

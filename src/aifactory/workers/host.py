@@ -208,7 +208,7 @@ class WorkerHost:
             write_artifact,
             on_progress or no_progress,
         )
-        meter = Meter()
+        meter = Meter(limit_usd=request.budget_usd)
         try:
             with metering(meter):
                 result = await self.worker.process(
