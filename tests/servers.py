@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import IO, Any, Self
 
 import httpx
 import uvicorn
@@ -25,23 +25,28 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def cli_server(*args: str, env: Mapping[str, str], timeout_s: float = 30) -> Iterator[str]:
+def cli_server(
+    *args: str, env: Mapping[str, str], timeout_s: float = 30, stderr: IO[str] | None = None
+) -> Iterator[str]:
     """`aifactory ARGS --host 127.0.0.1 --port P` as a process until the block ends; yields
-    its URL once `/health` answers 200. Raises `AssertionError` (with the server's error
-    output) if it exits first or never answers."""
+    its URL once `/health` answers 200. Its error output goes to `stderr` if given (a file
+    the test reads), else into the `AssertionError` raised if it exits first or never
+    answers."""
     port = free_port()
     command = [sys.executable, "-m", "aifactory.cli", *args, "--host", "127.0.0.1"]
     server = subprocess.Popen(
-        [*command, "--port", str(port)], env=dict(env), stderr=subprocess.PIPE, text=True
+        [*command, "--port", str(port)],
+        env=dict(env),
+        stderr=subprocess.PIPE if stderr is None else stderr,
+        text=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout_s
         while True:
             if server.poll() is not None:
-                raise AssertionError(
-                    f"the server exited with {server.returncode}: {server.stderr.read()}"
-                )
+                said = server.stderr.read() if server.stderr else "see its error output"
+                raise AssertionError(f"the server exited with {server.returncode}: {said}")
             assert time.monotonic() < deadline, "the server never answered /health"
             with contextlib.suppress(httpx.TransportError):
                 if httpx.get(f"{url}/health", timeout=1).status_code == 200:

@@ -484,3 +484,30 @@ def test_serve_worker_all_serves_every_built_in_worker(tmp_path: Path) -> None:
     assert "'all' serves every worker" in _one_line_refusal(mixed, 1)
     stray = _run("serve", "factory", "all", "--home", str(tmp_path))
     assert "worker names are for `serve worker`" in _one_line_refusal(stray, 2)
+
+
+def test_demo_serve_serves_the_factory_and_prints_how_to_log_in_once(tmp_path: Path) -> None:
+    home = str(tmp_path / "home")
+    env = {k: v for k, v in os.environ.items() if k not in OWN_VARIABLES}
+    with (
+        (tmp_path / "stderr.txt").open("w+") as said,
+        cli_server("demo", "--home", home, "--serve", env=env, timeout_s=120, stderr=said) as url,
+    ):
+        said.seek(0)
+        text = said.read()
+        staff = re.search(r"(\S+@\S+) with password (\S+) \(shown once\)", text)
+        assert staff, text
+        assert f"Serving the factory at {url}/" in text
+        with httpx.Client(base_url=url, timeout=10) as browser:
+            page = browser.get("/login")
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+            assert csrf
+            login = {"csrf_token": csrf[1], "username": staff[1], "login_type": "admin"}
+            wrong = browser.post("/login", data={**login, "password": "not-the-password"})
+            reply = browser.post("/login", data={**login, "password": staff[2]})
+            queue = browser.get("/admin")
+    assert wrong.status_code == 401
+    assert reply.status_code == 303
+    assert reply.headers["location"] == "/admin"
+    assert "Market analysis for AI tools" in queue.text  # the demo's request
+    assert text.count(staff[2]) == 1  # printed once

@@ -28,6 +28,7 @@ EXPECTED = {
     "Urgency",
     "Usage",
     "User",
+    "WorkerStatus",
     "AIFactoryError",
     "AccountEvent",
     "AsyncFactory",

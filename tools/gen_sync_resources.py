@@ -55,6 +55,7 @@ from ..models import (
     UsageReport,
     User,
     WebhookDelivery,
+    WorkerStatus,
 )
 from ._base import SyncResource
 '''

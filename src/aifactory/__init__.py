@@ -68,6 +68,7 @@ from .models import (
     Usage,
     User,
     WebhookDelivery,
+    WorkerStatus,
 )
 
 if TYPE_CHECKING:
@@ -177,6 +178,7 @@ __all__ = [
     "WebhookDelivery",
     "WebhookSignatureError",
     "WorkerError",
+    "WorkerStatus",
     "__version__",
     "connect",
     "embedded",

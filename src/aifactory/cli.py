@@ -310,6 +310,37 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
         )
         console.print(f"Report ({len(report)} bytes) written to [bold]{out}[/]")
         print(out)
+    if args.serve:
+        return _serve_demo(args, config, console, password, (email, user_password))
+    return 0
+
+
+def _serve_demo(
+    args: argparse.Namespace,
+    config: FactoryConfig,
+    console: Console,
+    password: str,
+    client: tuple[str, str],
+) -> int:
+    """`demo --serve`: the factory the demo ran in, served with its pages until interrupted.
+    The demo's account manager's password is new at each run (made through the data folder,
+    never fixed) and is printed here, once, with the demo client user's."""
+    import uvicorn
+
+    from .server.deploy import factory_service
+
+    url = f"http://{args.host}:{args.port}/"
+    console.print(f"Serving the factory at [bold]{url}[/] (Ctrl-C stops it)", soft_wrap=True)
+    console.print(
+        f"Log in as staff (factory staff, admin login): [bold]{DEMO_ACCOUNT}[/] with password "
+        f"[bold]{password}[/] (shown once)",
+        soft_wrap=True,
+    )
+    console.print(
+        f"or as the client: [bold]{client[0]}[/] with password [bold]{client[1]}[/]",
+        soft_wrap=True,
+    )
+    uvicorn.run(factory_service(config, None), host=args.host, port=args.port, log_level="warning")
     return 0
 
 
@@ -552,6 +583,17 @@ def _parser() -> argparse.ArgumentParser:
         default="quick_research",
         choices=["quick_research", "educational_course_basic"],
         help="the pipeline template to run (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="then serve the factory with its web pages, and print how to log in",
+    )
+    demo.add_argument(
+        "--host", default="127.0.0.1", help="with --serve: the address (default: %(default)s)"
+    )
+    demo.add_argument(
+        "--port", type=int, default=8000, help="with --serve: the port (default: %(default)s)"
     )
     _feed_arguments(demo)
     _storage_arguments(demo)

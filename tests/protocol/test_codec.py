@@ -60,6 +60,7 @@ from aifactory.models import (
     UsageReport,
     User,
     WebhookDelivery,
+    WorkerStatus,
 )
 from aifactory.protocol.codec import dumps, from_json, loads, structure, to_json, unstructure
 from aifactory.protocol.messages import (
@@ -447,6 +448,16 @@ MODELS: dict[type[Any], st.SearchStrategy[Any]] = {
         state=st.sampled_from(["running", "interrupted", "waiting"]),
         owner=st.none() | texts,
         expires_at=maybe_datetimes,
+    ),
+    WorkerStatus: st.builds(
+        WorkerStatus,
+        worker=ids,
+        state=st.sampled_from(["ready", "busy", "unhealthy", "unreachable"]),
+        local=st.booleans(),
+        slots_total=counts,
+        slots_free=counts,
+        capabilities=st.lists(texts, max_size=3).map(tuple),
+        version=texts,
     ),
     ExecutionEvent: st.builds(
         ExecutionEvent,

@@ -62,5 +62,12 @@ async def test_kam_and_orchestrator_as_separate_services(tmp_path: Path) -> None
         with kam_server, orch_server:
             async with AsyncFactory.connect(kam_server.url) as factory:
                 result = await run_scenario(factory, password)
+                # The workers as the orchestrator service's registry sees them.
+                admin = await factory.login(ADMIN, password, login_type="admin")
+                workers = await admin.executions.workers()
     expected = await _in_process()
     assert result == expected
+    assert [(w.worker, w.state, w.local) for w in workers] == [
+        ("content_granulator", "ready", False),
+        ("report_builder", "ready", False),
+    ]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +15,11 @@ import anyio
 import attrs
 import pytest
 
-from aifactory import RandomIds
+from aifactory import RandomIds, WorkerError
 from aifactory._embedded import EmbeddedFactory
 from aifactory.config import FactoryConfig
 from aifactory.server import serving
-from aifactory.workers import ContentGranulator, ReportBuilder
+from aifactory.workers import ContentGranulator, ReportBuilder, Worker, WorkerContext
 from tests.helpers import ADMIN, ANA, ANA_PASSWORD, fast_config
 from tests.servers import UvicornThread
 from tests.web.world import Gated, populate
@@ -61,10 +61,29 @@ class Served:
     admin_password: str
     granulating: threading.Event  # opens the content granulator's stage
     building: threading.Event  # opens the report builder's stage
+    failing: threading.Event  # while set, the report builder fails
 
 
-def _config(home: Path, granulating: threading.Event, building: threading.Event) -> FactoryConfig:
-    workers = [Gated(ContentGranulator(), granulating), Gated(ReportBuilder(), building)]
+class Failing(Gated):
+    """A gated worker that fails every attempt while `failing` is set."""
+
+    def __init__(self, inner: Worker, gate: threading.Event, failing: threading.Event) -> None:
+        super().__init__(inner, gate)
+        self.failing = failing
+
+    async def process(
+        self, action: str, inputs: Mapping[str, Any], params: Mapping[str, Any], ctx: WorkerContext
+    ) -> Any:
+        if self.failing.is_set():
+            raise WorkerError("the report builder fails on purpose")
+        return await super().process(action, inputs, params, ctx)
+
+
+def _config(home: Path, served: Served) -> FactoryConfig:
+    workers = [
+        Gated(ContentGranulator(), served.granulating),
+        Failing(ReportBuilder(), served.building, served.failing),
+    ]
     # Random ids: the factory is opened twice on the same home (prepared, then served).
     return fast_config(home, ids=RandomIds(), workers=workers)
 
@@ -72,21 +91,21 @@ def _config(home: Path, granulating: threading.Event, building: threading.Event)
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     home = tmp_path_factory.mktemp("web")
-    granulating, building = threading.Event(), threading.Event()
+    events = Served("", "", threading.Event(), threading.Event(), threading.Event())
 
     async def prepare() -> str:
-        async with EmbeddedFactory(_config(home, granulating, building)) as runtime:
+        async with EmbeddedFactory(_config(home, events)) as runtime:
             world = await populate(runtime, runtime.config.clock)  # type: ignore[arg-type]
             return world.admin_password
 
     password = anyio.run(prepare)
-    runtime = EmbeddedFactory(_config(home, granulating, building))
+    runtime = EmbeddedFactory(_config(home, events))
     try:
         with UvicornThread(serving(runtime)) as server:
-            yield Served(server.url, password, granulating, building)
+            yield attrs.evolve(events, url=server.url, admin_password=password)
     finally:
-        granulating.set()  # nothing stays held past the tests
-        building.set()
+        events.granulating.set()  # nothing stays held past the tests
+        events.building.set()
 
 
 @pytest.fixture(scope="module")
@@ -240,3 +259,131 @@ def test_a_title_with_a_script_is_shown_as_text(served: Served, browser: Any) ->
     assert page.evaluate("window.injected") is None
     assert page.locator("img[src='x']").count() == 0
     ana.close()
+
+
+#: Whether the page fits the window's width (no sideways scrolling of the whole page; wide
+#: tables scroll inside their own box) and the main navigation is on screen.
+FITS = """() => {
+  const nav = document.querySelector('nav[aria-label=Main]').getBoundingClientRect();
+  return {
+    fits: document.documentElement.scrollWidth <= window.innerWidth,
+    nav: nav.width > 0 && nav.left >= 0 && nav.right <= window.innerWidth,
+  };
+}"""
+
+
+def test_staff_administer_clients_users_keys_audit_and_retry(served: Served, browser: Any) -> None:
+    staff = Watched(browser, served.url)
+    admin = staff.page
+    staff.log_in(ADMIN, served.admin_password, staff=True)
+    expect(admin).to_have_url(served.url + "/admin")
+
+    # A client organisation, with a field refused first.
+    admin.get_by_role("link", name="Clients").click()
+    staff.check_accessible()
+    admin.get_by_label("Name").fill("Initech")
+    admin.get_by_label("Tier").select_option("premium")
+    admin.get_by_label("Monthly budget (USD)").fill("-1")
+    admin.get_by_role("button", name="Create client").click()
+    expect(admin.locator("#f-monthly_budget_usd-error")).not_to_be_empty()
+    expect(admin.get_by_label("Monthly budget (USD)")).to_have_attribute("aria-invalid", "true")
+    admin.get_by_label("Monthly budget (USD)").fill("80")
+    admin.get_by_role("button", name="Create client").click()
+    expect(admin.locator("#client-name")).to_have_text("Initech")
+    staff.check_accessible()
+    admin.get_by_role("link", name="Add a user to Initech").click()
+
+    # A user of it, whose password the staff reset and who logs in with the new one.
+    staff.check_accessible()
+    admin.get_by_label("Email").fill("dana@initech.example")
+    admin.get_by_label("Display name").fill("Dana")
+    admin.get_by_label("Client (for client users)").select_option(label="Initech")
+    admin.get_by_label("Initial password").fill("dana-first-password")
+    admin.get_by_role("button", name="Create user").click()
+    expect(admin.locator("#user-email")).to_have_text("dana@initech.example")
+    staff.check_accessible()
+    admin.get_by_role("button", name="Reset password").click()
+    password = admin.locator("#new-password").input_value()
+    assert len(password) >= 12
+    staff.check_accessible()
+    # Shown once: not on the user's page again.
+    staff.goto(admin.url.removeprefix(served.url).removesuffix("/reset-password"))
+    expect(admin.locator("#user-email")).to_have_text("dana@initech.example")
+    expect(admin.locator("#new-password")).to_have_count(0)
+    dana = Watched(browser, served.url)
+    dana.log_in("dana@initech.example", password)
+    expect(dana.page).to_have_url(served.url + "/requests")
+    expect(dana.page.locator("#budget")).to_contain_text("$0.0000 used of $80.0000")
+
+    # Dana makes an API key: shown once; the staff revoke it.
+    dana.page.get_by_role("link", name="API keys").click()
+    dana.check_accessible()
+    dana.page.get_by_label("Name (what it is for)").fill("nightly export")
+    dana.page.get_by_role("button", name="Create key").click()
+    key = dana.page.locator("#new-key-value").input_value()
+    assert key.startswith("afk_")
+    dana.check_accessible()
+    dana.goto("/keys")
+    assert key not in dana.page.content()
+    admin.get_by_role("link", name="All API keys").click()
+    staff.check_accessible()
+    admin.get_by_role("button", name="Revoke nightly export").click()
+    expect(admin).to_have_url(served.url + "/admin/keys")
+    expect(admin.locator("tr", has_text="nightly export")).to_contain_text("revoked")
+    dana.page.get_by_role("link", name="Usage").click()
+    expect(dana.page.locator("h1")).to_contain_text("Usage of Initech")
+    dana.check_accessible()
+    dana.close()
+
+    # The audit log, filtered to the key's revocation.
+    admin.get_by_role("link", name="Audit log").click()
+    staff.check_accessible()
+    admin.get_by_label("Action (e.g. auth.login, api_key.revoke)").fill("api_key.revoke")
+    admin.get_by_role("button", name="Filter").click()
+    rows = admin.locator("table.audit tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-action", "api_key.revoke")
+    admin.get_by_role("link", name="Workers").click()
+    expect(admin.locator("tr[data-worker='report_builder'] .status")).to_have_text("ready")
+    staff.check_accessible()
+
+    # A request whose report stage fails; retried from its page, it completes.
+    served.failing.set()
+    served.granulating.set()
+    served.building.set()
+    dana_request = Watched(browser, served.url)
+    dana_request.log_in("dana@initech.example", password)
+    dana_request.goto("/requests/new")
+    dana_request.page.get_by_label("Title").fill("Competitor pricing")
+    dana_request.page.get_by_role("button", name="Submit request").click()
+    expect(dana_request.page.locator("#request-status")).to_have_text("pending")
+    request_path = dana_request.page.url.removeprefix(served.url)
+    dana_request.close()
+    staff.goto("/admin" + request_path)
+    admin.get_by_label("Template for the premium tier").select_option("quick_research")
+    admin.get_by_role("button", name="Show its parameters").click()
+    admin.get_by_role("button", name="Assign Quick research").click()
+    admin.get_by_role("button", name="Execute quick_research").click()
+    expect(admin.locator("#request-status")).to_have_text("failed", timeout=30_000)
+    expect(admin.locator("tr[data-stage='report'] .retries")).not_to_have_text("0")
+    staff.check_accessible()
+    served.failing.clear()
+    admin.get_by_role("button", name="Retry execution").click()
+    expect(admin.locator("#request-status")).to_have_text("completed", timeout=30_000)
+    expect(admin.locator("#execution-status")).to_have_text("completed")
+    expect(admin.locator("#progress")).to_contain_text("run 2")
+    staff.close()
+
+
+def test_the_dashboard_and_the_queue_fit_a_phone(served: Served, browser: Any) -> None:
+    for user, password, is_staff, path in (
+        (ANA, ANA_PASSWORD, False, "/requests"),
+        (ADMIN, served.admin_password, True, "/admin"),
+    ):
+        phone = Watched(browser, served.url)
+        phone.page.set_viewport_size({"width": 360, "height": 740})
+        phone.log_in(user, password, staff=is_staff)
+        expect(phone.page).to_have_url(served.url + path)
+        assert phone.page.evaluate(FITS) == {"fits": True, "nav": True}, path
+        phone.check_accessible()
+        phone.close()

@@ -375,7 +375,7 @@ async def test_the_whole_flow_through_the_pages(world: World) -> None:
         notes = await browser.get("/notifications")
     assert 'id="request-status">completed<' in page.text
     assert "2 of 2 stages done" in page.text
-    assert "hx-trigger" not in page.text.split('id="progress"')[1].split(">")[0]
+    assert "data-live" not in page.text.split('id="progress"')[1].split(">")[0]
     assert polled.headers["hx-refresh"] == "true"
     assert f'href="/deliverables/{deliverable.id}/download"' in page.text
     assert '<article class="deliverable"' in shown.text
@@ -420,7 +420,7 @@ async def test_a_client_cancels_a_running_execution_from_its_page(
     async with world.browser() as browser:
         await log_in(browser, ANA, ANA_PASSWORD)
         page = await browser.get(f"/requests/{req_id}")
-        assert f'hx-get="/requests/{req_id}/progress?was=live"' in page.text
+        assert f'data-live="/requests/{req_id}/live"' in page.text
         assert f'action="/executions/{execution_id}/cancel"' in page.text
         reply = await post_form(browser, f"/executions/{execution_id}/cancel", {})
         assert reply.status_code == 303

@@ -40,6 +40,7 @@ from ..models import (
     UsageReport,
     User,
     WebhookDelivery,
+    WorkerStatus,
 )
 
 __all__ = ["OPERATIONS", "ApiKeyInfo", "Operation", "authorize", "operation"]
@@ -441,6 +442,15 @@ OPERATIONS: tuple[Operation, ...] = (
         list[ExecutionOwner],
         "Which replica runs what: executions running, interrupted or waiting for an owner",
         handler="executions.owners",
+    ),
+    _op(
+        "executions.workers",
+        "GET",
+        "/api/pipelines/workers",
+        _STAFF,
+        list[WorkerStatus],
+        "The worker endpoints as the registry sees them: ready, busy, unhealthy, unreachable",
+        handler="executions.workers",
     ),
     _op(
         "executions.prune",

@@ -19,6 +19,7 @@ from ..models import (
     Principal,
     RequestStatus,
     StageRun,
+    WorkerStatus,
 )
 from ..orchestrator import Orchestrator
 from ..orchestrator.leasing import is_gone
@@ -242,6 +243,12 @@ class ExecutionService:
             )
             for lease in await self.store.list_leases()
         ]
+
+    async def workers(self, principal: Principal) -> list[WorkerStatus]:
+        """The worker endpoints as the orchestrator's registry sees them (staff): ready,
+        busy, unhealthy or unreachable, with free slots. Asked of the orchestrator service
+        when it runs apart. Raises `TransportError` if that service cannot be reached."""
+        return await self.requests.control().workers()
 
     async def prune(self, principal: Principal, older_than_days: float = 30) -> dict[str, int]:
         """Forget checkpoints and events of executions finished more than `older_than_days`

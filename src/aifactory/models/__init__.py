@@ -21,6 +21,7 @@ from .execution import (
     ExecutionOwner,
     StageRun,
     Usage,
+    WorkerStatus,
 )
 from .logins import LoginFailures, LoginThrottle
 from .storage_ref import StorageRef, check_key, check_namespace
@@ -76,6 +77,7 @@ __all__ = [
     "UsageReport",
     "User",
     "WebhookDelivery",
+    "WorkerStatus",
     "check_key",
     "check_namespace",
     "refill_bucket",

@@ -34,6 +34,7 @@ __all__ = [
     "ExecutionOwner",
     "StageRun",
     "Usage",
+    "WorkerStatus",
 ]
 
 
@@ -198,3 +199,24 @@ class ExecutionOwner:
     state: str
     owner: str | None = None
     expires_at: datetime | None = attrs.field(default=None, repr=iso_repr)
+
+
+@attrs.frozen
+class WorkerStatus:
+    """One worker endpoint as the orchestrator's registry sees it (the staff's view of the
+    workers).
+
+    `state` is `ready` (healthy, with free slots), `busy` (healthy, no free slot: work
+    waits or goes elsewhere), `unhealthy` (it answers that it takes no work) or
+    `unreachable` (its health check failed: out of rotation for a few seconds, then asked
+    again). `local` says whether it runs in the orchestrator's process; slots, capabilities
+    and version are what its last health check said (zero and empty when unreachable).
+    """
+
+    worker: str
+    state: str
+    local: bool
+    slots_total: int = 0
+    slots_free: int = 0
+    capabilities: tuple[str, ...] = ()
+    version: str = ""

@@ -15,6 +15,7 @@ import anyio
 import attrs
 
 from .._exceptions import AIFactoryError, WorkerError
+from ..models import WorkerStatus
 from ..protocol.messages import WorkerHealth
 from ..workers.base import check_worker_name
 from .endpoints import WorkerTransport
@@ -125,6 +126,35 @@ class WorkerRegistry:
             if entry.health.healthy:
                 return entry.health.cacheable, entry.health.version
         return False, ""
+
+    async def status(self) -> list[WorkerStatus]:
+        """Every endpoint as rotation sees it, by worker name: its health as last checked
+        (an endpoint whose check has aged past `health_ttl_s` is checked now; one out of
+        rotation stays `unreachable` until its retry time)."""
+        found = []
+        for name in sorted(self._entries):
+            for entry in self._entries[name]:
+                await self._health(entry)
+                health = entry.health
+                local = entry.endpoint.local
+                if health is None:
+                    found.append(WorkerStatus(name, "unreachable", local))
+                    continue
+                state = "unhealthy" if not health.healthy else "ready"
+                if health.healthy and health.slots_free <= 0:
+                    state = "busy"
+                found.append(
+                    WorkerStatus(
+                        name,
+                        state,
+                        local,
+                        health.slots_total,
+                        health.slots_free,
+                        tuple(health.capabilities),
+                        health.version,
+                    )
+                )
+        return found
 
     async def aclose(self) -> None:
         """Close every endpoint."""

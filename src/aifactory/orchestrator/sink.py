@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import anyio
 import attrs
 
-from ..models.execution import Execution
+from ..models.execution import Execution, WorkerStatus
 from ..models.storage_ref import StorageRef
 
 __all__ = ["Artifact", "ExecutionControl", "ExecutionReport", "ExecutionSink", "LocalControl"]
@@ -62,6 +62,10 @@ class ExecutionControl(Protocol):
         number `after`; return at once if it has them already."""
         ...
 
+    async def workers(self) -> list[WorkerStatus]:
+        """The worker endpoints as the orchestrator's registry sees them."""
+        ...
+
 
 class LocalControl:
     """Controls an orchestrator in this process."""
@@ -87,3 +91,8 @@ class LocalControl:
             await self.orchestrator.changed(execution_id, timeout_s)
         else:
             await anyio.sleep(min(timeout_s, 0.2))
+
+    async def workers(self) -> list[WorkerStatus]:
+        """The orchestrator's registry's view of its worker endpoints."""
+        found: list[WorkerStatus] = await self.orchestrator.registry.status()
+        return found

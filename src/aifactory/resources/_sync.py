@@ -30,6 +30,7 @@ from ..models import (
     UsageReport,
     User,
     WebhookDelivery,
+    WorkerStatus,
 )
 from ._base import SyncResource
 from .accounts import AsyncApiKeys, AsyncClients, AsyncUsers
@@ -264,6 +265,15 @@ class Executions(SyncResource[AsyncExecutions]):
         """
         return self._iterate(self._target.events, execution_id=execution_id, after=after)
 
+    def poll(
+        self, execution_id: str, after: int = 0, wait_s: float = 0
+    ) -> builtins.list[ExecutionEvent]:
+        """One long poll: its events after sequence number `after`, waiting up to `wait_s`
+        (at most 25) for news when there is none yet; an empty list when none came (`events`
+        follows an execution to its end with these).
+        """
+        return self._run(self._target.poll, execution_id=execution_id, after=after, wait_s=wait_s)
+
     def wait(self, execution_id: str, timeout_s: float | None = None) -> Execution:
         """Wait until the execution has finished; return its final record.
 
@@ -298,6 +308,12 @@ class Executions(SyncResource[AsyncExecutions]):
         `interrupted` (its replica gone; another takes it over) or `waiting`.
         """
         return self._run(self._target.owners)
+
+    def workers(self) -> builtins.list[WorkerStatus]:
+        """The worker endpoints as the orchestrator's registry sees them (staff): each
+        `ready`, `busy`, `unhealthy` or `unreachable`, with its free slots.
+        """
+        return self._run(self._target.workers)
 
 
 class Deliverables(SyncResource[AsyncDeliverables]):

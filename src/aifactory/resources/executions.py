@@ -11,7 +11,7 @@ import anyio
 import tenacity
 
 from .._exceptions import TransportError
-from ..models import Execution, ExecutionEvent, ExecutionOwner, StageRun
+from ..models import Execution, ExecutionEvent, ExecutionOwner, StageRun, WorkerStatus
 from ._base import AsyncResource
 
 __all__ = ["FOLLOW_OUTAGE_S", "AsyncExecutions"]
@@ -61,6 +61,16 @@ class AsyncExecutions(AsyncResource):
                     yield event
                 return
             await transport.changed(token, execution_id, 1.0)
+
+    async def poll(
+        self, execution_id: str, after: int = 0, wait_s: float = 0
+    ) -> builtins.list[ExecutionEvent]:
+        """One long poll: its events after sequence number `after`, waiting up to `wait_s`
+        (at most 25) for news when there is none yet; an empty list when none came (`events`
+        follows an execution to its end with these)."""
+        return await self._call(
+            "executions.events", execution_id=execution_id, after=after, wait_s=wait_s
+        )
 
     async def _through_outages(self, operation: str, /, **arguments: Any) -> Any:
         # Following is a long affair: a server restart meanwhile should not end it. Only the
@@ -112,3 +122,8 @@ class AsyncExecutions(AsyncResource):
         """Executions that want running and which replica runs each (staff): `running`,
         `interrupted` (its replica gone; another takes it over) or `waiting`."""
         return await self._call("executions.owners")
+
+    async def workers(self) -> builtins.list[WorkerStatus]:
+        """The worker endpoints as the orchestrator's registry sees them (staff): each
+        `ready`, `busy`, `unhealthy` or `unreachable`, with its free slots."""
+        return await self._call("executions.workers")

@@ -35,7 +35,7 @@ from .._exceptions import (
     TransportError,
 )
 from ..auth.signing import SignatureVerifier, WorkerKey, sign
-from ..models import Execution, Template
+from ..models import Execution, Template, WorkerStatus
 from ..orchestrator import Artifact, ExecutionReport, LocalControl, RetryPolicy
 from ..protocol.codec import dumps, loads, structure, unstructure
 from ..transports._http import error_for, transport_error
@@ -163,6 +163,11 @@ class RemoteControl:
             # with the execution: it may be resumed in a moment.
             await self.sleep(min(timeout_s, 1.0))
 
+    async def workers(self) -> list[WorkerStatus]:
+        """Ask the orchestrator service for its registry's view of the workers."""
+        data = await self.orchestrator.post("/api/pipelines/workers", {})
+        return [structure(item, WorkerStatus) for item in data]
+
 
 class HttpSink:
     """`ExecutionSink` over HTTP: the orchestrator service reports to the KAM service.
@@ -284,6 +289,9 @@ def orchestrator_app(
         await control.changed(request.path_params["execution_id"], after, min(wait_s, 25.0))
         return {"success": True}
 
+    async def workers(request: Request, body: dict[str, Any]) -> Any:
+        return await orchestrator.registry.status()
+
     async def execute(request: Request, body: dict[str, Any]) -> Any:
         template = structure(body.get("template"), Template)
         context = body.get("context") or {}
@@ -321,6 +329,7 @@ def orchestrator_app(
                 _signed(verifier, changed),
                 methods=["POST"],
             ),
+            Route("/api/pipelines/workers", _signed(verifier, workers), methods=["POST"]),
             Route("/health", health),
         ],
         middleware=[Middleware(RequestIds)],

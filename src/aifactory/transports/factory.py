@@ -64,11 +64,17 @@ class InProcessFactoryTransport:
     def __init__(self, factory: EmbeddedFactory) -> None:
         self.factory = factory
 
-    async def login(self, username: str, password: str, login_type: str) -> LoginResult:
-        """Check credentials and open a session."""
+    async def login(
+        self, username: str, password: str, login_type: str, *, client_address: str | None = None
+    ) -> LoginResult:
+        """Check credentials and open a session; `client_address` is the address of whoever
+        typed them (the web pages give their browser's), which failed logins are throttled by
+        too."""
         operation("auth.login")
         given = {"username": username, "password": password, "login_type": login_type}
-        return await self.factory.accounts.login(**bind(self.factory.params["auth.login"], given))
+        return await self.factory.accounts.login(
+            **bind(self.factory.params["auth.login"], given), client_address=client_address
+        )
 
     async def call(self, name: str, token: str, /, **arguments: Any) -> Any:
         """Authenticate `token`, check the operation's permission, and run it."""

@@ -21,13 +21,13 @@ from .forms import field_errors, parameter_fields, parameters_from_form
 from .pages import progress_context
 from .site import Visit
 
-__all__ = ["AdminPages"]
+__all__ = ["AdminPages", "staff_only"]
 
 #: The statuses in which a request with a template may be (re)started from its page.
 _STARTABLE = (RequestStatus.TEMPLATE_ASSIGNED, RequestStatus.FAILED, RequestStatus.CANCELLED)
 
 
-def _staff(visit: Visit) -> None:
+def staff_only(visit: Visit) -> None:
     # Which pages to show a role is the frontend's to say; what the role may do stays the
     # table's (the operations these pages post are staff-only there).
     if not visit.session.user.role.is_staff:
@@ -39,7 +39,7 @@ class AdminPages:
 
     async def queue(self, visit: Visit) -> Response:
         """Every request, grouped by status (optionally one status), with its client."""
-        _staff(visit)
+        staff_only(visit)
         session = visit.session
         clients = {c.id: c for c in await session.clients.list()}
         wanted = visit.request.query_params.get("status", "")
@@ -58,7 +58,7 @@ class AdminPages:
 
     async def request_page(self, visit: Visit) -> Response:
         """A request for staff: the template chooser, the parameter form, execute, progress."""
-        _staff(visit)
+        staff_only(visit)
         return await self._page(visit)
 
     async def _page(
@@ -104,7 +104,7 @@ class AdminPages:
     async def recommend(self, visit: Visit) -> Response:
         """Ask for the recommendation (`templates.recommend`: it is audited, and charged when
         a model answers, so it is asked for, not shown on every view)."""
-        _staff(visit)
+        staff_only(visit)
         found = await visit.session.templates.recommend(visit.arg("request_id"))
         if visit.is_htmx:
             req_id = visit.arg("request_id")
@@ -114,7 +114,7 @@ class AdminPages:
     async def assign(self, visit: Visit) -> Response:
         """Assign the chosen template with the parameters of the generated form
         (`requests.assign_template`); its refusals are shown next to their fields."""
-        _staff(visit)
+        staff_only(visit)
         session = visit.session
         name = visit.form.get("template", "")
         req = await session.requests.get(visit.arg("request_id"))
@@ -131,7 +131,7 @@ class AdminPages:
 
     async def execute(self, visit: Visit) -> Response:
         """Start the request's pipeline (`requests.execute`) and follow it on its page."""
-        _staff(visit)
+        staff_only(visit)
         req_id = visit.arg("request_id")
         try:
             await visit.session.requests.execute(req_id)

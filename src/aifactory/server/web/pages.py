@@ -8,6 +8,7 @@ table lets their role do, and the messages next to fields are the operations' ow
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 from typing import Any
@@ -23,7 +24,7 @@ from ..._exceptions import (
     QuotaExceededError,
 )
 from ...client import AsyncSession
-from ...models import Deliverable, RequestStatus, Urgency
+from ...models import Deliverable, Execution, ExecutionStatus, RequestStatus, Urgency
 from ...models import Request as WorkRequest
 from .forms import field_errors, read_form
 from .security import DELIVERABLE_CSP, csrf_matches, page_headers, set_csrf, set_session
@@ -44,19 +45,51 @@ def home_of(session: AsyncSession) -> str:
     return "/admin" if session.user.role.is_staff else "/requests"
 
 
+#: How many of an execution's latest events its timeline shows.
+TIMELINE_EVENTS = 30
+
+
 async def progress_context(session: AsyncSession, request: WorkRequest) -> dict[str, Any]:
-    """What the progress fragment shows of a request: its execution, stages and cost, and
-    whether it is still running (the fragment then asks again)."""
+    """What the progress section shows of a request: its execution, stages (attempts,
+    retries, time, tokens, cost), latest events, whether it is still running (the section
+    then follows it live), and which controls staff have (`retry`, `resume`)."""
     if request.execution_id is None:
-        return {"req": request, "execution": None, "stages": [], "live": False}
+        return {
+            "req": request,
+            "execution": None,
+            "stages": [],
+            "events": [],
+            "live": False,
+            "controls": (),
+        }
     execution = await session.executions.get(request.execution_id)
     stages = await session.executions.stages(request.execution_id)
+    events = await session.executions.poll(request.execution_id)
     return {
         "req": request,
         "execution": execution,
         "stages": stages,
+        "events": events[-TIMELINE_EVENTS:],
         "live": request.status is RequestStatus.EXECUTING,
+        "controls": await _controls(session, request, execution),
     }
+
+
+async def _controls(
+    session: AsyncSession, request: WorkRequest, execution: Execution
+) -> tuple[str, ...]:
+    # Offered when the operation would take them: retry a failed or cancelled execution;
+    # resume one whose replica is gone, or one that ended without its request settled.
+    if not session.user.role.is_staff:
+        return ()
+    if execution.status in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED):
+        unsettled = request.status is RequestStatus.EXECUTING
+        return ("resume",) if unsettled else ("retry",)
+    if execution.status.is_final:
+        return ("resume",) if request.status is RequestStatus.EXECUTING else ()
+    owners = {o.execution_id: o for o in await session.executions.owners()}
+    owner = owners.get(execution.id)
+    return ("resume",) if owner is not None and owner.state == "interrupted" else ()
 
 
 class ClientPages:
@@ -90,10 +123,16 @@ class ClientPages:
             return await self.site.refuse_csrf(request, None)
         username, login_type = form.get("username", "").strip(), form.get("login_type", "client")
         try:
-            result = await self.site.transport.login(username, form.get("password", ""), login_type)
-        except (AuthenticationError, BadInputError) as exc:
-            # The service words it: never whether the account exists.
-            return await self.site.render(
+            # The browser's address: failed logins lock it as they lock the account.
+            result = await self.site.transport.login(
+                username,
+                form.get("password", ""),
+                login_type,
+                client_address=request.client.host if request.client else None,
+            )
+        except (AuthenticationError, BadInputError, QuotaExceededError) as exc:
+            # The service words it: never whether the account exists; a lock says how long.
+            response = await self.site.render(
                 request,
                 "login.html",
                 status=exc.status,
@@ -102,6 +141,10 @@ class ClientPages:
                 login_type=login_type if login_type in ("client", "admin") else "client",
                 errors=field_errors(exc) if isinstance(exc, BadInputError) else {"": exc.message},
             )
+            wait = exc.details.get("retry_after_s")
+            if isinstance(exc, QuotaExceededError) and isinstance(wait, int | float):
+                response.headers["Retry-After"] = str(math.ceil(wait))
+            return response
         target = "/admin" if result.user.role.is_staff else "/requests"
         response = RedirectResponse(target, status_code=303)
         lifetime = result.expires_at - self.site.clock.now()

@@ -25,6 +25,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from ..._embedded import EmbeddedFactory
 from ..._exceptions import AIFactoryError, AuthenticationError, SessionExpiredError
 from ...client import AsyncFactory, AsyncSession
+from ...kam.ratelimit import RateLimiter
 from ...transports.factory import InProcessFactoryTransport
 from .._request_ids import log_error
 from .forms import read_form
@@ -65,6 +66,8 @@ def _environment() -> jinja2.Environment:
     env.filters["label"] = lambda value: str(value).replace("_", " ")
     env.filters["usd"] = lambda value: f"{Decimal(value):.4f}"
     env.filters["when"] = lambda value: value.strftime("%Y-%m-%d %H:%M UTC")
+    # A select's options whose text is their value.
+    env.filters["zip_self"] = lambda values: [(value, value) for value in values]
     return env
 
 
@@ -76,6 +79,19 @@ class Site:
         self.transport = InProcessFactoryTransport(factory)
         self.client = AsyncFactory(self.transport)
         self.env = _environment()
+        self._store = factory.store
+        self._limiter = RateLimiter(factory.store, self.clock)
+        self._rate_limits = factory.config.api_rate_limits
+
+    async def limit(self, session: AsyncSession) -> None:
+        """Count a page view against the client's API rate limit (the tier's requests per
+        minute, shared with its API calls; staff are not limited), as the HTTP API counts a
+        call. Raises `QuotaExceededError` (429) past it."""
+        client_id = session.user.client_id
+        if client_id is None or not self._rate_limits:
+            return
+        client = await self._store.get_client(client_id)
+        await self._limiter.take(client.id, client.limits.rate_limit_per_minute)
 
     async def render(
         self,
@@ -138,9 +154,23 @@ class Site:
             ),
         )
 
-    def page(self, handler: Callable[[Visit], Awaitable[Response]]) -> PageEndpoint:
-        """The endpoint of a page for logged-in people: the session from its cookie, a posted
-        form read and CSRF-checked, and any error the operations raise shown as a page."""
+    def fragment(self, request: Request, name: str, session: AsyncSession, **context: Any) -> str:
+        """Template `name` as HTML text for `session` (a part of a page sent by other means
+        than a page's answer: an event stream's)."""
+        return self.env.get_template(name).render(
+            csrf_token=csrf_token(request),
+            me=session.user,
+            unread=0,
+            path=request.url.path,
+            **context,
+        )
+
+    def page(
+        self, handler: Callable[[Visit], Awaitable[Response]], *, counted: bool = True
+    ) -> PageEndpoint:
+        """The endpoint of a page for logged-in people: the session from its cookie, the view
+        counted against the client's rate limit (unless not `counted`), a posted form read
+        and CSRF-checked, and any error the operations raise shown as a page."""
 
         async def endpoint(request: Request) -> Response:
             token = request.cookies.get(SESSION_COOKIE)
@@ -154,6 +184,8 @@ class Site:
                 return self.to_login(request, "signin")
             form: dict[str, str] = {}
             try:
+                if counted:
+                    await self.limit(session)
                 if request.method == "POST":
                     form = await read_form(request)
                     if not csrf_matches(request, form):
