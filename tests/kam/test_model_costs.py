@@ -19,7 +19,7 @@ from aifactory.models import ExecutionStatus
 from aifactory.workers import FetchPolicy
 from tests.helpers import People, fast_config, setup_people
 from tests.kam.test_ai_pipeline import _catalogue
-from tests.openai_server import OpenAIServer, ScriptedCompletion, server_error
+from tests.openai_server import OpenAIServer, ScriptedCompletion, rate_limited, server_error
 from tests.schema_model import answer
 from tests.workers.feeds.conftest import FeedServer
 
@@ -101,8 +101,9 @@ async def test_failed_and_retried_attempts_are_costed_to_the_stage(
     async with AsyncFactory.embedded(config=_config(model, feeds)) as factory:
         people = await setup_people(factory, tier="premium")
         # The research stage's first attempt: a reply outside the schema, then its re-ask
-        # too (the attempt fails); then a 500 the provider retries; then answers.
-        model.add("{}", "{}", server_error())
+        # too (the attempt fails); then a 500 and a 429 the provider retries (neither is
+        # billed); then answers.
+        model.add("{}", "{}", server_error(), rate_limited())
         execution_id = await _execute(people)
         final = await people.admin.executions.wait(execution_id, timeout_s=60)
         assert final.status is ExecutionStatus.COMPLETED, final.error
