@@ -59,9 +59,10 @@ def cli_server(
 
 
 class UvicornThread:
-    """Serves an ASGI app on a free loopback port until stopped (its lifespan runs)."""
+    """Serves an ASGI app on a free loopback port until stopped (its lifespan runs); over
+    https with `tls`, the PEM files of a certificate chain and its key."""
 
-    def __init__(self, app: Any, port: int = 0) -> None:
+    def __init__(self, app: Any, port: int = 0, *, tls: tuple[str, str] | None = None) -> None:
         # The socket is bound at once, so the URL is known before the app is (services
         # that must know each other's address); set `app` any time before `start`.
         # IPPROTO_TCP explicitly: asyncio only turns Nagle's algorithm off for sockets it
@@ -72,15 +73,24 @@ class UvicornThread:
         self._sock.bind(("127.0.0.1", port))
         self.port = self._sock.getsockname()[1]
         self.app = app
+        self.tls = tls
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> Self:
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="on")
+        certfile, keyfile = self.tls or (None, None)
+        config = uvicorn.Config(
+            self.app,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            ssl_certfile=certfile,
+            ssl_keyfile=keyfile,
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True

@@ -58,8 +58,7 @@ class EmbeddedFactory:
     ) -> None:
         self.config = config
         check_webhooks(config.webhooks, config.fetch_policy)
-        if config.home is not None:
-            config.home.mkdir(parents=True, exist_ok=True)
+        config.make_home()
         self.store = open_store(config.database)
         self.blobs = BlobStore(config.storage_config(), config.clock)
         self.audit = AuditLog(self.store, config.clock)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import os
 import threading
 from contextlib import ExitStack
 from pathlib import Path
@@ -141,9 +142,12 @@ class Factory:
         api_key: str | None = None,
         token: str | None = None,
         backend: str = "asyncio",
+        ca_bundle: str | os.PathLike[str] | None = None,
     ) -> Factory:
-        """A client for a remote factory's HTTP API (see `AsyncFactory.connect`)."""
-        return cls(AsyncFactory.connect(base_url, api_key=api_key, token=token), backend)
+        """A client for a remote factory's HTTP API (see `AsyncFactory.connect`, also for
+        `ca_bundle`)."""
+        remote = AsyncFactory.connect(base_url, api_key=api_key, token=token, ca_bundle=ca_bundle)
+        return cls(remote, backend)
 
     def __enter__(self) -> Self:
         return self

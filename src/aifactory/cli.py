@@ -2,9 +2,9 @@
 
 This and `FactoryConfig.from_environment` are the only places that read the environment
 (`AIFACTORY_HOME`, `AIFACTORY_STATE`, `AIFACTORY_STORAGE`, `AIFACTORY_STORAGE_ENDPOINT`,
-`AIFACTORY_ALLOW_LOOPBACK_FEEDS`, the language model's variables); everything below them
-receives a `FactoryConfig`. The help users read is `_DESCRIPTION`, `_EPILOG` and each
-command's own, not this docstring.
+`AIFACTORY_ALLOW_LOOPBACK_FEEDS`, `AIFACTORY_CA_BUNDLE`, the language model's variables);
+everything below them receives a `FactoryConfig`. The help users read is `_DESCRIPTION`,
+`_EPILOG` and each command's own, not this docstring.
 
 Exit statuses: 0 done, 1 an `AIFactoryError` (one line, `error: ...`), 2 a usage error (also
 one line; argparse's own usage errors exit 2 too).
@@ -29,7 +29,7 @@ from . import __version__
 from ._exceptions import AIFactoryError, StorageError
 from ._sync import Factory
 from .auth import generate_password
-from .config import FactoryConfig
+from .config import FactoryConfig, create_storage_keys
 from .kam.accounts import AccountService
 from .kam.administration import AdministrationService
 from .kam.audit import AuditLog
@@ -66,6 +66,7 @@ def _config(
         storage_endpoint=getattr(args, "storage_endpoint", None),
         state=getattr(args, "state", None),
         allow_loopback_feeds=getattr(args, "allow_loopback_feeds", None),
+        ca_bundle=getattr(args, "ca_bundle", None),
         environ=environ,
     )
 
@@ -145,7 +146,7 @@ def _missing_factory(config: FactoryConfig) -> str | None:
     if config.state_url is None:
         init = f"aifactory init --home {config.home} --admin-email EMAIL"
         state = config.home / "state.sqlite3" if config.home is not None else None
-        if state is None or not state.is_file():
+        if state is None or not state.exists():  # something else there: opening says what
             return f"no factory at {config.home}: run `{init}` first"
         where = f"at {config.home}"
     else:
@@ -192,6 +193,10 @@ def _init(args: argparse.Namespace, console: Console) -> int:
     with Factory.embedded(config=config) as factory:
         password = factory.bootstrap_admin(args.admin_email, _read_password(args.admin_password))
     console.print(f"Initialised factory in [bold]{config.home}[/]")
+    if config.home is not None:
+        keys = create_storage_keys(config.home)
+        if keys is not None:
+            console.print(f"Blobs are encrypted at rest with the key in {keys} (keep a copy)")
     console.print(f"Admin: [bold]{args.admin_email}[/]")
     if args.admin_password is None:
         console.print(f"Generated admin password (shown once, store it now): [bold]{password}[/]")
@@ -248,7 +253,7 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
     console.print(f"[bold]aifactory demo[/] — embedded factory in {home}{model}, blobs in {blobs}")
     _warn_loopback(config, console)
     if config.state_url is None:
-        home.mkdir(parents=True, exist_ok=True)
+        config.make_home()
     password, created = _demo_account(config)
     console.print(
         f"• account manager {DEMO_ACCOUNT} "
@@ -348,7 +353,9 @@ def _serve(args: argparse.Namespace, console: Console) -> int:
     import uvicorn
 
     from .server.deploy import Deployment, factory_service, load_keys, worker_service
+    from .server.tls import StrictTransportSecurity, tls_files
 
+    tls = tls_files(args.tls_cert, args.tls_key)
     config = _config(args, with_llm=args.llm)
     if args.workers and args.role != "worker":
         return _refuse(console, f"worker names are for `serve worker`, not `serve {args.role}`")
@@ -383,24 +390,25 @@ def _serve(args: argparse.Namespace, console: Console) -> int:
         console.print(f"worker service for {served}")
     console.print(f"state in {_state_label(config)}")
     console.print(f"blobs in {blobs}")
-    console.print(f"listening on http://{args.host}:{args.port}")
+    console.print(f"listening on {'https' if tls else 'http'}://{args.host}:{args.port}")
     # Worker services answer only the orchestrator: no Server/Date headers on every reply.
     lean = args.role == "worker"
     uvicorn.run(
-        app,
+        StrictTransportSecurity(app),
         host=args.host,
         port=args.port,
         log_level=args.log_level,
         server_header=not lean,
         date_header=not lean,
+        **tls,
     )
     return 0
 
 
 def _migrate(args: argparse.Namespace, console: Console) -> int:
     config = _config(args)
-    if config.state_url is None and config.home is not None:
-        config.home.mkdir(parents=True, exist_ok=True)
+    if config.state_url is None:
+        config.make_home()
 
     async def migrate() -> int:
         store = open_store(config.database)  # migrates, or refuses a newer schema
@@ -635,6 +643,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--trust", metavar="FILE", help="worker: the callers' keys, one id:secret per line"
+    )
+    serve.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help="serve https with this PEM certificate chain (with --tls-key); answers then "
+        "carry HSTS",
+    )
+    serve.add_argument("--tls-key", metavar="FILE", help="the private key of --tls-cert (PEM)")
+    serve.add_argument(
+        "--ca-bundle",
+        metavar="FILE",
+        help="the PEM file of CAs whose certificates the worker and other services called "
+        "over https must have (default $AIFACTORY_CA_BUNDLE, else the system's CAs)",
     )
     serve.add_argument(
         "--log-level",

@@ -17,6 +17,7 @@ with aifactory.embedded(home="./.aifactory") as factory:
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -148,16 +149,23 @@ class AsyncFactory:
         api_key: str | None = None,
         token: str | None = None,
         client: httpx.AsyncClient | None = None,
+        ca_bundle: str | os.PathLike[str] | None = None,
     ) -> AsyncFactory:
         """A client for a remote factory's HTTP API at `base_url`.
 
         Log in with `login(...)`; or give an `api_key` (or a session `token`) here and get
         its view with `session()`. Pass an `httpx.AsyncClient` to share connections or to
         call an ASGI app in process (`httpx.ASGITransport`).
+
+        An `https://` factory's certificate is always verified: against the CA certificates
+        in the PEM file `ca_bundle` when given (a private CA), else the system's; a
+        certificate not trusted fails every call with `TransportError`. Raises
+        `BadInputError` for an unreadable `ca_bundle`, or one given with a `client`.
         """
         from .transports.http import HttpFactoryTransport
 
-        factory = cls(HttpFactoryTransport(base_url, client=client))
+        transport = HttpFactoryTransport(base_url, client=client, ca_bundle=ca_bundle)
+        factory = cls(transport)
         factory._credential = api_key or token
         return factory
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -29,16 +30,25 @@ from .models import LoginThrottle, StagePolicy
 from .orchestrator import RetryPolicy, StoragePrices
 from .orchestrator.live import DEFAULT_TIMEOUTS
 from .state import is_postgres_url
-from .storage import PlacementPolicy, StorageConfig
+from .storage import PlacementPolicy, StorageConfig, StorageKey
 from .storage._roots import check_protocol
+from .storage.encryption import parse_keys
 from .workers.base import Worker
 from .workers.feeds.netguard import FetchPolicy
 from .workers.feeds.rss_finder import CatalogueEntry
 from .workers.host import STAGE_NAMESPACE
 
-__all__ = ["DEFAULT_HOME", "EMBEDDED_STAGE_INLINE_BYTES", "FactoryConfig"]
+__all__ = [
+    "DEFAULT_HOME",
+    "EMBEDDED_STAGE_INLINE_BYTES",
+    "STORAGE_KEYS_FILE",
+    "FactoryConfig",
+    "create_storage_keys",
+]
 
 DEFAULT_HOME = Path(".aifactory")
+#: The file in a home that holds its blob encryption keys (made by `aifactory init`).
+STORAGE_KEYS_FILE = "storage.keys"
 #: How large a stage payload of the embedded factory's in-process workers may be and still
 #: travel inline (committed with its stage in the state database) instead of as a KV file.
 EMBEDDED_STAGE_INLINE_BYTES = 64 * 1024
@@ -56,6 +66,17 @@ def _home_path(value: str | os.PathLike[str] | None) -> Path | None:
         raise BadInputError(
             f"home must be a folder (a str or os.PathLike) or None, not {type(value).__name__}",
             details={"field": "home"},
+        )
+    return Path(value)
+
+
+def _file_path(value: str | os.PathLike[str] | None) -> Path | None:
+    if value is None or isinstance(value, Path):
+        return value
+    if not isinstance(value, str | os.PathLike):
+        raise BadInputError(
+            f"a file is a str or os.PathLike, not {type(value).__name__}",
+            details={"field": "ca_bundle"},
         )
     return Path(value)
 
@@ -124,6 +145,10 @@ class FactoryConfig:
     `login_throttle` says how failed logins lock an account or a client address for a
     while (`aifactory.models.LoginThrottle`; `LoginThrottle(enabled=False)` turns it off).
 
+    `ca_bundle` is a PEM file of the CAs that worker and other aifactory services reached
+    over `https://` must have certificates from (default: the system's CAs); certificates
+    are always verified.
+
     Raises `BadInputError` for a `home` that is neither a path nor `None` and a `state_url`
     that is not a `postgresql://` URL (an unsupported storage location is refused when its
     `StorageConfig` is built).
@@ -154,6 +179,7 @@ class FactoryConfig:
     webhooks: Sequence[Webhook] = attrs.field(default=(), converter=_webhooks)
     max_body_bytes: int = 1024 * 1024
     login_throttle: LoginThrottle = attrs.field(factory=LoginThrottle)
+    ca_bundle: Path | None = attrs.field(default=None, converter=_file_path)
 
     @classmethod
     def from_environment(
@@ -165,6 +191,7 @@ class FactoryConfig:
         storage_endpoint: str | None = None,
         state: str | None = None,
         allow_loopback_feeds: bool | None = None,
+        ca_bundle: str | Path | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> FactoryConfig:
         """A config whose home is `home`, else `$AIFACTORY_HOME`, else `./.aifactory`.
@@ -185,6 +212,13 @@ class FactoryConfig:
         when `allow_loopback_feeds` is set, else when `AIFACTORY_ALLOW_LOOPBACK_FEEDS` is `1`
         (or `true`, `yes`, `on`): for testing with a feed server on this machine only, since it
         lets anyone who can submit a feed URL reach services listening on the host.
+
+        Services reached over `https://` are trusted by the CAs of `ca_bundle`, else of
+        `AIFACTORY_CA_BUNDLE`, else of the system.
+
+        Blobs are encrypted at rest with the keys of `AIFACTORY_STORAGE_KEY` (`id:secret`,
+        several comma-separated, the first sealing new blobs), else of the home's
+        `storage.keys` file when there is one (`aifactory init` makes it), else not at all.
 
         Account events are posted to the webhook at `AIFACTORY_WEBHOOK_URL`, signed with
         `AIFACTORY_WEBHOOK_SECRET` (both or neither), when it is set.
@@ -214,6 +248,7 @@ class FactoryConfig:
             state_url=state_url,
             fetch_policy=policy,
             webhooks=_webhooks_from(env),
+            ca_bundle=ca_bundle or env.get("AIFACTORY_CA_BUNDLE") or None,
         )
         # An empty variable counts as unset (`AIFACTORY_STORAGE= aifactory ...`); an empty
         # flag is a mistake, refused below.
@@ -229,8 +264,13 @@ class FactoryConfig:
                     "a storage endpoint (--storage-endpoint, AIFACTORY_STORAGE_ENDPOINT) needs "
                     "an s3:// storage URL (--storage, AIFACTORY_STORAGE)"
                 )
+        else:
+            config = config.with_storage_url(url, endpoint_url=endpoint)
+        keys = _storage_keys_from(env, config.home)
+        if not keys:
             return config
-        return config.with_storage_url(url, endpoint_url=endpoint)
+        sealing = attrs.evolve(config.storage_config(), encryption_keys=keys)
+        return attrs.evolve(config, storage=sealing)
 
     def with_storage_url(self, url: str, *, endpoint_url: str | None = None) -> FactoryConfig:
         """This config with its blobs at `url`: a local folder, a `file://` or `memory://`
@@ -249,6 +289,16 @@ class FactoryConfig:
         """
         storage = _storage_at(url, endpoint_url, self._stage_placements())
         return attrs.evolve(self, storage=storage)
+
+    def make_home(self) -> None:
+        """Create `home` (and missing parents) unless it exists or is `None`.
+
+        A new home is the owner's only (0700, whatever the umask): it holds accounts,
+        sessions, costs, blobs and keys. An existing folder keeps its mode. Raises
+        `StorageError` when it cannot be created.
+        """
+        if self.home is not None:
+            make_private_folder(self.home)
 
     @property
     def database(self) -> str:
@@ -274,6 +324,66 @@ class FactoryConfig:
         if self.stage_inline_max_bytes is None:
             return {}
         return {STAGE_NAMESPACE: PlacementPolicy(inline_max_bytes=self.stage_inline_max_bytes)}
+
+
+def make_private_folder(path: Path) -> None:
+    """Create the folder `path` as 0700 (its missing parents as the umask says); an existing
+    one is left as it is. Raises `StorageError` naming the folder."""
+    if path.is_dir():
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        if not path.is_dir():
+            raise StorageError(f"{path} exists and is not a folder: give another home") from None
+        return  # made by someone else meanwhile: theirs to keep
+    except OSError as exc:
+        raise StorageError(f"cannot create the folder {path}: {exc.strerror or exc}") from exc
+    # mkdir's mode is filtered by the umask, which may leave group or other bits.
+    os.chmod(path, 0o700)
+
+
+def create_storage_keys(home: Path) -> Path | None:
+    """Give `home` a `storage.keys` file with one new key (0600, whatever the umask), so
+    that its blobs are encrypted at rest; `None` if it has one already (kept as it is).
+    Raises `StorageError` when the file cannot be written."""
+    path = home / STORAGE_KEYS_FILE
+    key = StorageKey.generate(f"k-{secrets.token_hex(4)}")
+    text = (
+        "# aifactory blob encryption keys, id:secret; the first encrypts new blobs.\n"
+        "# Keep a copy apart from the blobs: without it they cannot be read.\n"
+        f"{key.to_text()}\n"
+    )
+    try:
+        descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return None
+    except OSError as exc:
+        raise StorageError(f"cannot create {path}: {exc.strerror or exc}") from exc
+    try:
+        os.chmod(path, 0o600)  # the umask may have taken bits off; it never adds any
+        os.write(descriptor, text.encode())
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+    return path
+
+
+def _storage_keys_from(env: Mapping[str, str], home: Path | None) -> tuple[StorageKey, ...]:
+    """The blob keys `AIFACTORY_STORAGE_KEY` holds, else the home's key file, else none."""
+    given = env.get("AIFACTORY_STORAGE_KEY", "").strip()
+    if given:
+        return parse_keys(given)
+    if home is None or not (home / STORAGE_KEYS_FILE).exists():
+        return ()
+    path = home / STORAGE_KEYS_FILE
+    try:
+        return parse_keys(path.read_text("utf-8"))
+    except OSError as exc:
+        raise StorageError(f"cannot read the storage keys {path}: {exc.strerror or exc}") from exc
+    except BadInputError as exc:
+        raise BadInputError(f"{path}: {exc.message}", details=exc.details) from exc
 
 
 def _webhooks_from(env: Mapping[str, str]) -> tuple[Webhook, ...]:

@@ -16,7 +16,12 @@ MIB = 1024 * 1024
 
 
 def test_exported_names() -> None:
-    assert sorted(aifactory.storage.__all__) == ["BlobStore", "PlacementPolicy", "StorageConfig"]
+    assert sorted(aifactory.storage.__all__) == [
+        "BlobStore",
+        "PlacementPolicy",
+        "StorageConfig",
+        "StorageKey",
+    ]
     for name in aifactory.storage.__all__:
         assert getattr(aifactory.storage, name).__module__.startswith("aifactory.storage.")
 

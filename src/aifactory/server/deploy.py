@@ -114,16 +114,17 @@ def load_keys(path: str | Path) -> list[WorkerKey]:
 def factory_service(config: FactoryConfig, deployment: Deployment | None = None) -> Starlette:
     """The factory's API for `config`, reaching `deployment`'s workers over HTTP (the
     others run in process)."""
-    endpoints = (
-        [HttpWorkerTransport(w.url, w.worker, deployment.key) for w in deployment.workers]
-        if deployment is not None
-        else []
-    )
-    return serving(EmbeddedFactory(config, endpoints=endpoints))
+    if deployment is None:
+        return serving(EmbeddedFactory(config))
+    return serving(_factory(config, deployment))
 
 
 def _factory(config: FactoryConfig, deployment: Deployment) -> EmbeddedFactory:
-    endpoints = [HttpWorkerTransport(w.url, w.worker, deployment.key) for w in deployment.workers]
+    # Worker services over https are checked against `config.ca_bundle` (or the system's CAs).
+    endpoints = [
+        HttpWorkerTransport(w.url, w.worker, deployment.key, ca_bundle=config.ca_bundle)
+        for w in deployment.workers
+    ]
     return EmbeddedFactory(config, endpoints=endpoints)
 
 
@@ -134,7 +135,9 @@ def kam_service(config: FactoryConfig, deployment: Deployment) -> Starlette:
     """
     if not deployment.orchestrator_url:
         raise BadInputError("the deployment names no orchestrator_url")
-    orchestrator = ServiceClient(deployment.orchestrator_url, deployment.key)
+    orchestrator = ServiceClient(
+        deployment.orchestrator_url, deployment.key, ca_bundle=config.ca_bundle
+    )
     # Executions run on the orchestrator services, which also take over orphaned ones.
     config = attrs.evolve(config, recover=False)
     return kam_app(_factory(config, deployment), deployment.verifier(), orchestrator)
@@ -147,7 +150,7 @@ def orchestrator_service(config: FactoryConfig, deployment: Deployment) -> Starl
     """
     if not deployment.kam_url:
         raise BadInputError("the deployment names no kam_url")
-    kam = ServiceClient(deployment.kam_url, deployment.key)
+    kam = ServiceClient(deployment.kam_url, deployment.key, ca_bundle=config.ca_bundle)
     return orchestrator_app(_factory(config, deployment), deployment.verifier(), kam)
 
 

@@ -15,6 +15,7 @@ Service-to-service calls carry per-service HMAC signatures (`aifactory.auth.sign
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -38,7 +39,7 @@ from ..auth.signing import SignatureVerifier, WorkerKey, sign
 from ..models import Execution, Template, WorkerStatus
 from ..orchestrator import Artifact, ExecutionReport, LocalControl, RetryPolicy
 from ..protocol.codec import dumps, loads, structure, unstructure
-from ..transports._http import error_for, transport_error
+from ..transports._http import error_for, tls_context, transport_error
 from ._request_ids import RequestIds, log_error
 from .app import MAX_BODY_BYTES, error_response, factory_app, read_body
 
@@ -53,14 +54,24 @@ __all__ = [
 
 
 class ServiceClient:
-    """Signed JSON calls to another aifactory service."""
+    """Signed JSON calls to another aifactory service.
+
+    An `https://` service's certificate must chain to a CA of `ca_bundle` (a PEM file), else
+    to the system's (for the client this object makes). Raises `BadInputError` for an
+    unusable `ca_bundle`.
+    """
 
     def __init__(
-        self, base_url: str, key: WorkerKey, client: httpx.AsyncClient | None = None
+        self,
+        base_url: str,
+        key: WorkerKey,
+        client: httpx.AsyncClient | None = None,
+        *,
+        ca_bundle: str | os.PathLike[str] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.key = key
-        self._client = client or httpx.AsyncClient(timeout=30.0)
+        self._client = client or httpx.AsyncClient(timeout=30.0, verify=tls_context(ca_bundle))
         self._owns = client is None
         self._clock = SystemClock()
 

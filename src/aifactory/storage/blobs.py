@@ -41,6 +41,7 @@ from ..models.enums import StorageScheme
 from ..models.storage_ref import StorageRef, check_key, check_namespace
 from ._roots import Root, open_root, redact
 from ._values import Encoding, Expiry, decode_kv, encode_kv, verify
+from .encryption import is_sealed, open_blob, seal
 from .placement import StorageConfig
 
 __all__ = ["BlobStore"]
@@ -64,6 +65,7 @@ class BlobStore:
         self._clock: Clock = clock or SystemClock()
         self._roots: dict[str, Root] = {}
         self._lock = threading.Lock()
+        self._keys = {k.key_id: k for k in config.encryption_keys}
 
     @property
     def config(self) -> StorageConfig:
@@ -126,7 +128,7 @@ class BlobStore:
         path = root.blob_path(key)
         try:
             if chosen is StorageScheme.R2:
-                self._write(root, path, data)
+                self._write(root, path, self._sealed(data, ref))
                 return ref
             encoding: Encoding = "gzip" if placement.gzips(len(data)) else "identity"
             meta_path = root.meta_path(key)
@@ -137,7 +139,7 @@ class BlobStore:
             else:
                 expires_at = self._clock.now() + timedelta(seconds=ttl_s)
                 self._write(root, meta_path, Expiry(expires_at, encoding, media_type).to_bytes())
-            self._write(root, path, encode_kv(data, encoding))
+            self._write(root, path, self._sealed(encode_kv(data, encoding), ref))
         except _BACKEND_ERRORS as exc:
             raise StorageError(f"cannot write {ref.uri}: {exc}", details={"ref": ref.uri}) from exc
         return ref
@@ -204,8 +206,25 @@ class BlobStore:
             raise NotFoundError(f"no blob at {ref.uri}", details={"ref": ref.uri}) from exc
         except _BACKEND_ERRORS as exc:
             raise StorageError(f"cannot read {ref.uri}: {exc}", details={"ref": ref.uri}) from exc
+        stored = self._opened(stored, ref)
         data = decode_kv(stored, ref) if ref.scheme is StorageScheme.KV else stored
         return verify(data, ref)
+
+    def _sealed(self, payload: bytes, ref: StorageRef) -> bytes:
+        """What is written for `ref`: `payload` sealed with the first encryption key, if any."""
+        keys = self._config.encryption_keys
+        return seal(payload, keys[0], ref.uri) if keys else payload
+
+    def _opened(self, stored: bytes, ref: StorageRef) -> bytes:
+        """What `_sealed` was given for the stored bytes of `ref`: opened if sealed (blobs
+        written without encryption pass as they are)."""
+        if not is_sealed(stored):
+            return stored
+        if self._keys:
+            return open_blob(stored, self._keys, ref.uri)
+        if ref.scheme is StorageScheme.R2 and _matches(stored, ref):
+            return stored  # a plain object that happens to begin like a sealed one
+        return open_blob(stored, {}, ref.uri)  # raises: names the key to configure
 
     def exists(self, ref: StorageRef) -> bool:
         """Whether `ref` can be read: inline always, KV/R2 if stored and not expired.
@@ -336,6 +355,14 @@ class BlobStore:
 
     def __repr__(self) -> str:
         return f"BlobStore(root={redact(self._config.root)!r})"
+
+
+def _matches(data: bytes, ref: StorageRef) -> bool:
+    try:
+        verify(data, ref)
+    except StorageError:
+        return False
+    return True
 
 
 def _check_ttl(ttl_s: float | None) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -24,6 +24,7 @@ from .._exceptions import BadInputError
 from ..models.enums import StorageScheme
 from ..models.storage_ref import check_namespace
 from ._roots import check_protocol, redact
+from .encryption import StorageKey
 
 __all__ = ["PlacementPolicy", "StorageConfig"]
 
@@ -110,6 +111,25 @@ def _placement_map(value: Mapping[str, PlacementPolicy]) -> dict[str, PlacementP
     return dict(value)
 
 
+def _keys(value: StorageKey | Iterable[StorageKey] | None) -> tuple[StorageKey, ...]:
+    if value is None:
+        return ()
+    keys = (value,) if isinstance(value, StorageKey) else tuple(value)
+    if not all(isinstance(k, StorageKey) for k in keys):
+        raise BadInputError(
+            "encryption keys are aifactory.storage.StorageKey values",
+            details={"field": "encryption_keys"},
+        )
+    ids = [k.key_id for k in keys]
+    if len(set(ids)) != len(ids):
+        raise BadInputError("two encryption keys share an id", details={"key_ids": ids})
+    return keys
+
+
+def _key_ids(keys: tuple[StorageKey, ...]) -> str:
+    return repr([k.key_id for k in keys])  # never the secrets
+
+
 def _redacted_map(value: Mapping[str, str]) -> str:
     return repr({name: redact(url) for name, url in value.items()})
 
@@ -141,6 +161,12 @@ class StorageConfig:
     `placements` overrides it for single namespaces. The embedded factory keeps stage
     payloads of its in-process workers inline up to 64 KiB this way (see `FactoryConfig`).
 
+    `encryption_keys` (a `StorageKey` or several) encrypt every KV and R2 blob at rest with
+    AES-256-GCM (`aifactory.storage.encryption`): the first seals new blobs, each opens the
+    blobs sealed under its id, and blobs written without encryption stay readable. Inline
+    data lives in messages and the state database, and is not sealed. Off when empty (the
+    default); the repr shows key ids only.
+
     Raises `BadInputError` for an empty root or override or one on an unsupported protocol,
     and `UnsafeKeyError` for an override whose name is not a valid namespace or bucket name.
     """
@@ -156,6 +182,9 @@ class StorageConfig:
     )
     placement: PlacementPolicy = attrs.field(factory=PlacementPolicy)
     placements: dict[str, PlacementPolicy] = attrs.field(factory=dict, converter=_placement_map)
+    encryption_keys: tuple[StorageKey, ...] = attrs.field(
+        default=(), converter=_keys, repr=_key_ids
+    )
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.root, str) or not self.root.strip():

@@ -9,6 +9,7 @@ time a `TransportTimeoutError`.
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -16,14 +17,14 @@ from urllib.parse import quote
 import anyio
 import httpx
 
-from .._exceptions import AIFactoryError, PermissionDeniedError, TransportError
+from .._exceptions import AIFactoryError, BadInputError, PermissionDeniedError, TransportError
 from ..api.arguments import sound
 from ..api.operations import operation
 from ..auth.tokens import API_KEY_PREFIX
 from ..kam.accounts import LoginResult
 from ..models import User
 from ..protocol.codec import structure, unstructure
-from ._http import error_for, resend_policy, transport_error
+from ._http import error_for, resend_policy, tls_context, transport_error
 
 __all__ = ["HttpFactoryTransport"]
 
@@ -42,7 +43,12 @@ def _raise_for(response: httpx.Response) -> None:
 
 
 class HttpFactoryTransport:
-    """Carries operations to a factory's HTTP API at `base_url`."""
+    """Carries operations to a factory's HTTP API at `base_url`.
+
+    An `https://` server's certificate must chain to a CA of `ca_bundle` (a PEM file), else
+    to the system's. Raises `BadInputError` for an unusable `ca_bundle`, or one given with
+    a `client` (whose own settings then decide).
+    """
 
     def __init__(
         self,
@@ -52,10 +58,13 @@ class HttpFactoryTransport:
         timeout_s: float = 30.0,
         connect_retries: int = 2,
         long_poll_s: float = 20.0,
+        ca_bundle: str | os.PathLike[str] | None = None,
     ) -> None:
+        if client is not None and ca_bundle is not None:
+            raise BadInputError("give either a client or a ca_bundle: the client's own TLS applies")
         self.base_url = base_url.rstrip("/")
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=timeout_s)
+        self._client = client or httpx.AsyncClient(timeout=timeout_s, verify=tls_context(ca_bundle))
         self._retries = connect_retries
         self.long_poll_s = long_poll_s
 

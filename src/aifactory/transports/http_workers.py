@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any, TypeVar
 
@@ -64,7 +65,7 @@ from ..protocol.messages import (
     WorkerHealth,
 )
 from ..workers.base import ProgressCallback
-from ._http import error_for, resend_policy, transport_error
+from ._http import error_for, resend_policy, tls_context, transport_error
 
 __all__ = ["HttpWorkerTransport", "Traffic"]
 
@@ -115,7 +116,10 @@ class HttpWorkerTransport:
     read and write; `process_read_timeout_s` bounds the wait between two heartbeat lines of
     `process` (default: none, the orchestrator watches heartbeats and start-to-close itself).
     `connect_retries` is how many more times an undelivered idempotent request is sent.
-    Raises `BadInputError` for a `base_url` that is not an http(s) URL.
+    An `https://` service's certificate must chain to a CA of `ca_bundle` (a PEM file),
+    else to the system's (for the pool this endpoint makes; one you pass has its own TLS).
+    Raises `BadInputError` for a `base_url` that is not an http(s) URL and an unusable
+    `ca_bundle`.
     """
 
     def __init__(
@@ -130,6 +134,7 @@ class HttpWorkerTransport:
         connect_retries: int = 2,
         retry_pause_s: float = 0.05,
         clock: Clock | None = None,
+        ca_bundle: str | os.PathLike[str] | None = None,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._worker = worker
@@ -149,7 +154,7 @@ class HttpWorkerTransport:
             raise BadInputError(f"a worker service URL is http(s): {base_url!r}")
         self._targets = {path: url.raw_path.decode("ascii") for path, url in self._urls.items()}
         self._owns_http = http_transport is None
-        self._http = http_transport or httpx.AsyncHTTPTransport()
+        self._http = http_transport or httpx.AsyncHTTPTransport(verify=tls_context(ca_bundle))
         self._timeout = {"timeout": httpx.Timeout(timeout_s).as_dict()}
         self._process_timeout = {
             "timeout": httpx.Timeout(timeout_s, read=process_read_timeout_s).as_dict()
