@@ -122,6 +122,11 @@ PAGES: dict[str, Page] = {
             r"^PasswordReset\(user=User\(.*password='<hidden>', sessions_revoked=0\)$",
         ),
     ),
+    "docs/templates.md": Page(
+        run=1,
+        # What the page prints: the new template's name, version and author's kind.
+        expect=(r"^welding_guide 1 user$",),
+    ),
     "docs/scaling.md": Page(
         run=1,
         skipped=2,

@@ -24,6 +24,7 @@ EXPECTED = {
     "StageStatus",
     "StorageRef",
     "Template",
+    "TemplateVersion",
     "Tier",
     "Urgency",
     "Usage",

@@ -50,6 +50,7 @@ from ..models import (
     Role,
     StageRun,
     Template,
+    TemplateVersion,
     Tier,
     Urgency,
     UsageReport,

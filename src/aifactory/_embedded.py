@@ -24,6 +24,7 @@ from .kam.notifier import EventNotifier, Notifier, Notifiers
 from .kam.recommend import Recommender
 from .kam.requests import RequestService
 from .kam.settlement import Settlement
+from .kam.templates import TemplateService, known_workers
 from .kam.usage import UsageService
 from .kam.webhooks import WebhookNotifier, WebhookService, check_webhooks
 from .llm.metering import MeteredLLM
@@ -76,13 +77,16 @@ class EmbeddedFactory:
         self.administration = AdministrationService(
             self.store, self.audit, config.clock, config.password_hasher
         )
-        self.requests = RequestService(
+        self.templates = TemplateService(
             self.store,
-            self.blobs,
             self.audit,
             config.clock,
-            config.ids,
             TemplateCatalogue.builtin(),
+            known_workers(config.workers),
+            check_interval_s=config.template_check_s,
+        )
+        self.requests = RequestService(
+            self.store, self.blobs, self.audit, config.clock, config.ids, self.templates
         )
         # Webhooks deliver in the background from when the factory opens until it closes.
         self.webhooks = WebhookService(
@@ -114,7 +118,7 @@ class EmbeddedFactory:
             if config.workers is None
             else list(config.workers)
         )
-        self.requests.recommender = Recommender(self.requests.catalogue, self.llm)
+        self.requests.recommender = Recommender(self.templates, self.llm)
         # Local workers run in this process; `endpoints` reach workers elsewhere (HTTP), and
         # a worker reached remotely is not also run here.
         remote = {e.worker for e in endpoints}

@@ -203,6 +203,62 @@ def _init(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _templates(args: argparse.Namespace, console: Console) -> int:
+    """`aifactory templates check|export|import` (see its help)."""
+    from .kam.catalogue import TemplateCatalogue
+    from .kam.template_checks import template_problems
+    from .kam.template_files import read_template_file, templates_to_text
+    from .kam.templates import TemplateService, known_workers
+
+    if args.templates_command == "check":
+        workers, failed = known_workers(), 0
+        for path in args.files:
+            for template in read_template_file(path):
+                problems = template_problems(template, workers)
+                failed += bool(problems)
+                mark = "[red]problems[/]" if problems else "[green]ok[/]"
+                line = f"{escape(str(path))}: {escape(template.name)}: {mark}"
+                console.print(line, soft_wrap=True)
+                for problem in problems:
+                    line = f"  {escape(problem['path'])}: {escape(problem['message'])}"
+                    console.print(line, soft_wrap=True)
+        return 1 if failed else 0
+    config = _config(args)
+    missing = _missing_factory(config)
+    if missing:
+        return _refuse(console, missing)
+    loaded = [t for path in getattr(args, "files", []) for t in read_template_file(path)]
+
+    async def run() -> str:
+        # The state alone, not the whole factory: opening that would resume executions.
+        store = open_store(config.database)
+        try:
+            service = TemplateService(
+                store,
+                AuditLog(store, config.clock),
+                config.clock,
+                TemplateCatalogue.builtin(),
+                known_workers(config.workers),
+            )
+            if args.templates_command == "import":
+                saved = await service.import_templates(loaded)
+                return "\n".join(f"{v.name}: version {v.version}" for v in saved)
+            chosen = [await service.get(name) for name in args.names] or await service.list()
+            return templates_to_text(chosen, args.format)
+        finally:
+            await store.aclose()
+
+    text = anyio.run(run)
+    if args.templates_command == "export" and args.out is not None:
+        args.out.write_text(text, "utf-8")
+        console.print(f"wrote the templates to {escape(str(args.out))}", soft_wrap=True)
+    elif args.templates_command == "export":
+        sys.stdout.write(text)
+    else:
+        console.print(escape(text), soft_wrap=True)
+    return 0
+
+
 def _reset_password(args: argparse.Namespace, console: Console) -> int:
     """A new generated password for a user, made through the data folder (whoever can write
     the state can change it anyway): the way back in for an admin whose password is lost."""
@@ -564,6 +620,40 @@ def _parser() -> argparse.ArgumentParser:
     reset.add_argument("email", metavar="EMAIL", help="the user's email")
     _home_argument(reset, _HOME)
     _state_argument(reset)
+    templates = _command(
+        sub,
+        "templates",
+        "check, export and import pipeline templates as files",
+        "Pipeline templates as JSON or YAML files, to keep in git:\n"
+        "  check FILE...   run every check a template passes before it is saved; list each\n"
+        "                  problem with its path (exit 1 if any)\n"
+        "  export          write the templates in use (or those NAMEd) to --out or stdout\n"
+        "  import FILE...  save each template: new ones as version 1, changed ones as a new\n"
+        "                  version (audited as 'system' from the cli); none if one fails",
+        "examples:\n"
+        "  aifactory templates check my_template.yaml\n"
+        "  aifactory templates export --home ./factory --format yaml --out templates.yaml\n"
+        "  aifactory templates import --home ./factory templates.yaml",
+    )
+    templates_sub = templates.add_subparsers(
+        dest="templates_command",
+        required=True,
+        metavar="ACTION",
+        title="actions",
+        help="check, export or import template files",
+    )
+    check = templates_sub.add_parser("check", help="check template files")
+    check.add_argument("files", nargs="+", metavar="FILE", type=Path)
+    export = templates_sub.add_parser("export", help="write templates to a file")
+    export.add_argument("names", nargs="*", metavar="NAME", help="only these templates")
+    export.add_argument("--out", type=Path, metavar="FILE", help="the file (default: stdout)")
+    export.add_argument("--format", choices=["json", "yaml"], default="json")
+    _home_argument(export, _HOME)
+    _state_argument(export)
+    load = templates_sub.add_parser("import", help="save the templates of files")
+    load.add_argument("files", nargs="+", metavar="FILE", type=Path)
+    _home_argument(load, _HOME)
+    _state_argument(load)
     demo = _command(
         sub,
         "demo",
@@ -705,6 +795,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _init(args, console)
         if args.command == "admin":
             return _reset_password(args, console)
+        if args.command == "templates":
+            return _templates(args, console)
         if args.command == "demo":
             return _demo(args, console)
         if args.command == "serve":

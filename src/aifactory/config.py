@@ -139,6 +139,8 @@ class FactoryConfig:
     Executions run under leases of `lease_s` seconds; with `recover` (the default) the
     factory resumes, as soon as it opens and then every `lease_s / 3`, the executions that
     a stopped process left running (a notebook that only reads can turn it off).
+    Templates are cached for 24 hours; a change made by another process sharing the state is
+    seen at the first read `template_check_s` seconds after the last check.
 
     `max_body_bytes` (default 1 MiB) is the largest request body the HTTP API reads: a
     larger one, declared or streamed, is refused with 413 as soon as it passes the limit.
@@ -175,6 +177,7 @@ class FactoryConfig:
     state_url: str | None = attrs.field(default=None, validator=_check_state_url)
     lease_s: float = 30.0
     recover: bool = True
+    template_check_s: float = 1.0
     notifiers: Sequence[Notifier | EventNotifier] = attrs.field(default=(), converter=_notifiers)
     webhooks: Sequence[Webhook] = attrs.field(default=(), converter=_webhooks)
     max_body_bytes: int = 1024 * 1024

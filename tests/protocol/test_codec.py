@@ -52,6 +52,7 @@ from aifactory.models import (
     StageStatus,
     StorageRef,
     Template,
+    TemplateVersion,
     Tier,
     TierLimits,
     Urgency,
@@ -526,6 +527,15 @@ MODELS: dict[type[Any], st.SearchStrategy[Any]] = {
         at=datetimes,
     ),
     UsageLine: usage_lines,
+    TemplateVersion: st.builds(
+        TemplateVersion,
+        name=ids,
+        version=counts,
+        template=templates,
+        created_at=datetimes,
+        created_by=texts,
+        retired_at=maybe_datetimes,
+    ),
     UsageReport: st.builds(
         UsageReport,
         client_id=ids,

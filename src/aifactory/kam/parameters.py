@@ -6,10 +6,17 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import jsonschema
+
 from .._exceptions import ParameterError
 from ..models import ParameterSpec, Template, Tier
 
-__all__ = ["validate_parameters"]
+__all__ = ["check_value", "validate_parameters"]
+
+
+def check_value(spec: ParameterSpec, value: Any) -> str | None:
+    """What is wrong with `value` for the parameter `spec` (`"must be ..."`), or `None`."""
+    return _check(spec, value)
 
 
 def _check(spec: ParameterSpec, value: Any) -> str | None:
@@ -26,6 +33,17 @@ def _check(spec: ParameterSpec, value: Any) -> str | None:
         return "must be true or false"
     if kind in ("string", "enum") and not isinstance(value, str):
         return "must be a string"
+    if kind == "object" and not isinstance(value, Mapping):
+        return "must be an object"
+    if kind == "array" and not isinstance(value, list):
+        return "must be a list"
+    if kind in ("object", "array") and spec.schema is not None:
+        problem = jsonschema.exceptions.best_match(
+            jsonschema.Draft202012Validator(spec.schema).iter_errors(value)
+        )
+        if problem is not None:
+            where = "".join(f"[{p!r}]" for p in problem.absolute_path)
+            return f"{where} {problem.message}".strip()
     if kind == "enum" and value not in spec.choices:
         return f"must be one of {list(spec.choices)}"
     if kind == "string" and spec.max_length is not None and len(value) > spec.max_length:

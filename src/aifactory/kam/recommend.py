@@ -19,15 +19,23 @@ import json
 import math
 from collections import Counter
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from .._exceptions import StageFailedError
 from ..llm import LLM, Message
-from ..models import Client, Recommendation, Request, Template
+from ..models import Client, Recommendation, Request, Template, Tier
 from ..workers.text.keywords import content_words
-from .catalogue import TemplateCatalogue
 
-__all__ = ["Recommendation", "Recommender"]
+
+class Templates(Protocol):
+    """Where the recommender finds the templates in use (`TemplateService`)."""
+
+    async def list(self, tier: Tier | None = None) -> list[Template]:
+        """The templates in use, allowed for `tier` if given."""
+        ...
+
+
+__all__ = ["Recommendation", "Recommender", "Templates"]
 
 _SYSTEM = (
     "You recommend pipeline templates for client requests in an AI content factory. The user "
@@ -52,15 +60,16 @@ def _cosine(a: Counter[str], b: Counter[str]) -> float:
 class Recommender:
     """Ranks the templates a client may afford for a request."""
 
-    def __init__(self, catalogue: TemplateCatalogue, llm: LLM | None = None) -> None:
-        self.catalogue = catalogue
+    def __init__(self, templates: Templates, llm: LLM | None = None) -> None:
+        self.templates = templates
         self.llm = llm
 
-    def candidates(self, client: Client, available_usd: Decimal) -> list[Template]:
-        """Templates the client's tier allows and its remaining budget covers."""
+    async def candidates(self, client: Client, available_usd: Decimal) -> list[Template]:
+        """Templates in use (the shipped ones and those staff made) that the client's tier
+        allows and its remaining budget covers."""
         return [
             t
-            for t in self.catalogue.list(client.tier)
+            for t in await self.templates.list(client.tier)
             if Decimal(t.estimated_cost_usd) <= available_usd
         ]
 
@@ -79,7 +88,7 @@ class Recommender:
         the model's answer does not fit its schema or names unknown templates, and whatever
         the provider raises when it cannot be reached.
         """
-        candidates = self.candidates(client, available_usd)
+        candidates = await self.candidates(client, available_usd)
         if not candidates:
             return []
         if use_llm is None:

@@ -26,9 +26,9 @@ from ..orchestrator import ExecutionControl, LocalControl, Orchestrator
 from ..state import Store
 from ..storage import BlobStore
 from .audit import AuditLog
-from .catalogue import TemplateCatalogue
 from .parameters import validate_parameters
 from .recommend import Recommendation, Recommender
+from .templates import TemplateService
 
 __all__ = ["RequestService", "check_resources"]
 
@@ -77,17 +77,17 @@ class RequestService:
         audit: AuditLog,
         clock: Clock,
         ids: IdFactory,
-        catalogue: TemplateCatalogue,
+        templates: TemplateService,
     ) -> None:
         self.store = store
         self.blobs = blobs
         self.audit = audit
         self.clock = clock
         self.ids = ids
-        self.catalogue = catalogue
+        self.templates = templates
         self.orchestrator: Orchestrator | None = None
         self.remote_control: ExecutionControl | None = None
-        self.recommender = Recommender(catalogue)
+        self.recommender = Recommender(templates)
 
     def control(self) -> ExecutionControl:
         """Who starts and stops executions: a remote orchestrator service if one is set,
@@ -185,11 +185,14 @@ class RequestService:
             level = Tier(tier) if tier is not None else None
         except ValueError:
             raise BadInputError(f"unknown tier {tier!r}", details={"field": "tier"}) from None
-        return self.catalogue.list(level)
+        return await self.templates.list(level)
 
-    def get_template(self, principal: Principal, name: str) -> Template:
-        """One template. Raises `NotFoundError`."""
-        return self.catalogue.get(name)
+    async def get_template(
+        self, principal: Principal, name: str, version: int | None = None
+    ) -> Template:
+        """A template in use: its latest version, or `version` of it. Raises
+        `NotFoundError` (unknown or retired template, unknown version)."""
+        return await self.templates.get(name, version)
 
     async def recommend(
         self,
@@ -277,7 +280,7 @@ class RequestService:
                 f"request {request_id} is {request.status.value}; it can no longer change",
                 details={"status": request.status.value},
             )
-        template = self.catalogue.get(template_name)
+        template = await self.templates.get(template_name)
         client = await self.store.get_client(request.client_id)
         if not template.allows(client.tier):
             raise BadInputError(
@@ -348,7 +351,7 @@ class RequestService:
                 else f"request {request_id} is {request.status.value}; it cannot execute again",
                 details={"status": request.status.value},
             )
-        template = self.catalogue.get(request.template_name)
+        template = await self.templates.get(request.template_name)
         orchestrator = self._orchestrator()
         context = {
             "request": {

@@ -25,6 +25,7 @@ from .execution import (
 )
 from .logins import LoginFailures, LoginThrottle
 from .storage_ref import StorageRef, check_key, check_namespace
+from .templates import TemplateVersion
 from .usage import ModelUsage, UsageLine, UsageReport
 from .webhooks import WebhookDelivery
 from .work import (
@@ -69,6 +70,7 @@ __all__ = [
     "StorageRef",
     "StorageScheme",
     "Template",
+    "TemplateVersion",
     "Tier",
     "TierLimits",
     "Urgency",

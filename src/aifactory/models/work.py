@@ -61,7 +61,8 @@ class Request:
 class ParameterSpec:
     """One template parameter: its type, range, default and which tiers see or edit it.
 
-    `type` is one of `string`, `integer`, `number`, `boolean`, `enum`.
+    `type` is one of `string`, `integer`, `number`, `boolean`, `enum`, `object`, `array`;
+    an `object` or `array` value is checked against `schema` (JSON Schema), when given.
     """
 
     name: str
@@ -75,6 +76,7 @@ class ParameterSpec:
     required: bool = False
     visible_tiers: tuple[Tier, ...] = attrs.field(default=tuple(Tier), repr=enums_repr)
     editable_tiers: tuple[Tier, ...] = attrs.field(default=tuple(Tier), repr=enums_repr)
+    schema: dict[str, Any] | None = attrs.field(default=None, repr=bounded_repr(MAPPING))
 
 
 @attrs.frozen

@@ -34,11 +34,13 @@ __all__ = [
     "TemplatePlan",
     "bind_inputs",
     "blocked_stages",
+    "condition_parameter",
     "deliverable_stages",
     "dependency_map",
     "evaluate_condition",
     "frontier",
     "idempotency_key",
+    "input_sources",
     "merge_parameters",
     "ready_stages",
     "result_cache_key",
@@ -52,6 +54,16 @@ _MISSING = object()
 
 def _sources(expression: str) -> list[str]:
     return [part.strip() for part in expression.split("|") if part.strip()]
+
+
+def input_sources(expression: str) -> list[str]:
+    """The sources of an input mapping value, in the order they are tried."""
+    return _sources(expression)
+
+
+def condition_parameter(condition: str) -> str:
+    """The parameter a condition tests. Raises `BadInputError` for a malformed condition."""
+    return _parse_condition(condition)[1]
 
 
 def stage_dependencies(stage: StageSpec, stage_ids: frozenset[str] | set[str]) -> set[str]:

@@ -25,6 +25,7 @@ from ..models import (
     Role,
     StageRun,
     Template,
+    TemplateVersion,
     Tier,
     Urgency,
     UsageReport,
@@ -233,9 +234,34 @@ class Templates(SyncResource[AsyncTemplates]):
         """Templates allowed for `tier` (client users: their own tier)."""
         return self._run(self._target.list, tier=tier)
 
-    def get(self, name: str) -> Template:
-        """One template."""
-        return self._run(self._target.get, name=name)
+    def get(self, name: str, version: int | None = None) -> Template:
+        """A template in use: its latest version, or `version` of it."""
+        return self._run(self._target.get, name=name, version=version)
+
+    def versions(self, name: str) -> builtins.list[TemplateVersion]:
+        """Every saved version of a template, oldest first, with who saved it when (staff)."""
+        return self._run(self._target.versions, name=name)
+
+    def create(self, template: Template | dict[str, Any]) -> TemplateVersion:
+        """Save a new template (version 1), checked first: a `TemplateError` lists every
+        problem with its path (staff).
+        """
+        return self._run(self._target.create, template=template)
+
+    def update(
+        self, name: str, template: Template | dict[str, Any], expected_version: int | None = None
+    ) -> TemplateVersion:
+        """Save a new version of template `name`; executions already started keep theirs.
+        With `expected_version`, refused (`ConflictError`) if another was saved meanwhile
+        (staff).
+        """
+        return self._run(
+            self._target.update, name=name, template=template, expected_version=expected_version
+        )
+
+    def retire(self, name: str) -> TemplateVersion:
+        """Retire a template: offered and assigned no more (staff)."""
+        return self._run(self._target.retire, name=name)
 
     def recommend(
         self, request_id: str, limit: int = 3, use_llm: bool | None = None

@@ -6,7 +6,15 @@ import builtins
 from collections.abc import Mapping
 from typing import Any
 
-from ..models import Execution, Recommendation, Request, Template, Tier, Urgency
+from ..models import (
+    Execution,
+    Recommendation,
+    Request,
+    Template,
+    TemplateVersion,
+    Tier,
+    Urgency,
+)
 from ._base import AsyncResource
 
 __all__ = ["AsyncRequests", "AsyncTemplates"]
@@ -70,9 +78,35 @@ class AsyncTemplates(AsyncResource):
         """Templates allowed for `tier` (client users: their own tier)."""
         return await self._call("templates.list", tier=tier)
 
-    async def get(self, name: str) -> Template:
-        """One template."""
-        return await self._call("templates.get", name=name)
+    async def get(self, name: str, version: int | None = None) -> Template:
+        """A template in use: its latest version, or `version` of it."""
+        return await self._call("templates.get", name=name, version=version)
+
+    async def versions(self, name: str) -> builtins.list[TemplateVersion]:
+        """Every saved version of a template, oldest first, with who saved it when (staff)."""
+        return await self._call("templates.versions", name=name)
+
+    async def create(self, template: Template | dict[str, Any]) -> TemplateVersion:
+        """Save a new template (version 1), checked first: a `TemplateError` lists every
+        problem with its path (staff)."""
+        return await self._call("templates.create", template=template)
+
+    async def update(
+        self,
+        name: str,
+        template: Template | dict[str, Any],
+        expected_version: int | None = None,
+    ) -> TemplateVersion:
+        """Save a new version of template `name`; executions already started keep theirs.
+        With `expected_version`, refused (`ConflictError`) if another was saved meanwhile
+        (staff)."""
+        return await self._call(
+            "templates.update", name=name, template=template, expected_version=expected_version
+        )
+
+    async def retire(self, name: str) -> TemplateVersion:
+        """Retire a template: offered and assigned no more (staff)."""
+        return await self._call("templates.retire", name=name)
 
     async def recommend(
         self, request_id: str, limit: int = 3, use_llm: bool | None = None

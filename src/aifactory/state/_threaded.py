@@ -34,6 +34,8 @@ from ..models import (
     Session,
     StageRun,
     StorageRef,
+    Template,
+    TemplateVersion,
     Tier,
     User,
     WebhookDelivery,
@@ -370,6 +372,36 @@ class ThreadedStore:
     async def list_audit(self, *, action: str | None = None, limit: int = 100) -> list[AuditEvent]:
         """`Store.list_audit`."""
         return await self._read(lambda db: db.list_audit(action=action, limit=limit))
+
+    async def templates_generation(self) -> int:
+        """`Store.templates_generation`."""
+        return await self._read(Records.templates_generation)
+
+    async def add_template_version(
+        self, template: Template, at: datetime, by: str, expected: int | None = None
+    ) -> TemplateVersion:
+        """`Store.add_template_version`."""
+        return await self._write(Records.add_template_version, template, at, by, expected)
+
+    async def retire_template(self, name: str, at: datetime) -> TemplateVersion:
+        """`Store.retire_template`."""
+        return await self._write(Records.retire_template, name, at)
+
+    async def template_version(self, name: str, version: int | None = None) -> TemplateVersion:
+        """`Store.template_version`."""
+        return await self._read(Records.template_version, name, version)
+
+    async def template_versions(self, name: str) -> list[TemplateVersion]:
+        """`Store.template_versions`."""
+        return await self._read(Records.template_versions, name)
+
+    async def latest_templates(self) -> list[TemplateVersion]:
+        """`Store.latest_templates`."""
+        return await self._read(Records.latest_templates)
+
+    async def seed_templates(self, shipped: Sequence[Template], at: datetime) -> list[str]:
+        """`Store.seed_templates`."""
+        return await self._write(Records.seed_templates, shipped, at)
 
     async def add_model_usage(self, calls: Sequence[ModelUsage]) -> None:
         """`Store.add_model_usage`."""

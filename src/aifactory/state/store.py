@@ -40,6 +40,8 @@ from ..models import (
     Session,
     StageRun,
     StorageRef,
+    Template,
+    TemplateVersion,
     Tier,
     User,
     WebhookDelivery,
@@ -315,6 +317,40 @@ class Store(Protocol):
 
     async def list_audit(self, *, action: str | None = None, limit: int = 100) -> list[AuditEvent]:
         """Audit events, newest first, optionally of one action."""
+        ...
+
+    async def templates_generation(self) -> int:
+        """How many changes the templates have seen, in any process sharing the store."""
+        ...
+
+    async def add_template_version(
+        self, template: Template, at: datetime, by: str, expected: int | None = None
+    ) -> TemplateVersion:
+        """Save `template` as the next version of its name (1 for a new one). Raises
+        `ConflictError` for a retired template, or when `expected` (the version the author
+        started from, 0 for a new template) is not the latest."""
+        ...
+
+    async def retire_template(self, name: str, at: datetime) -> TemplateVersion:
+        """Retire a template (every version); its latest version. Raises `NotFoundError`,
+        `ConflictError` (retired already)."""
+        ...
+
+    async def template_version(self, name: str, version: int | None = None) -> TemplateVersion:
+        """A version of a template (default: the latest). Raises `NotFoundError`."""
+        ...
+
+    async def template_versions(self, name: str) -> list[TemplateVersion]:
+        """Every version of a template, oldest first."""
+        ...
+
+    async def latest_templates(self) -> list[TemplateVersion]:
+        """The latest version of every template, retired ones included, by name."""
+        ...
+
+    async def seed_templates(self, shipped: Sequence[Template], at: datetime) -> list[str]:
+        """Bring the shipped catalogue in (new templates as version 1; the shipped ones
+        staff have not changed upgraded); the names saved."""
         ...
 
     async def add_model_usage(self, calls: Sequence[ModelUsage]) -> None:
