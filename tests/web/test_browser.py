@@ -25,6 +25,10 @@ from tests.servers import UvicornThread
 from tests.web.world import Gated, populate
 
 CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parents[2]
+#: Where the browser tests leave screenshots of the main pages (docs/images/web holds the
+#: ones the docs show, copied from here).
+SHOTS = ROOT / "build" / "screenshots"
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(),
     reason="the browser tests drive Debian's chromium at /usr/bin/chromium "
@@ -149,6 +153,14 @@ class Watched:
     def check_accessible(self) -> None:
         assert self.page.evaluate(ACCESSIBILITY) == [], self.page.url
 
+    def screenshot(self, name: str) -> None:
+        """Save the page as `SHOTS/name.png` (desktop width), and check it is a PNG."""
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.set_viewport_size({"width": 1200, "height": 800})
+        path = SHOTS / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
     def close(self) -> None:
         self.context.close()
         assert self.errors == []
@@ -160,6 +172,8 @@ def test_a_request_from_login_to_its_deliverable(served: Served, browser: Any) -
     page, admin = ana.page, staff.page
 
     # Ana logs in, and her first try at a request lacks a title.
+    ana.goto("/login")
+    ana.screenshot("login")
     ana.log_in(ANA, ANA_PASSWORD)
     expect(page).to_have_url(served.url + "/requests")
     expect(page.locator("#who")).to_contain_text(ANA)
@@ -179,6 +193,7 @@ def test_a_request_from_login_to_its_deliverable(served: Served, browser: Any) -
     request_path = page.url.removeprefix(served.url)
     ana.goto("/requests")
     expect(page.get_by_role("link", name="Market analysis for AI tools")).to_be_visible()
+    ana.screenshot("dashboard")
 
     # The admin asks for the recommendation, assigns the template (one value out of range
     # first) and executes it.
@@ -197,6 +212,7 @@ def test_a_request_from_login_to_its_deliverable(served: Served, browser: Any) -
     admin.get_by_role("button", name="Assign Quick research").click()
     expect(admin.locator("[id='param.granularity-error']")).to_have_text("must be at most 5")
     expect(admin.get_by_label("granularity")).to_have_attribute("aria-invalid", "true")
+    staff.screenshot("admin-request")
     admin.get_by_label("granularity").fill("3")
     admin.get_by_role("button", name="Assign Quick research").click()
     expect(admin.locator("#request-status")).to_have_text("template assigned")
@@ -213,6 +229,7 @@ def test_a_request_from_login_to_its_deliverable(served: Served, browser: Any) -
     expect(page.locator("tr[data-stage='outline'] .status")).to_have_text("succeeded")
     expect(page.locator("tr[data-stage='report'] .status")).to_have_text("running")
     assert page.evaluate("window.stillTheSamePage") is True
+    ana.screenshot("request-live")
     ana.check_accessible()
     served.building.set()
     # Settled, the page reloads itself once: final status, cost and the deliverable.
