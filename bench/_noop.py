@@ -16,6 +16,7 @@ from aifactory import FactoryConfig, RandomIds, SystemClock
 from aifactory.config import EMBEDDED_STAGE_INLINE_BYTES
 from aifactory.models import StageSpec, Template, Tier
 from aifactory.orchestrator import ExecutionReport, Orchestrator, WorkerRegistry
+from aifactory.orchestrator.telemetry import PrometheusTelemetry, Telemetry
 from aifactory.protocol.messages import StageSummary
 from aifactory.state import PostgresStore, SQLiteStore
 from aifactory.storage import BlobStore
@@ -110,12 +111,14 @@ def embedded_orchestrator(
     stage_inline_max_bytes: int | None = EMBEDDED_STAGE_INLINE_BYTES,
     max_workers: int = 4,
     state: str | None = None,
+    metrics: bool = True,
 ) -> Iterator[Orchestrator]:
     """An orchestrator with durable state and blobs under `folder` and in-process workers.
 
     Storage is what the embedded factory builds for home `folder` (`FactoryConfig`): stage
     payloads inline up to `stage_inline_max_bytes` (64 KiB), or with `None` the seed's wire
-    placement (inline under 1 KiB, larger payloads as fsync'd KV files).
+    placement (inline under 1 KiB, larger payloads as fsync'd KV files). With `metrics` (the
+    embedded factory's default) the orchestrator keeps its Prometheus counters and histograms.
     """
     clock, ids = SystemClock(), RandomIds()
     config = FactoryConfig(home=folder, stage_inline_max_bytes=stage_inline_max_bytes)
@@ -127,7 +130,14 @@ def embedded_orchestrator(
     )
     try:
         yield Orchestrator(
-            store, blobs, registry, _NullSink(), clock=clock, ids=ids, max_workers=max_workers
+            store,
+            blobs,
+            registry,
+            _NullSink(),
+            clock=clock,
+            ids=ids,
+            max_workers=max_workers,
+            telemetry=PrometheusTelemetry() if metrics else Telemetry(),
         )
     finally:
         store.close()  # no event loop here: the store closes its lanes synchronously

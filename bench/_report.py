@@ -178,6 +178,14 @@ def render(report: dict[str, Any]) -> str:
         w("round trips to PostgreSQL per stage, one run (as above; a stage commit is 2)\n")
         for name, count in report["round_trips_per_stage"].items():
             w(f"  {name:<68}{count:>9.2f}\n")
+    metrics = report.get("metrics")
+    if metrics:
+        w("metrics on (default) beside off, µs per stage\n")
+        w(
+            f"  on {metrics['per_stage_us_on']:.1f}, off {metrics['per_stage_us_off']:.1f}: "
+            f"costs {metrics['cost_per_stage_us']:.1f} µs, ratio {metrics['ratio_on_to_off']:.4f}"
+            f" (target <= 1.05); tracing: {metrics['tracing']}\n"
+        )
     for name, why in report["skipped"].items():
         w(f"skipped {name}: {why}\n")
     return "\n".join(line.rstrip() for line in out.getvalue().splitlines()) + "\n"

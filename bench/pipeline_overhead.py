@@ -15,6 +15,8 @@ is reported, and the per-stage overhead is `(per run - plain per run) / 5`:
 - `aifactory_embedded`: the orchestrator with durable checkpoints (SQLite state store, local
   blob store, the embedded factory's placement: stage payloads inline up to 64 KiB) and
   in-process worker transports, result cache off;
+- `aifactory_embedded_metrics_off`: `aifactory_embedded` (whose Prometheus metrics are on,
+  as the embedded factory's are by default) with them off, reported side by side;
 - `aifactory_embedded_wire`: the same with the seed's wire placement (inline under 1 KiB):
   the 1-5 KB stage outputs become fsync'd KV files;
 - `aifactory_embedded_cached`: result cache on and identical input: every stage is a hit;
@@ -87,6 +89,7 @@ from aifactory.orchestrator import Orchestrator
 
 AIFACTORY = (
     "aifactory_embedded",
+    "aifactory_embedded_metrics_off",
     "aifactory_embedded_wire",
     "aifactory_embedded_cached",
     "aifactory_postgres",
@@ -113,6 +116,7 @@ NOTES = {
     "log_floor": "the least writing the issue allows: an event log, by hand (bench/_floor.py)",
     "durable_floor": "aifactory's rows and encoding by hand, no orchestrator (bench/_floor.py)",
     "aifactory_embedded_wire": "wire placement: inline < 1 KiB, stage outputs as KV files",
+    "aifactory_embedded_metrics_off": "aifactory_embedded without its Prometheus metrics",
     "aifactory_embedded_cached": "result cache ON, identical input: every stage is a cache hit",
     "langgraph_sqlite": "SqliteSaver defaults (WAL, synchronous=FULL)",
     "langgraph_sqlite_normal": "SqliteSaver with synchronous=NORMAL, like aifactory's store",
@@ -229,6 +233,8 @@ def aifactory(
 def _embedded(system: str, folder: Path, max_workers: int) -> AbstractContextManager[Orchestrator]:
     if system == "aifactory_embedded_wire":
         return embedded_orchestrator(folder, stage_inline_max_bytes=None, max_workers=max_workers)
+    if system == "aifactory_embedded_metrics_off":
+        return embedded_orchestrator(folder, max_workers=max_workers, metrics=False)
     return embedded_orchestrator(folder, max_workers=max_workers)
 
 
@@ -375,6 +381,21 @@ def measure_concurrent(system: str, s: Settings) -> list[float]:
 # -- the benchmark ----------------------------------------------------------------------------
 
 
+def metrics_cost(systems: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """What the orchestrator's Prometheus metrics (on by default) cost per stage, beside the
+    same runs with them off: the difference, and the ratio of the per-stage times."""
+    on, off = systems.get("aifactory_embedded"), systems.get("aifactory_embedded_metrics_off")
+    if on is None or off is None:
+        return None
+    return {
+        "per_stage_us_on": round(on["per_run_ms"] * 1e3 / STAGES, 2),
+        "per_stage_us_off": round(off["per_run_ms"] * 1e3 / STAGES, 2),
+        "cost_per_stage_us": round((on["per_run_ms"] - off["per_run_ms"]) * 1e3 / STAGES, 2),
+        "ratio_on_to_off": round(on["per_run_ms"] / off["per_run_ms"], 4),
+        "tracing": "not built yet (OpenTelemetry spans are issue 16's remaining part)",
+    }
+
+
 def run_benchmark(
     s: Settings, *, only: set[str] | None = None, progress: Callable[[str], None]
 ) -> dict[str, Any]:
@@ -450,6 +471,7 @@ def run_benchmark(
         "targets": [asdict(t) for t in checked],
         "targets_met": all(measured) if measured else None,
         "ratios_informative": informative_ratios(overhead, rates),
+        "metrics": metrics_cost(systems),
         "skipped": skipped,
         # Statements per stage of one run (each a round trip on PostgreSQL), counted by the
         # store, a verifying read of the stage runs included.

@@ -2,10 +2,12 @@
 
     python examples/deployment.py [HOME]
 
-It initialises a home, generates the orchestrator's signing key (trusted by both worker
-services), starts `aifactory serve worker ...` twice and `aifactory serve factory` with a
-deployment file naming them, then runs one request through the client over HTTP and stops
-everything. Every secret is generated here; nothing listens beyond 127.0.0.1.
+It initialises a home, gives it a master key (`aifactory keys new-master`: every blob is
+encrypted at rest with its client's data key, wrapped by that key), generates the
+orchestrator's signing key (trusted by both worker services), starts `aifactory serve
+worker ...` twice and `aifactory serve factory` with a deployment file naming them, then
+runs one request through the client over HTTP and stops everything. Every secret is
+generated here; nothing listens beyond 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -56,6 +58,10 @@ def main(home: Path) -> bytes:
         input=admin_password.encode(),
         check=True,
         capture_output=True,
+    )
+    # Every service below opens HOME/master.key (elsewhere: AIFACTORY_MASTER_KEY).
+    subprocess.run(
+        [*CLI, "keys", "new-master", "--home", str(home)], check=True, capture_output=True
     )
     key = generate_worker_key("orchestrator")
     trust = home / "trusted.keys"

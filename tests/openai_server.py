@@ -22,6 +22,10 @@ the next scripted reply:
   `server_error()`, `bad_request()`, `unauthorized()`, `forbidden()`);
 - a callable taking the request's JSON body and returning any of the above.
 
+`add(..., schema="research_plan")` scripts replies for the requests that ask for that JSON
+schema (`response_format.json_schema.name`, a worker's `schema_name`) only: they are taken
+before the main script, so a test can aim a reply at one stage while others run beside it.
+
 When the script runs out, `default` answers (if given); otherwise the server answers 400
 "no scripted reply left", which the provider does not retry, so the test fails loudly.
 Every request is recorded in `requests`; the chat completion bodies also in `completions`.
@@ -149,6 +153,14 @@ def forbidden(message: str = "You are not allowed to use this model.") -> Script
     return ScriptedError(403, message, code="model_not_allowed")
 
 
+def _schema_name(body: dict[str, Any]) -> str | None:
+    """The name of the JSON schema a chat completion request asks for, if any."""
+    fmt = body.get("response_format")
+    spec = fmt.get("json_schema") if isinstance(fmt, dict) else None
+    name = spec.get("name") if isinstance(spec, dict) else None
+    return name if isinstance(name, str) else None
+
+
 @attrs.frozen
 class RecordedRequest:
     """One request the server received; `body` is the parsed JSON body, if any."""
@@ -178,6 +190,7 @@ class OpenAIServer:
         models: Iterable[str] = ("gpt-4o-mini", "gpt-4o"),
     ) -> None:
         self._script: deque[Reply] = deque(replies)
+        self._by_schema: dict[str, deque[Reply]] = {}
         self._default = default
         self._api_key = api_key
         self._models = list(models)
@@ -187,6 +200,7 @@ class OpenAIServer:
         #: The usage each completion answered with (prompt, completion tokens): what the
         #: server billed.
         self.billed: list[tuple[int, int]] = []
+        self._billed_schemas: list[str | None] = []  # the JSON schema asked for, per `billed`
         self._socket: socket.socket | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -199,10 +213,14 @@ class OpenAIServer:
 
     # -- the script ---------------------------------------------------------------------------
 
-    def add(self, *replies: Reply) -> None:
-        """Append replies to the script."""
+    def add(self, *replies: Reply, schema: str | None = None) -> None:
+        """Append replies to the script, or with `schema` to the script of the requests for
+        that JSON schema name."""
         with self._lock:
-            self._script.extend(replies)
+            if schema is None:
+                self._script.extend(replies)
+            else:
+                self._by_schema.setdefault(schema, deque()).extend(replies)
 
     def reset(
         self,
@@ -214,22 +232,31 @@ class OpenAIServer:
         """Start over: a new script, default and key, and no recorded requests."""
         with self._lock:
             self._script = deque(replies)
+            self._by_schema = {}
             self._default = default
             self._api_key = api_key
             self.requests = []
             self.billed = []
+            self._billed_schemas = []
 
     @property
     def pending(self) -> int:
-        """How many scripted replies have not been used yet."""
+        """How many scripted replies have not been used yet (all scripts)."""
         with self._lock:
-            return len(self._script)
+            return len(self._script) + sum(len(q) for q in self._by_schema.values())
 
     @property
     def billed_tokens(self) -> int:
         """Every token the server billed (prompt and completion), over all completions."""
         with self._lock:
             return sum(p + c for p, c in self.billed)
+
+    def billed_for(self, schema: str) -> list[tuple[int, int]]:
+        """What the server billed for the requests that asked for the JSON schema `schema`."""
+        with self._lock:
+            return [
+                u for u, s in zip(self.billed, self._billed_schemas, strict=True) if s == schema
+            ]
 
     @property
     def completions(self) -> list[Any]:
@@ -329,8 +356,11 @@ class OpenAIServer:
         return None
 
     def _next_reply(self, body: dict[str, Any]) -> Answer:
+        schema = _schema_name(body)
         with self._lock:
-            reply = self._script.popleft() if self._script else self._default
+            aimed = self._by_schema.get(schema) if schema is not None else None
+            script = aimed or self._script
+            reply = script.popleft() if script else self._default
         if reply is None:
             return bad_request("OpenAIServer: no scripted reply left.", code="script_exhausted")
         return _answer(reply, body)
@@ -365,6 +395,7 @@ class OpenAIServer:
             content = None if content is None else content[: limit * 4]
         with self._lock:
             self.billed.append((prompt_tokens, completion_tokens))
+            self._billed_schemas.append(_schema_name(body))
         return {
             "id": f"chatcmpl-local{next(self._ids)}",
             "object": "chat.completion",

@@ -2,7 +2,8 @@
 
 Used as the local OpenAI-compatible server's default reply in end-to-end tests, so every
 worker's model path runs through the real `openai` client without hand-writing each answer.
-Array items get their index, so an `enum` of ids is answered one id per item, in order.
+Array items get their index, so an `enum` of ids is answered one id per item, in order, and
+an integer `order` numbers siblings 1..n, as a tree's elements are.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ def instance(schema: dict[str, Any], index: int = 0, label: str = "item") -> Any
         count = max(schema.get("minItems", 1), 1)
         count = min(count, schema.get("maxItems", count))
         return [instance(schema.get("items", {}), i, label) for i in range(count)]
+    if kind == "integer" and label == "order":
+        return index + 1
     if kind in ("number", "integer"):
         low = schema.get("minimum", 0)
         high = schema.get("maximum", low + 100)

@@ -65,6 +65,35 @@ def test_demo_writes_a_non_empty_report(tmp_path: Path) -> None:
     assert Path(again.stdout.strip().splitlines()[-1]).read_text().startswith("# ")
 
 
+def test_the_demo_reports_from_the_sample_feeds_without_filler(tmp_path: Path) -> None:
+    from aifactory.workers.feeds.samples import SAMPLE_FEEDS
+    from aifactory.workers.structure import prose_templates, templates
+
+    result = _run("demo", "--home", str(tmp_path / "home"))
+    assert result.returncode == 0, result.stderr
+    assert "✓ stage fetch" in result.stderr
+    assert f"{len(SAMPLE_FEEDS)} sample feeds" in result.stderr
+    report = Path(result.stdout.strip().splitlines()[-1]).read_text()
+    links = re.findall(r"\]\(<(https://[^>]+)>\)", report)
+    assert len(links) >= 8
+    assert all(".example/" in link for link in links)
+    sections = re.split(r"^## ", report, flags=re.MULTILINE)[1:]
+    assert [s.splitlines()[0] for s in sections] == ["Executive summary", "Overview", "Sources"]
+    assert all(s.split("\n", 1)[1].strip() for s in sections)
+    # Nothing from the structure templates' phrasing, nothing off-topic, nothing planted.
+    for filler in ("Finding 1:", "Supporting evidence on", "course on Course on", "analysi,"):
+        assert filler not in report
+    assert not any(
+        phrase in report
+        for module in (templates, prose_templates)
+        for phrase in re.findall(r'"([A-Z][a-z]+ [a-z]+ (?:of|on|for) )', module.__doc__ or "")
+    )
+    assert "farmers' market" not in report
+    assert "Ignore all previous instructions" not in report
+    assert "recommended" in result.stderr
+    assert "analysi," not in result.stderr
+
+
 def test_demo_defaults_to_a_fresh_temporary_home(tmp_path: Path) -> None:
     result = _run("demo", "--template", "educational_course_basic", home=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -511,3 +540,40 @@ def test_demo_serve_serves_the_factory_and_prints_how_to_log_in_once(tmp_path: P
     assert reply.headers["location"] == "/admin"
     assert "Market analysis for AI tools" in queue.text  # the demo's request
     assert text.count(staff[2]) == 1  # printed once
+
+
+def test_stats_shows_the_factory_wide_metrics_of_a_home(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert _run("demo", "--home", str(home)).returncode == 0
+    wide = {"COLUMNS": "300"}
+    by_template = _run("stats", "--home", str(home), extra_env=wide)
+    assert by_template.returncode == 0, by_template.stderr
+    rows = {
+        line.split("│")[1].strip(): line
+        for line in by_template.stdout.splitlines()
+        if line.startswith("│")
+    }
+    # The demo's one execution, completed, in its template's line and in the total.
+    assert len(rows) == 2
+    for line in rows.values():
+        cells = [cell.strip() for cell in line.split("│")[1:-1]]
+        assert cells[1:4] == ["1", "1 / 0 / 0 / 0", "100%"], cells
+    by_worker = _run("stats", "--home", str(home), "--by", "worker", extra_env=wide)
+    assert by_worker.returncode == 0, by_worker.stderr
+    assert "content_granulator" in by_worker.stdout
+    none = _run(
+        "stats",
+        "--home",
+        str(home),
+        "--since",
+        "2000-01-01",
+        "--until",
+        "2000-01-02",
+        extra_env=wide,
+    )
+    assert none.returncode == 0
+    [total] = [line for line in none.stdout.splitlines() if line.startswith("│ total")]
+    assert [cell.strip() for cell in total.split("│")][2:4] == ["0", "0 / 0 / 0 / 0"]
+    refused = _run("stats", "--home", str(tmp_path / "nowhere"))
+    assert refused.returncode == 2
+    assert "no factory at" in refused.stderr

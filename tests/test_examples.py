@@ -32,3 +32,9 @@ def test_the_deployment_runs_a_request_through_separate_processes(tmp_path: Path
     assert "execution.completed" in out
     assert "report: " in out
     assert "# Research report" in out
+    # Encryption at rest is on: every stored blob is sealed with a data key.
+    stored = [tmp_path / "blobs" / place for place in ("kv", "r2")]
+    blobs = [p for folder in stored for p in folder.rglob("*") if p.is_file()]
+    assert blobs
+    assert all(p.read_bytes().startswith(b"aifenc/2 dk-") for p in blobs)
+    assert list((tmp_path / "blobs" / "keys" / "data").glob("dk-*.json"))

@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "aifactory" / "resources"
 TARGET = PACKAGE / "_sync.py"
-GROUPS = ("accounts", "requests", "executions", "deliverables")
+GROUPS = ("accounts", "requests", "executions", "deliverables", "metrics")
 
 HEADER = '''"""The blocking twins of the async resource groups, for the sync `Factory`.
 
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -43,6 +44,7 @@ from ..models import (
     Execution,
     ExecutionEvent,
     ExecutionOwner,
+    MetricsReport,
     Notification,
     PasswordReset,
     Recommendation,

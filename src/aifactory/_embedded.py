@@ -19,6 +19,7 @@ from .kam.administration import AdministrationService
 from .kam.audit import AuditLog
 from .kam.catalogue import TemplateCatalogue
 from .kam.executions import ExecutionService
+from .kam.metrics import MetricsService
 from .kam.notifications import NotificationService
 from .kam.notifier import EventNotifier, Notifier, Notifiers
 from .kam.recommend import Recommender
@@ -30,6 +31,7 @@ from .kam.webhooks import WebhookNotifier, WebhookService, check_webhooks
 from .llm.metering import MeteredLLM
 from .orchestrator import Orchestrator, WorkerRegistry
 from .orchestrator.endpoints import InProcessWorkerTransport, WorkerTransport
+from .orchestrator.telemetry import PrometheusTelemetry, Telemetry
 from .state import open_store
 from .storage import BlobStore
 from .workers import builtin_workers
@@ -65,6 +67,7 @@ class EmbeddedFactory:
         self.audit = AuditLog(self.store, config.clock)
         self.notifications = NotificationService(self.store, config.clock)
         self.usage = UsageService(self.store, config.clock)
+        self.metrics = MetricsService(self.store, config.clock)
         self.accounts = AccountService(
             self.store,
             self.audit,
@@ -132,6 +135,8 @@ class EmbeddedFactory:
                 *endpoints,
             ]
         )
+        #: Prometheus counters and histograms of this factory (`config.metrics`).
+        self.telemetry = PrometheusTelemetry() if config.metrics else Telemetry()
         self.orchestrator = Orchestrator(
             self.store,
             self.blobs,
@@ -148,6 +153,7 @@ class EmbeddedFactory:
             sleep=config.sleep,
             lease_s=config.lease_s,
             recover=config.recover,
+            telemetry=self.telemetry,
         )
         self.requests.orchestrator = self.orchestrator
         self.executions = ExecutionService(

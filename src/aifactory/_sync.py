@@ -27,6 +27,7 @@ from .resources._sync import (
     Clients,
     Deliverables,
     Executions,
+    Metrics,
     Notifications,
     Requests,
     Templates,
@@ -61,6 +62,7 @@ class Session:
         self.notifications = Notifications(portal, session.notifications)
         self.audit = Audit(portal, session.audit)
         self.webhooks = Webhooks(portal, session.webhooks)
+        self.metrics = Metrics(portal, session.metrics)
 
     @property
     def token(self) -> str:

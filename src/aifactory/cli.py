@@ -2,7 +2,8 @@
 
 This and `FactoryConfig.from_environment` are the only places that read the environment
 (`AIFACTORY_HOME`, `AIFACTORY_STATE`, `AIFACTORY_STORAGE`, `AIFACTORY_STORAGE_ENDPOINT`,
-`AIFACTORY_ALLOW_LOOPBACK_FEEDS`, `AIFACTORY_CA_BUNDLE`, the language model's variables);
+`AIFACTORY_ALLOW_LOOPBACK_FEEDS`, `AIFACTORY_CA_BUNDLE`, `AIFACTORY_LOG_FORMAT`, the language
+model's variables);
 everything below them receives a `FactoryConfig`. The help users read is `_DESCRIPTION`,
 `_EPILOG` and each command's own, not this docstring.
 
@@ -13,9 +14,11 @@ one line; argparse's own usage errors exit 2 too).
 from __future__ import annotations
 
 import argparse
+import os
+import secrets
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +27,29 @@ import attrs
 import fsspec.core  # type: ignore[import-untyped]
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from . import __version__
 from ._exceptions import AIFactoryError, StorageError
+from ._logs import LOG_FORMATS, logging_config
 from ._sync import Factory
 from .auth import generate_password
-from .config import FactoryConfig, create_storage_keys
+from .config import (
+    MASTER_KEY_FILE,
+    FactoryConfig,
+    create_key_file,
+    create_storage_keys,
+    read_key_file,
+)
 from .kam.accounts import AccountService
 from .kam.administration import AdministrationService
 from .kam.audit import AuditLog
-from .models import PasswordReset
+from .kam.metrics import MetricsService
+from .models import MetricsLine, MetricsReport, PasswordReset
 from .state import open_store
+from .storage import BlobStore, StorageKey
 from .storage._roots import redact
+from .workers.feeds.samples import SAMPLE_FEEDS, sample_catalogue, sample_feeds, sample_policy
 
 __all__ = ["main"]
 
@@ -295,6 +309,63 @@ def _reset_password(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _stats(args: argparse.Namespace, console: Console) -> int:
+    """The factory-wide metrics as a table, read from the data folder (or --state)."""
+    config = _config(args)
+    if config.state_url is None and (
+        config.home is None or not (config.home / "state.sqlite3").is_file()
+    ):
+        return _refuse(console, f"no factory at {config.home}: give the --home it was made in")
+
+    async def read() -> MetricsReport:
+        # The state alone, not the whole factory: opening that would resume executions.
+        store = open_store(config.database)
+        try:
+            return await MetricsService(store, config.clock).report(args.since, args.until, args.by)
+        finally:
+            await store.aclose()
+
+    report = anyio.run(read)
+    table = Table(
+        title=f"executions created {report.since:%Y-%m-%d %H:%M} to "
+        f"{report.until:%Y-%m-%d %H:%M} UTC, by {report.by}"
+    )
+    columns: dict[str, Callable[[MetricsLine], str]] = {
+        "executions": lambda m: str(m.executions),
+        "ok / partial / failed / cancelled": lambda m: (
+            f"{m.completed} / {m.partial} / {m.failed} / {m.cancelled}"
+        ),
+        "success": lambda m: _ratio(m.success_rate),
+        "latency p50 / p95 / p99": lambda m: " / ".join(
+            _secs(v) for v in (m.latency_p50_s, m.latency_p95_s, m.latency_p99_s)
+        ),
+        "stages (retries)": lambda m: f"{m.stage_runs} ({m.retries})",
+        "stage p50 / p95": lambda m: f"{_secs(m.stage_p50_s)} / {_secs(m.stage_p95_s)}",
+        "queue p95": lambda m: _secs(m.queue_p95_s),
+        "model calls": lambda m: str(m.model_calls),
+        "tokens": lambda m: str(m.tokens),
+        "cost USD": lambda m: f"{m.cost_usd:.4f}",
+        "stored": lambda m: f"{m.bytes_stored} B",
+        "CPU": lambda m: f"{m.cpu_s:.3f} s",
+        "peak RSS": lambda m: f"{m.peak_rss_kb // 1024} MiB",
+    }
+    table.add_column(report.by)
+    for name in columns:
+        table.add_column(name, justify="right")
+    for line in (*report.groups, report.total):
+        table.add_row(escape(line.name), *(show(line) for show in columns.values()))
+    Console().print(table)
+    return 0
+
+
+def _secs(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g} s"
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
 def _demo(args: argparse.Namespace, console: Console) -> int:
     home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="aifactory-demo-"))
     config = _config(args, home, with_llm=args.llm)
@@ -317,6 +388,31 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
     )
     # A home the demo ran on before already has its client and user: give this run its own.
     suffix = "" if created else f"-{generate_password()[:6].lower()}"
+    # The feeds are the samples shipped with aifactory, read through the feed workers'
+    # own fetcher and parser under a policy that allows exactly their folder: no network.
+    with sample_feeds() as samples:
+        config = attrs.evolve(
+            config, fetch_policy=sample_policy(samples), feed_catalogue=sample_catalogue(samples)
+        )
+        console.print(f"• feeds: {len(SAMPLE_FEEDS)} sample feeds shipped with aifactory")
+        status = _demo_run(args, console, config, password, suffix, home)
+    if status is None:
+        return 1
+    if args.serve:
+        return _serve_demo(args, config, console, password, status)
+    return 0
+
+
+def _demo_run(
+    args: argparse.Namespace,
+    console: Console,
+    config: FactoryConfig,
+    password: str,
+    suffix: str,
+    home: Path,
+) -> tuple[str, str] | None:
+    """The demo's client, request and execution; its client user's email and password, or
+    `None` when the execution did not complete."""
     with Factory.embedded(config=config) as factory:
         staff = factory.login(DEMO_ACCOUNT, password, login_type="admin")
         client = staff.clients.create(name=f"Acme{suffix}", tier="standard", monthly_budget_usd=50)
@@ -345,7 +441,10 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
                 f"• recommended [bold]{best.template}[/] ({best.confidence:.0%}): "
                 f"{'; '.join(best.reasons)}"
             )
-        staff.requests.assign_template(request.id, template, parameters={"granularity": 3})
+        # Granularity is a parameter of the templates that outline a topic, not of the others.
+        outlined = template in ("quick_research", "educational_course_basic")
+        parameters = {"granularity": 3} if outlined else {}
+        staff.requests.assign_template(request.id, template, parameters=parameters)
         execution = staff.requests.execute(request.id)
         console.print(f"• executing template [bold]{template}[/] as {execution.id}")
         for event in staff.executions.events(execution.id):
@@ -359,9 +458,10 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
         final = staff.executions.get(execution.id)
         if final.status.value != "completed":
             console.print(f"[red]execution {final.status.value}: {final.error}[/]")
-            return 1
+            return None
         deliverables = ana.deliverables.list(request.id)
-        report = ana.deliverables.download(deliverables[0].id)
+        markdown = [d for d in deliverables if d.filename.endswith(".md")] or deliverables
+        report = ana.deliverables.download(markdown[0].id)
         out = Path(args.out) if args.out else home / "demo-report.md"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(report)
@@ -370,10 +470,11 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
             f"• cost {final.cost.total_usd} USD · {len(unread)} notification(s) for {email}"
         )
         console.print(f"Report ({len(report)} bytes) written to [bold]{out}[/]")
+        others = ", ".join(d.filename for d in deliverables if d is not markdown[0])
+        if others:
+            console.print(f"  also delivered: {others} (download them from the factory)")
         print(out)
-    if args.serve:
-        return _serve_demo(args, config, console, password, (email, user_password))
-    return 0
+    return email, user_password
 
 
 def _serve_demo(
@@ -449,6 +550,13 @@ def _serve(args: argparse.Namespace, console: Console) -> int:
     console.print(f"listening on {'https' if tls else 'http'}://{args.host}:{args.port}")
     # Worker services answer only the orchestrator: no Server/Date headers on every reply.
     lean = args.role == "worker"
+    log_format = args.log_format or os.environ.get("AIFACTORY_LOG_FORMAT") or "text"
+    if log_format not in LOG_FORMATS:
+        return _refuse(console, f"AIFACTORY_LOG_FORMAT is one of {', '.join(LOG_FORMATS)}")
+    # JSON lines for every logger, uvicorn's too; text keeps uvicorn's own configuration.
+    logs: dict[str, Any] = (
+        {"log_config": logging_config("json", args.log_level)} if log_format == "json" else {}
+    )
     uvicorn.run(
         StrictTransportSecurity(app),
         host=args.host,
@@ -456,6 +564,7 @@ def _serve(args: argparse.Namespace, console: Console) -> int:
         log_level=args.log_level,
         server_header=not lean,
         date_header=not lean,
+        **logs,
         **tls,
     )
     return 0
@@ -478,10 +587,64 @@ def _migrate(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _keys(args: argparse.Namespace) -> int:
+def _keys(args: argparse.Namespace, console: Console) -> int:
+    """`aifactory keys new|new-master|rotate-master` (see its help)."""
+    if args.action == "new-master":
+        return _new_master(args, console)
+    if args.action == "rotate-master":
+        return _rotate_master(args, console)
     from .auth.signing import generate_worker_key
 
+    if args.id is None:
+        return _refuse(console, "'keys new' needs the service's id, e.g. orchestrator")
     print(generate_worker_key(args.id).to_text())
+    return 0
+
+
+def _new_master(args: argparse.Namespace, console: Console) -> int:
+    """A new master key, shown once: on standard output (`--file -`) or in a new 0600 file."""
+    key = StorageKey.generate(args.id or f"m-{secrets.token_hex(4)}")
+    if args.file == "-":
+        print(key.to_text())
+        return 0
+    if args.file is not None:
+        path = Path(args.file)
+    else:
+        config = _config(args)
+        if config.home is None:
+            return _refuse(console, "give --file FILE (or '-') for the new master key")
+        config.make_home()
+        path = config.home / MASTER_KEY_FILE
+    comment = (
+        "aifactory master key, id:secret: it wraps the data keys that encrypt blobs at rest.\n"
+        "Keep a copy apart from the blobs: without it they cannot be read."
+    )
+    if not create_key_file(path, key, comment):
+        return _refuse(console, f"{path} exists already: give another --file")
+    console.print(f"Master key [bold]{key.key_id}[/] written to {path} (keep a copy)")
+    return 0
+
+
+def _rotate_master(args: argparse.Namespace, console: Console) -> int:
+    """Re-wrap every data key by the master key in `--to FILE`; blobs stay as they are."""
+    if args.to is None:
+        return _refuse(console, "'keys rotate-master' needs --to FILE, the new master key")
+    new = read_key_file(Path(args.to))
+    if len(new) != 1:
+        return _refuse(console, f"{args.to} must hold exactly one key")
+    config = _config(args)
+    storage = config.storage_config()
+    if not storage.master_keys:
+        raise StorageError(
+            "no master key is configured to open the data keys: give the current one in "
+            "AIFACTORY_MASTER_KEY, AIFACTORY_MASTER_KEY_FILE or HOME/master.key"
+        )
+    count = BlobStore(storage).rotate_master(new[0])
+    console.print(
+        f"{count} data key(s) re-wrapped by master key [bold]{new[0].key_id}[/]; now "
+        f"configure {args.to} as the master key (the old one opens nothing re-wrapped)",
+        soft_wrap=True,
+    )
     return 0
 
 
@@ -678,8 +841,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--template",
-        default="quick_research",
-        choices=["quick_research", "educational_course_basic"],
+        default="comprehensive_report_pipeline",
+        choices=[
+            "comprehensive_report_pipeline",
+            "parallel_news_scan",
+            "quick_research",
+            "educational_course_basic",
+            "long_form_content",
+        ],
         help="the pipeline template to run (default: %(default)s)",
     )
     demo.add_argument(
@@ -754,6 +923,12 @@ def _parser() -> argparse.ArgumentParser:
         help="uvicorn's log level (default: %(default)s)",
     )
     serve.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help="text (uvicorn's lines) or json: one JSON object a line, with the execution, "
+        "stage and request ids (default $AIFACTORY_LOG_FORMAT, else text)",
+    )
+    serve.add_argument(
         "--lease-seconds",
         type=float,
         metavar="S",
@@ -775,13 +950,52 @@ def _parser() -> argparse.ArgumentParser:
     keys = _command(
         sub,
         "keys",
-        "make a signing key for a service",
-        "Print a new signing key for a service as id:secret on one line: it goes in that\n"
-        "service's deployment file and in the --trust file of the services it calls.",
-        "example:\n  aifactory keys new orchestrator > orchestrator.key",
+        "make signing keys and master keys",
+        "  new ID         print a new signing key for a service as id:secret on one line: it\n"
+        "                 goes in that service's deployment file and in the --trust file of\n"
+        "                 the services it calls\n"
+        "  new-master     make a master key for blobs at rest (in HOME/master.key, 0600, or\n"
+        "                 --file FILE; '--file -' prints it once)\n"
+        "  rotate-master  re-wrap every data key by the master key in --to FILE; blobs are\n"
+        "                 not rewritten. The current master key comes from\n"
+        "                 AIFACTORY_MASTER_KEY, AIFACTORY_MASTER_KEY_FILE or HOME/master.key",
+        "examples:\n  aifactory keys new orchestrator > orchestrator.key\n"
+        "  aifactory keys new-master --home ./factory\n"
+        "  aifactory keys new-master --file new-master.key\n"
+        "  aifactory keys rotate-master --home ./factory --to new-master.key",
     )
-    keys.add_argument("action", choices=["new"], help="'new' makes a key")
-    keys.add_argument("id", help="the service's id, e.g. orchestrator")
+    keys.add_argument(
+        "action", choices=["new", "new-master", "rotate-master"], help="what to do (see above)"
+    )
+    keys.add_argument("id", nargs="?", help="the key's id, e.g. orchestrator")
+    keys.add_argument("--file", metavar="FILE", help="new-master: where to write it ('-': print)")
+    keys.add_argument("--to", metavar="FILE", help="rotate-master: the new master key's file")
+    _home_argument(keys, _HOME)
+    _storage_arguments(keys)
+    stats = _command(
+        sub,
+        "stats",
+        "show the factory-wide metrics",
+        "Show the factory's metrics as a table, one line per group and the total: executions\n"
+        "and how they ended, request latency, stages and retries, queue waits, model calls,\n"
+        "tokens, cost, bytes stored, CPU time and peak memory. Reads the data folder (or\n"
+        "--state) directly: no server need run.",
+        "example:\n  aifactory stats --home ./factory --since 24h --by worker",
+    )
+    _home_argument(stats, _HOME)
+    stats.add_argument(
+        "--since",
+        metavar="T",
+        help="executions created from T: an ISO-8601 time or a duration back (24h, 7d; default 7d)",
+    )
+    stats.add_argument("--until", metavar="T", help="... until T (default: now)")
+    stats.add_argument(
+        "--by",
+        default="template",
+        choices=["client", "template", "worker", "stage"],
+        help="one line per (default: %(default)s)",
+    )
+    _state_argument(stats)
     _command(sub, "version", "print the installed version", "Print the installed version.")
     return parser
 
@@ -802,9 +1016,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(args, console)
         if args.command == "keys":
-            return _keys(args)
+            return _keys(args, console)
         if args.command == "migrate":
             return _migrate(args, console)
+        if args.command == "stats":
+            return _stats(args, console)
         print(__version__)
         return 0
     except AIFactoryError as exc:

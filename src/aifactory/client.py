@@ -33,6 +33,7 @@ from .resources.deliverables import (
     AsyncWebhooks,
 )
 from .resources.executions import AsyncExecutions
+from .resources.metrics import AsyncMetrics
 from .resources.requests import AsyncRequests, AsyncTemplates
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ class AsyncSession:
         self.notifications = AsyncNotifications(self)
         self.audit = AsyncAudit(self)
         self.webhooks = AsyncWebhooks(self)
+        self.metrics = AsyncMetrics(self)
 
     def __repr__(self) -> str:
         return f"<AsyncSession {self.user.email} ({self.user.role.value})>"

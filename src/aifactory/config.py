@@ -41,14 +41,18 @@ from .workers.host import STAGE_NAMESPACE
 __all__ = [
     "DEFAULT_HOME",
     "EMBEDDED_STAGE_INLINE_BYTES",
+    "MASTER_KEY_FILE",
     "STORAGE_KEYS_FILE",
     "FactoryConfig",
+    "create_key_file",
     "create_storage_keys",
+    "read_key_file",
 ]
 
 DEFAULT_HOME = Path(".aifactory")
 #: The file in a home that holds its blob encryption keys (made by `aifactory init`).
 STORAGE_KEYS_FILE = "storage.keys"
+MASTER_KEY_FILE = "master.key"
 #: How large a stage payload of the embedded factory's in-process workers may be and still
 #: travel inline (committed with its stage in the state database) instead of as a KV file.
 EMBEDDED_STAGE_INLINE_BYTES = 64 * 1024
@@ -151,6 +155,10 @@ class FactoryConfig:
     over `https://` must have certificates from (default: the system's CAs); certificates
     are always verified.
 
+    `metrics` (default on) keeps Prometheus counters and histograms of stages and
+    executions; `metrics_token` (`AIFACTORY_METRICS_TOKEN`) serves them at `/metrics` to
+    callers that send it as a bearer token; without one `/metrics` is not served.
+
     Raises `BadInputError` for a `home` that is neither a path nor `None` and a `state_url`
     that is not a `postgresql://` URL (an unsupported storage location is refused when its
     `StorageConfig` is built).
@@ -183,6 +191,8 @@ class FactoryConfig:
     max_body_bytes: int = 1024 * 1024
     login_throttle: LoginThrottle = attrs.field(factory=LoginThrottle)
     ca_bundle: Path | None = attrs.field(default=None, converter=_file_path)
+    metrics: bool = True
+    metrics_token: str | None = attrs.field(default=None, repr=False)
 
     @classmethod
     def from_environment(
@@ -222,6 +232,10 @@ class FactoryConfig:
         Blobs are encrypted at rest with the keys of `AIFACTORY_STORAGE_KEY` (`id:secret`,
         several comma-separated, the first sealing new blobs), else of the home's
         `storage.keys` file when there is one (`aifactory init` makes it), else not at all.
+        Per-client data keys wrapped by a master key seal new blobs when a master key is
+        given: `AIFACTORY_MASTER_KEY` (`id:secret`, several comma-separated, the first
+        wrapping new data keys), else the file `AIFACTORY_MASTER_KEY_FILE` names, else the
+        home's `master.key` when there is one (`aifactory keys new-master` makes it).
 
         Account events are posted to the webhook at `AIFACTORY_WEBHOOK_URL`, signed with
         `AIFACTORY_WEBHOOK_SECRET` (both or neither), when it is set.
@@ -252,6 +266,7 @@ class FactoryConfig:
             fetch_policy=policy,
             webhooks=_webhooks_from(env),
             ca_bundle=ca_bundle or env.get("AIFACTORY_CA_BUNDLE") or None,
+            metrics_token=env.get("AIFACTORY_METRICS_TOKEN") or None,
         )
         # An empty variable counts as unset (`AIFACTORY_STORAGE= aifactory ...`); an empty
         # flag is a mistake, refused below.
@@ -270,9 +285,10 @@ class FactoryConfig:
         else:
             config = config.with_storage_url(url, endpoint_url=endpoint)
         keys = _storage_keys_from(env, config.home)
-        if not keys:
+        masters = _master_keys_from(env, config.home)
+        if not keys and not masters:
             return config
-        sealing = attrs.evolve(config.storage_config(), encryption_keys=keys)
+        sealing = attrs.evolve(config.storage_config(), encryption_keys=keys, master_keys=masters)
         return attrs.evolve(config, storage=sealing)
 
     def with_storage_url(self, url: str, *, endpoint_url: str | None = None) -> FactoryConfig:
@@ -387,6 +403,50 @@ def _storage_keys_from(env: Mapping[str, str], home: Path | None) -> tuple[Stora
         raise StorageError(f"cannot read the storage keys {path}: {exc.strerror or exc}") from exc
     except BadInputError as exc:
         raise BadInputError(f"{path}: {exc.message}", details=exc.details) from exc
+
+
+def _master_keys_from(env: Mapping[str, str], home: Path | None) -> tuple[StorageKey, ...]:
+    """The master keys `AIFACTORY_MASTER_KEY` holds, else the file `AIFACTORY_MASTER_KEY_FILE`
+    names, else the home's `master.key`, else none (there is never a default)."""
+    given = env.get("AIFACTORY_MASTER_KEY", "").strip()
+    if given:
+        return parse_keys(given)
+    named = env.get("AIFACTORY_MASTER_KEY_FILE", "").strip()
+    path = Path(named) if named else home / MASTER_KEY_FILE if home is not None else None
+    if path is None or (not named and not path.exists()):
+        return ()
+    return read_key_file(path)
+
+
+def read_key_file(path: Path) -> tuple[StorageKey, ...]:
+    """The keys in the key file `path` (`id:secret` lines). Raises `StorageError` when it
+    cannot be read, `BadInputError` (naming the file, never its text) when it is malformed."""
+    try:
+        return parse_keys(path.read_text("utf-8"))
+    except OSError as exc:
+        raise StorageError(f"cannot read the key file {path}: {exc.strerror or exc}") from exc
+    except BadInputError as exc:
+        raise BadInputError(f"{path}: {exc.message}", details=exc.details) from exc
+
+
+def create_key_file(path: Path, key: StorageKey, comment: str) -> bool:
+    """Write `key` to a new file `path` (0600, whatever the umask) under `# comment` lines;
+    `False` if the file exists (left as it is). Raises `StorageError` when it cannot be
+    written."""
+    text = "".join(f"# {line}\n" for line in comment.splitlines()) + f"{key.to_text()}\n"
+    try:
+        descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        raise StorageError(f"cannot create {path}: {exc.strerror or exc}") from exc
+    try:
+        os.chmod(path, 0o600)  # the umask may have taken bits off; it never adds any
+        os.write(descriptor, text.encode())
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+    return True
 
 
 def _webhooks_from(env: Mapping[str, str]) -> tuple[Webhook, ...]:

@@ -96,6 +96,7 @@ async def test_the_comprehensive_pipeline_reports_from_local_feeds_without_a_mod
         stages = await people.admin.executions.stages(execution_id)
         assert [s.stage_id for s in stages] == [
             "research",
+            "outline",
             "find_sources",
             "fetch",
             "classify",
@@ -104,7 +105,7 @@ async def test_the_comprehensive_pipeline_reports_from_local_feeds_without_a_mod
         assert all(s.status is StageStatus.SUCCEEDED for s in stages)
         assert all(s.summary["method"].startswith("non-llm:") for s in stages)
         files = {d.filename: d for d in await people.ana.deliverables.list(request_id)}
-        assert set(files) == {"report.md", "report.html"}
+        assert set(files) == {"report.md", "report.html", "report.pdf"}
         assert files["report.html"].media_type.startswith("text/html")
         report = (await people.ana.deliverables.download(files["report.md"].id)).decode()
         html = (await people.ana.deliverables.download(files["report.html"].id)).decode()

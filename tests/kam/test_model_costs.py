@@ -4,6 +4,7 @@ stage attempts that fail and are retried, and a run that fails for good."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
 from collections.abc import Iterator
@@ -102,14 +103,18 @@ async def test_failed_and_retried_attempts_are_costed_to_the_stage(
         people = await setup_people(factory, tier="premium")
         # The research stage's first attempt: a reply outside the schema, then its re-ask
         # too (the attempt fails); then a 500 and a 429 the provider retries (neither is
-        # billed); then answers.
-        model.add("{}", "{}", server_error(), rate_limited())
+        # billed); then answers. Aimed at its schema: `outline` asks the model at the same time.
+        model.add("{}", "{}", server_error(), rate_limited(), schema="research_plan")
         execution_id = await _execute(people)
         final = await people.admin.executions.wait(execution_id, timeout_s=60)
         assert final.status is ExecutionStatus.COMPLETED, final.error
         stages = {s.stage_id: s for s in await people.admin.executions.stages(execution_id)}
         assert stages["research"].attempt == 2
-        assert len(model.billed) >= 4  # two refused replies, then the answers
+        assert model.pending == 0
+        research = model.billed_for("research_plan")
+        assert len(research) == 3  # two refused replies, then the answer
+        assert stages["research"].usage.tokens == sum(p + c for p, c in research)
+        assert stages["research"].usage.model_calls == 3
         assert final.usage.tokens == model.billed_tokens
         assert final.usage.model_calls == len(model.billed)
         assert final.cost.llm_usd == _billed_usd(model)
@@ -147,21 +152,32 @@ async def test_a_cancelled_run_is_charged_for_the_replies_that_came_back(
 
     async with AsyncFactory.embedded(config=_config(model, feeds)) as factory:
         people = await setup_people(factory, tier="premium")
-        model.add("{}", hang)  # the research stage: a reply outside the schema, its re-ask
+        # The research stage: a reply outside the schema, its re-ask. The `outline` stage runs
+        # beside it and is answered by the default.
+        model.add("{}", hang, schema="research_plan")
         try:
             execution_id = await _execute(people)
             assert await anyio.to_thread.run_sync(asked.wait, 30)
+            # Cancel once `outline` is done (its event commits with it), so that every reply
+            # that came back is recorded.
+            with anyio.fail_after(30):
+                events = people.admin.executions.events(execution_id)
+                async with contextlib.aclosing(events):  # type: ignore[type-var]
+                    async for event in events:
+                        if (event.kind, event.stage_id) == ("stage.succeeded", "outline"):
+                            break
             final = await people.admin.executions.cancel(execution_id)
         finally:
             release.set()
         assert final.status is ExecutionStatus.CANCELLED
-        assert len(model.billed) == 1
+        [research_billed] = model.billed_for("research_plan")  # the hung re-ask is not
         assert final.usage.tokens == model.billed_tokens > 0
-        assert final.usage.model_calls == 1
+        assert final.usage.model_calls == len(model.billed)
         assert final.cost.llm_usd == _billed_usd(model)
         stages = await people.admin.executions.stages(execution_id)
         [research] = [s for s in stages if s.stage_id == "research"]
-        assert research.usage.tokens == model.billed_tokens
+        assert research.usage.tokens == sum(research_billed)
+        assert research.usage.model_calls == 1
         assert await _used(people) == final.cost.total_usd
 
 

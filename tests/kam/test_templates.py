@@ -177,11 +177,6 @@ BROKEN: dict[str, tuple[Callable[[], Template], str, str]] = {
         "stages[0].policy.backoff_coefficient",
         "at least 1",
     ),
-    "no deliverable": (
-        lambda: _template(stages=_stage(1, deliverable=False)),
-        "stages",
-        "no stage is a deliverable",
-    ),
     "parameter name": (
         lambda: _template(parameters=_param(0, name="Topic")),
         "parameters[0].name",
@@ -270,12 +265,12 @@ def test_every_problem_is_listed_at_once() -> None:
     broken = _template(
         name="Bad",
         tiers=(),
-        stages=_stage(1, worker="welder", depends_on=("draft",), deliverable=False),
+        stages=_stage(1, worker="welder", depends_on=("draft",)),
     )
     with pytest.raises(TemplateError) as caught:
         check_template(broken, WORKERS)
     paths = [p["path"] for p in caught.value.details["problems"]]
-    assert paths == ["name", "tiers", "stages[1].worker", "stages[1].depends_on[0]", "stages"]
+    assert paths == ["name", "tiers", "stages[1].worker", "stages[1].depends_on[0]"]
     assert isinstance(caught.value, BadInputError)  # a 4xx over HTTP
 
 

@@ -127,7 +127,9 @@ async def test_a_months_usage_is_what_the_model_billed_by_template_and_worker(
     request = await world.ana.requests.create(title="Market analysis for AI tools")
     await world.admin.templates.recommend(request.id)
     recommendation_billed = list(model.billed)
-    model.add("{}")  # the research stage's first reply misses its schema: a re-ask
+    # The research stage's first reply misses its schema: a re-ask. Aimed at its schema, as
+    # `outline` asks the model at the same time.
+    model.add("{}", schema="research_plan")
     comprehensive = await _run(world, "comprehensive_report_pipeline", "AI tools market")
     # Every reply of the outline stage misses its schema: three attempts of a reply and its
     # re-ask, then the run fails, its spend charged all the same.
@@ -135,6 +137,7 @@ async def test_a_months_usage_is_what_the_model_billed_by_template_and_worker(
     quick = await _run(world, "quick_research", "Welding safety", ExecutionStatus.FAILED)
     assert model.pending == 0
     january_billed = list(model.billed)
+    january_outlines = model.billed_for("content_structure")  # both runs' granulator calls
     january_used = (await world.admin.clients.get(world.client_id)).used_this_month_usd
 
     world = await world.next_month()  # February
@@ -176,8 +179,10 @@ async def test_a_months_usage_is_what_the_model_billed_by_template_and_worker(
     assert {w.name for w in report.by_worker} >= {"topic_researcher", "content_granulator"}
     assert {w.name: w.executions for w in report.by_worker}["report_builder"] == 2
     granulator = {w.name: w for w in report.by_worker}["content_granulator"]
-    assert granulator.model_calls == 6
-    assert granulator.model_usd == quick.cost.llm_usd > 0
+    assert granulator.executions == 2
+    # quick_research's six failed calls and the comprehensive run's `outline` call.
+    assert granulator.model_calls == len(january_outlines) == 6 + 1
+    assert granulator.model_usd == _billed_usd(january_outlines) > quick.cost.llm_usd > 0
     # What the budget was charged in January is the report's total.
     assert report.charged_usd == january_used == report.total.total_usd
     assert report.budget_usd == Decimal(50)

@@ -50,6 +50,31 @@ def test_replies_come_in_script_order(openai_server: OpenAIServer) -> None:
     assert openai_server.pending == 0
 
 
+def test_replies_aimed_at_a_schema_go_to_its_requests_first(openai_server: OpenAIServer) -> None:
+    def asking(schema: str) -> httpx.Response:
+        body = {
+            "model": "gpt-4o-mini",
+            "messages": [{"role": "user", "content": "hi"}],
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": schema, "schema": {"type": "object"}},
+            },
+        }
+        return httpx.post(f"{openai_server.base_url}/chat/completions", json=body)
+
+    openai_server.add("main 1", "main 2")
+    openai_server.add("plan", schema="research_plan")
+    assert openai_server.pending == 3
+
+    replies = [asking("outline"), asking("research_plan"), asking("research_plan")]
+
+    contents = [r.json()["choices"][0]["message"]["content"] for r in replies]
+    assert contents == ["main 1", "plan", "main 2"]  # an empty aimed script falls back
+    assert openai_server.billed_for("research_plan") == openai_server.billed[1:]
+    assert openai_server.pending == 0
+    assert chat(openai_server).json()["error"]["code"] == "script_exhausted"
+
+
 def test_an_exhausted_script_answers_400_or_the_default(openai_server: OpenAIServer) -> None:
     exhausted = chat(openai_server)
     assert exhausted.status_code == 400

@@ -36,6 +36,8 @@ from aifactory.models import (
     ExecutionStatus,
     LoginFailures,
     LoginThrottle,
+    MetricsLine,
+    MetricsReport,
     ModelUsage,
     Notification,
     ParameterSpec,
@@ -166,6 +168,22 @@ summaries = st.builds(
     quality_score=scores,
     continue_pipeline=st.booleans(),
     notes=str_tuples,
+    cpu_ms=st.floats(0, 1e9),
+    peak_rss_kb=counts,
+    queue_ms=st.floats(0, 1e9),
+)
+metrics_lines = st.builds(
+    MetricsLine,
+    name=ids,
+    executions=counts,
+    failed=counts,
+    success_rate=st.none() | st.floats(0, 1),
+    latency_p99_s=st.none() | st.floats(0, 1e9),
+    retries=counts,
+    queue_p50_s=st.none() | st.floats(0, 1e9),
+    cost_usd=cents,
+    cpu_s=st.floats(0, 1e9),
+    peak_rss_kb=counts,
 )
 
 parameter_specs = st.builds(
@@ -527,6 +545,15 @@ MODELS: dict[type[Any], st.SearchStrategy[Any]] = {
         at=datetimes,
     ),
     UsageLine: usage_lines,
+    MetricsLine: metrics_lines,
+    MetricsReport: st.builds(
+        MetricsReport,
+        since=datetimes,
+        until=datetimes,
+        by=st.sampled_from(["client", "template", "worker", "stage"]),
+        total=metrics_lines,
+        groups=st.lists(metrics_lines, max_size=3).map(tuple),
+    ),
     TemplateVersion: st.builds(
         TemplateVersion,
         name=ids,

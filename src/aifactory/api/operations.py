@@ -30,6 +30,7 @@ from ..models import (
     Execution,
     ExecutionEvent,
     ExecutionOwner,
+    MetricsReport,
     Notification,
     PasswordReset,
     Recommendation,
@@ -488,6 +489,15 @@ OPERATIONS: tuple[Operation, ...] = (
         list[WorkerStatus],
         "The worker endpoints as the registry sees them: ready, busy, unhealthy, unreachable",
         handler="executions.workers",
+    ),
+    _op(
+        "metrics.summary",
+        "GET",
+        "/api/admin/metrics",
+        _STAFF,
+        MetricsReport,
+        "Factory-wide metrics of a time window, by client, template, worker or stage kind",
+        handler="metrics.summary",
     ),
     _op(
         "executions.prune",

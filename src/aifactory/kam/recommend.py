@@ -119,7 +119,9 @@ class Recommender:
             confidence = min(1.0, 0.6 * trigger_score + 0.4 * similarity + 0.1 * same_category)
             reasons = []
             if hits:
-                reasons.append(f"matches keywords: {', '.join(hits)}")
+                # The template's own keywords, as written: the reduced forms are for matching.
+                shown = sorted({k for k in template.keywords if set(_words(k)) & set(hits)})
+                reasons.append(f"matches keywords: {', '.join(shown)}")
             if same_category:
                 reasons.append(f"same category ({template.category})")
             reasons.append(f"estimated {template.estimated_cost_usd} USD fits the budget")

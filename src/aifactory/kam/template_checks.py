@@ -13,8 +13,7 @@ an author fixes them all at once. The checks:
   field of a request, `STAGE.output[.PATH]` another stage;
 - conditions parse and name declared parameters;
 - the parameters: unique names, known types, sensible ranges, enum choices, tiers, a valid
-  JSON Schema (`schema`) for objects and arrays, and defaults that satisfy all of it;
-- at least one stage is a deliverable.
+  JSON Schema (`schema`) for objects and arrays, and defaults that satisfy all of it.
 
 The same checks run when staff save a template and for `aifactory templates check FILE`.
 """
@@ -184,8 +183,6 @@ def _check_stages(
     cycle = _cycle(stages, known)
     if cycle:
         add("stages", f"the dependencies form a cycle: {' -> '.join(cycle)}")
-    if not any(s.deliverable for s in stages):
-        add("stages", "no stage is a deliverable: the template would deliver nothing")
 
 
 def _check_worker(

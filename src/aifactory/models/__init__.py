@@ -24,6 +24,7 @@ from .execution import (
     WorkerStatus,
 )
 from .logins import LoginFailures, LoginThrottle
+from .metrics import METRICS_GROUPINGS, MetricsLine, MetricsReport
 from .storage_ref import StorageRef, check_key, check_namespace
 from .templates import TemplateVersion
 from .usage import ModelUsage, UsageLine, UsageReport
@@ -40,6 +41,7 @@ from .work import (
 )
 
 __all__ = [
+    "METRICS_GROUPINGS",
     "TIER_LIMITS",
     "ApiKeyInfo",
     "AuditEvent",
@@ -53,6 +55,8 @@ __all__ = [
     "ExecutionStatus",
     "LoginFailures",
     "LoginThrottle",
+    "MetricsLine",
+    "MetricsReport",
     "ModelUsage",
     "Notification",
     "ParameterSpec",

@@ -16,6 +16,7 @@ import anyio
 import attrs
 
 from .._exceptions import AIFactoryError, ConflictError, LeaseLostError
+from .._logs import log_context
 from ..models import Execution, ExecutionStatus, StageSpec, StageStatus
 from ..state import ExecutionWrite
 from .artifacts import collect_artifacts
@@ -51,12 +52,19 @@ class Driver:
         self.max_workers = max_workers
 
     async def drive(self, live: Live) -> Execution:
+        with log_context(execution_id=live.execution.id):
+            return await self._drive(live)
+
+    async def _drive(self, live: Live) -> Execution:
         execution = live.execution
         try:
             kind = "execution.resumed" if execution.started_at is not None else "execution.started"
             # Durable before anything reaches a worker.
             first: list[tuple[StageSpec, StageWork]] = []
             try:
+                if execution.client_id is not None:
+                    # Before any stage: every blob of the execution gets its client's data key.
+                    await self.e.blobs.abind_owner(execution.id, execution.client_id)
                 first = await self._records.start(
                     live,
                     kind,
@@ -103,7 +111,7 @@ class Driver:
     async def finish(self, live: Live) -> Execution:
         if live.execution.status is ExecutionStatus.COMPLETED:
             # The last stage's commit recorded the completion.
-            delivered = await collect_artifacts(live.plan.deliverables, live.outputs, self.e.blobs)
+            delivered = await collect_artifacts(live.plan, live.outputs, self.e.blobs)
             await self._report(live, delivered)
             return live.execution
         template = live.execution.template
@@ -132,11 +140,11 @@ class Driver:
         artifacts: tuple[Artifact, ...] = ()
         data: dict[str, Any] = {}
         if status is ExecutionStatus.COMPLETED:
-            artifacts = await collect_artifacts(live.plan.deliverables, live.outputs, self.e.blobs)
+            artifacts = await collect_artifacts(live.plan, live.outputs, self.e.blobs)
         elif status is ExecutionStatus.FAILED and template.allow_partial and live.crash is None:
             # Partial completion: only required stages failed, and what finished has
             # something to deliver.
-            artifacts = await collect_artifacts(live.plan.deliverables, live.outputs, self.e.blobs)
+            artifacts = await collect_artifacts(live.plan, live.outputs, self.e.blobs)
             if artifacts:
                 status = ExecutionStatus.COMPLETED
                 errors[0] = f"completed partially; {errors[0]}"
@@ -155,6 +163,7 @@ class Driver:
         return live.execution
 
     async def _report(self, live: Live, artifacts: tuple[Artifact, ...]) -> None:
+        self.e.telemetry.execution_finished(live.execution)
         await self.sink.execution_finished(ExecutionReport(live.execution, artifacts))
         if live.lease is not None:  # reported: nobody need take it up again
             await self.e.store.release_leases(
@@ -198,6 +207,6 @@ class Driver:
         if execution.status is ExecutionStatus.COMPLETED:
             outputs = committed_outputs(await self.e.store.get_stage_runs(execution_id))
             plan = self.e.plan(execution.template)
-            artifacts = await collect_artifacts(plan.deliverables, outputs, self.e.blobs)
+            artifacts = await collect_artifacts(plan, outputs, self.e.blobs)
         await self.sink.execution_finished(ExecutionReport(execution, artifacts))
         return execution

@@ -29,6 +29,7 @@ from .costing import StoragePrices
 from .planning import TemplatePlan
 from .quota import QuotaGate
 from .registry import WorkerRegistry
+from .telemetry import Telemetry
 
 __all__ = ["DEFAULT_TIMEOUTS", "Engine", "Live", "committed_outputs"]
 
@@ -59,6 +60,7 @@ class Engine:
     rng: random.Random
     owner: str
     lease_s: float
+    telemetry: Telemetry = attrs.field(factory=Telemetry)
     changed: dict[str, anyio.Event] = attrs.field(factory=dict)
     plans: list[TemplatePlan] = attrs.field(factory=list)
 

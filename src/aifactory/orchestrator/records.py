@@ -191,6 +191,7 @@ class Records:
         itself is recorded in the same transaction (a cache hit: no worker ran)."""
         async with live.lock:
             started: tuple[StageRun, ...] = ()
+            ready = None
             if input_ref is not None:
                 started = (self._next_attempt(live, stage, input_ref),)
                 live.runs[stage.id], last_run = started[0], live.runs[stage.id]
@@ -202,6 +203,9 @@ class Records:
                     self.prestart(live, stage, output_ref) if summary.continue_pipeline else None
                 )
                 if ready is not None:
+                    # Taken before the commit: a stage that finished earlier may schedule
+                    # while this commit is in flight, and must not start this one as well.
+                    live.started.add(ready[0].id)
                     write = attrs.evolve(
                         write,
                         started=(*started, ready[2]),
@@ -220,6 +224,8 @@ class Records:
             except BaseException:
                 if started:
                     live.runs[stage.id] = last_run
+                if ready is not None:
+                    live.started.discard(ready[0].id)
                 raise
             live.runs[stage.id], live.execution = run, execution
             live.outputs = live.outputs | {stage.id: output_ref}
@@ -228,7 +234,6 @@ class Records:
                 return execution, []
             next_stage, work, next_run, _ = ready
             live.runs[next_stage.id] = next_run
-            live.started.add(next_stage.id)
             return execution, [(next_stage, work)]
 
     def _success(
@@ -499,5 +504,13 @@ def input_document(action: str, params: dict[str, Any], bindings: dict[str, Bind
 
 
 def cached_summary(original: StageSummary) -> StageSummary:
-    """What a stage served from the result cache reports: no usage, no cost."""
-    return attrs.evolve(original, method=f"cache:{original.method}", usage=Usage(), cost=Cost())
+    """What a stage served from the result cache reports: no usage, no cost, no resources."""
+    return attrs.evolve(
+        original,
+        method=f"cache:{original.method}",
+        usage=Usage(),
+        cost=Cost(),
+        cpu_ms=0.0,
+        peak_rss_kb=0,
+        queue_ms=0.0,
+    )

@@ -43,6 +43,7 @@ from .registry import WorkerRegistry
 from .scheduler import StageScheduler
 from .sink import ExecutionSink
 from .stages import StageRunner
+from .telemetry import Telemetry
 
 __all__ = ["Orchestrator"]
 
@@ -78,6 +79,7 @@ class Orchestrator:
         lease_s: float = 30.0,
         recover: bool = False,
         recover_every_s: float | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         if lease_s <= 0:
             raise BadInputError("lease_s must be positive", details={"field": "lease_s"})
@@ -96,6 +98,7 @@ class Orchestrator:
             rng=rng or random.Random(),  # noqa: S311 - jitter, not secrets
             owner=owner or replica_id(),
             lease_s=lease_s,
+            telemetry=telemetry or Telemetry(),
         )
         self.store, self.blobs, self.registry = store, blobs, registry
         self.clock = clock

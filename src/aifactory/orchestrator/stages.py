@@ -23,6 +23,7 @@ from .._exceptions import (
     StageTimeoutError,
     TransportError,
 )
+from .._logs import log_context
 from .._retry import RetryPolicy
 from ..llm.metering import Meter, metering, spent_of
 from ..models import StageRun, StageSpec, StorageRef
@@ -59,6 +60,31 @@ def _metered(meter: Meter) -> tuple[Usage, Cost]:
     tokens = meter.usage
     usage = Usage(tokens.prompt_tokens, tokens.completion_tokens, model_calls=meter.requests)
     return usage, Cost(llm_usd=meter.cost_usd)
+
+
+def _queued(reply: ProcessReply, queue_ms: float) -> ProcessReply:
+    """`reply` whose summary says how long the attempt waited for a worker to accept it."""
+    s = reply.summary
+    # Built directly rather than with attrs.evolve: this runs for every stage.
+    summary = StageSummary(
+        s.method,
+        s.usage,
+        s.cost,
+        s.quality_score,
+        s.continue_pipeline,
+        s.notes,
+        s.cpu_ms,
+        s.peak_rss_kb,
+        round(queue_ms, 3),
+    )
+    return ProcessReply(reply.handshake_id, reply.attempt, reply.output_ref, summary)
+
+
+def _duration_s(run: StageRun) -> float:
+    """How long the run's last attempt took, from its record to its outcome."""
+    if run.started_at is None or run.finished_at is None:
+        return 0.0
+    return (run.finished_at - run.started_at).total_seconds()
 
 
 class _AllBusy(Exception):
@@ -98,8 +124,13 @@ class StageRunner:
         """Run `stage` to success or final failure; never raises except on cancellation.
 
         With `work`, the stage's first attempt was recorded already (by the commit that made
-        it ready). Returns the stages whose first attempt this stage's commit recorded.
+        it ready). Returns the stages whose first attempt this stage's commit recorded. Lines
+        logged meanwhile name the execution and the stage (`log_context`).
         """
+        with log_context(execution_id=live.execution.id, stage_id=stage.id):
+            return await self._run_or_fail(live, stage, work)
+
+    async def _run_or_fail(self, live: Live, stage: StageSpec, work: StageWork | None) -> Next:
         try:
             return await self._run(live, stage, work)
         except LeaseLostError:
@@ -131,6 +162,7 @@ class StageRunner:
         avoid: list[WorkerTransport] = []
 
         async def announce(attempt: int, error: BaseException, delay: float) -> None:
+            e.telemetry.stage_retried(stage.worker, stage.action)
             message = error.message if isinstance(error, AIFactoryError) else repr(error)
             await self._emit(
                 live,
@@ -179,6 +211,7 @@ class StageRunner:
             execution_id, stage.id, run.attempt, stage.worker, stage.action, input_ref, idem
         )
         endpoint, accepted = await self._handshake(stage, request, avoid)
+        accepted_at = self.e.clock.now()
         # Built directly rather than with attrs.evolve, which walks every field by name.
         live.runs[stage.id] = StageRun(
             execution_id=run.execution_id,
@@ -240,6 +273,8 @@ class StageRunner:
                     else:
                         await self.e.quota.release(live.execution, stage.id)
                 raise
+        if run.started_at is not None and accepted_at > run.started_at:
+            reply = _queued(reply, (accepted_at - run.started_at).total_seconds() * 1000)
         return reply, endpoint
 
     async def _handshake(
@@ -358,7 +393,10 @@ class StageRunner:
             live, stage, output_ref, summary, cost, cached=cached, cache_key=cache_key
         )
         # Its earlier attempts' spend included (the run's cost).
-        await e.quota.settle(execution, stage.id, live.runs[stage.id].cost.total_usd)
+        run = live.runs[stage.id]
+        await e.quota.settle(execution, stage.id, run.cost.total_usd)
+        if not cached:
+            e.telemetry.stage_succeeded(stage.worker, stage.action, _duration_s(run), summary, cost)
         if not summary.continue_pipeline:
             live.stop = True
         e.touch(execution.id)
@@ -444,6 +482,7 @@ class StageRunner:
         skipped)."""
         e = self.e
         execution = await self.records.failure(live, stage, message, code)
+        e.telemetry.stage_failed(stage.worker, stage.action, _duration_s(live.runs[stage.id]))
         await e.quota.release(execution, stage.id)
         if stage.required and not execution.template.allow_partial:
             live.stop = True

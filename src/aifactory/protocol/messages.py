@@ -96,6 +96,12 @@ class StageSummary:
 
     `method` names how the output was made (`"llm:<model>"` or a documented non-LLM method such
     as `"non-llm:structure-template"`); `continue_pipeline=False` stops the pipeline cleanly.
+
+    The worker host adds what it measured of the attempt: `cpu_ms`, the CPU time the
+    worker's own code used (each step of its coroutine timed on its thread, so what other
+    stages did meanwhile is not counted), and `peak_rss_kb`, the worker process's peak
+    resident memory when the attempt ended. The orchestrator adds `queue_ms`, how long the
+    attempt waited for a worker to accept it (schedule-to-start).
     """
 
     method: str
@@ -104,6 +110,9 @@ class StageSummary:
     quality_score: float | None = None
     continue_pipeline: bool = True
     notes: tuple[str, ...] = ()
+    cpu_ms: float = 0.0
+    peak_rss_kb: int = 0
+    queue_ms: float = 0.0
 
 
 @attrs.frozen

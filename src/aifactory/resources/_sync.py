@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +19,7 @@ from ..models import (
     Execution,
     ExecutionEvent,
     ExecutionOwner,
+    MetricsReport,
     Notification,
     PasswordReset,
     Recommendation,
@@ -37,6 +39,7 @@ from ._base import SyncResource
 from .accounts import AsyncApiKeys, AsyncClients, AsyncUsers
 from .deliverables import AsyncAudit, AsyncDeliverables, AsyncNotifications, AsyncWebhooks
 from .executions import AsyncExecutions
+from .metrics import AsyncMetrics
 from .requests import AsyncRequests, AsyncTemplates
 
 __all__ = [
@@ -45,6 +48,7 @@ __all__ = [
     "Clients",
     "Deliverables",
     "Executions",
+    "Metrics",
     "Notifications",
     "Requests",
     "Templates",
@@ -386,3 +390,20 @@ class Webhooks(SyncResource[AsyncWebhooks]):
     ) -> builtins.list[WebhookDelivery]:
         """Delivery attempts (of one event, or all), newest first; at most `limit` (1-1000)."""
         return self._run(self._target.deliveries, event_id=event_id, limit=limit)
+
+
+class Metrics(SyncResource[AsyncMetrics]):
+    """Factory-wide metrics: latency, outcomes, stages, queue waits, usage and cost (staff)."""
+
+    def summary(
+        self,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        by: str = "template",
+    ) -> MetricsReport:
+        """The metrics of the executions created from `since` to `until` (times, or
+        durations back from now such as `"24h"`; default: the last 7 days), grouped `by`
+        `"client"`, `"template"`, `"worker"` or `"stage"` (kind), with the total. Raises
+        `PermissionDeniedError` (not staff), `BadInputError`.
+        """
+        return self._run(self._target.summary, since=since, until=until, by=by)

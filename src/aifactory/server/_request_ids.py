@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._exceptions import AIFactoryError
+from .._logs import log_context
 
 __all__ = ["HEADER", "RequestIds", "log_error"]
 
@@ -38,7 +39,8 @@ class RequestIds:
                 message = {**message, "headers": [*message.get("headers", []), header]}
             await send(message)
 
-        await self.app(scope, receive, send_named)
+        with log_context(request_id=request_id):  # on every line logged meanwhile
+            await self.app(scope, receive, send_named)
 
 
 def request_id_of(request: Request) -> str | None:

@@ -35,8 +35,11 @@ from ..api.operations import OPERATIONS, Operation, authorize
 from ..config import FactoryConfig
 from ..kam.ratelimit import RateLimiter
 from ..models import Principal
+from ..orchestrator.telemetry import PrometheusTelemetry
 from ..protocol.codec import dumps, loads, unstructure
 from ._request_ids import HEADER, RequestIds, log_error, request_id_of
+from .health import health_routes
+from .metrics import expose_metrics
 from .openapi import openapi_document
 from .web import web_routes
 
@@ -249,7 +252,11 @@ def factory_app(
     async def health(request: Request) -> Response:
         return _json({"status": "ok", "service": "factory"})
 
-    routes += [Route("/openapi.json", openapi), Route("/health", health)]
+    routes += [
+        Route("/openapi.json", openapi),
+        Route("/health", health),
+        *health_routes("factory", factory.store, [factory.blobs]),
+    ]
     app = Starlette(
         # The web frontend's pages (none under /api) act through the same operations.
         routes=[*routes, *web_routes(factory)],
@@ -257,6 +264,8 @@ def factory_app(
         middleware=[Middleware(RequestIds)],
     )
     app.state.openapi = document
+    if isinstance(factory.telemetry, PrometheusTelemetry):
+        expose_metrics(app, factory.telemetry, factory.config.metrics_token, "factory")
     return app
 
 

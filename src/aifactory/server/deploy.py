@@ -192,7 +192,7 @@ def worker_service(
     blobs = BlobStore(config.storage_config(), clock)
     hosts = [WorkerHost(available[n], blobs, clock, config.ids) for n in names]
     verifier = SignatureVerifier({k.worker_id: k for k in trusted}, clock)
-    app = worker_app(hosts, verifier)
+    app = worker_app(hosts, verifier, metrics_token=config.metrics_token, storage=blobs)
     app.state.hosts = hosts  # what it serves, for inspection
     close = getattr(llm, "aclose", None)
     if close is not None:

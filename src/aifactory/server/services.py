@@ -38,10 +38,13 @@ from .._exceptions import (
 from ..auth.signing import SignatureVerifier, WorkerKey, sign
 from ..models import Execution, Template, WorkerStatus
 from ..orchestrator import Artifact, ExecutionReport, LocalControl, RetryPolicy
+from ..orchestrator.telemetry import PrometheusTelemetry
 from ..protocol.codec import dumps, loads, structure, unstructure
 from ..transports._http import error_for, tls_context, transport_error
 from ._request_ids import RequestIds, log_error
 from .app import MAX_BODY_BYTES, error_response, factory_app, read_body
+from .health import health_routes
+from .metrics import expose_metrics
 
 __all__ = [
     "SERVICE_RETRY",
@@ -342,7 +345,10 @@ def orchestrator_app(
             ),
             Route("/api/pipelines/workers", _signed(verifier, workers), methods=["POST"]),
             Route("/health", health),
+            *health_routes("orchestrator", factory.store, [factory.blobs]),
         ],
         middleware=[Middleware(RequestIds)],
     )
+    if isinstance(factory.telemetry, PrometheusTelemetry):
+        expose_metrics(app, factory.telemetry, factory.config.metrics_token, "orchestrator")
     return _with_lifespan(app, factory, kam)

@@ -9,6 +9,7 @@ Routes (the documented AI Factory wire format):
 | `POST /api/acknowledge`| `AcknowledgeByDigest` (JSON)| `AcknowledgeReply` (JSON)               |
 | `GET /health`          |                             | `{"healthy", "workers": [WorkerHealth]}`|
 | `GET /health?worker=N` |                             | `WorkerHealth` of worker `N`            |
+| `GET /health/live`, `/health/ready` |                | liveness, readiness (`server.health`)   |
 
 **Which worker.** A service may host several workers. A handshake goes to the worker its
 message names; process and acknowledge go to the worker that accepted their handshake (the
@@ -67,6 +68,7 @@ from starlette.types import Receive, Scope, Send
 from .._exceptions import AIFactoryError, BadInputError, ConflictError, NotFoundError
 from ..auth.signing import SignatureVerifier
 from ..models.storage_ref import StorageRef
+from ..orchestrator.telemetry import PrometheusTelemetry
 from ..protocol.codec import dumps, from_json, unstructure
 from ..protocol.messages import (
     AcknowledgeByDigest,
@@ -75,8 +77,11 @@ from ..protocol.messages import (
     ProcessReply,
     ProcessRequest,
 )
+from ..storage import BlobStore
 from ..workers.host import WorkerHost
 from ._request_ids import RequestIds
+from .health import health_routes
+from .metrics import expose_metrics
 
 __all__ = ["MAX_BODY_BYTES", "NDJSON", "worker_app"]
 
@@ -398,8 +403,15 @@ def worker_app(
     verifier: SignatureVerifier,
     *,
     max_body_bytes: int = MAX_BODY_BYTES,
+    metrics_token: str | None = None,
+    storage: BlobStore | None = None,
 ) -> Starlette:
     """An ASGI app serving `hosts` through the worker protocol (see the module docstring).
+
+    Its HTTP requests are counted, and served at `/metrics` to callers that send
+    `metrics_token` as a bearer token (`server.metrics`; without a token, not served).
+    `/health/live` and `/health/ready` (`server.health`) check `storage`, the hosts' blob
+    store.
 
     `verifier` holds the keys of the callers allowed (the orchestrator's, other workers').
     The hosts keep their own state (accepted handshakes, stage states): serve one app per
@@ -411,9 +423,11 @@ def worker_app(
         Route("/api/process", _ProcessEndpoint(service), methods=["POST"]),
         Route("/api/acknowledge", _Exchange(service.acknowledge), methods=["POST"]),
         Route("/health", _guarded(service.health), methods=["GET"]),
+        *health_routes("worker", None, [storage] if storage is not None else []),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_error},
         middleware=[Middleware(RequestIds)],
     )
+    return expose_metrics(app, PrometheusTelemetry(), metrics_token, "worker")

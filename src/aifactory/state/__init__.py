@@ -12,17 +12,31 @@ from .._exceptions import BadInputError
 from .postgres import PostgresStore
 from .sqlite import SQLiteStore
 from .store import Store
-from .writes import CacheEntry, Claim, ExecutionWrite, Lease, Pruned, SpentBy, UsageFacts
+from .writes import (
+    CacheEntry,
+    Claim,
+    ExecutionFact,
+    ExecutionWrite,
+    Lease,
+    MetricsFacts,
+    Pruned,
+    SpentBy,
+    StageFact,
+    UsageFacts,
+)
 
 __all__ = [
     "CacheEntry",
     "Claim",
+    "ExecutionFact",
     "ExecutionWrite",
     "Lease",
+    "MetricsFacts",
     "PostgresStore",
     "Pruned",
     "SQLiteStore",
     "SpentBy",
+    "StageFact",
     "Store",
     "UsageFacts",
     "is_postgres_url",

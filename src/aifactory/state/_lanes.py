@@ -27,6 +27,7 @@ from typing import Any, Generic, TypeVar
 import anyio
 import anyio.lowlevel
 
+from .._exceptions import StorageError
 from ._sql import Database
 
 __all__ = ["Lane"]
@@ -64,6 +65,7 @@ class Lane(Generic[DB]):
         #: Transactions committed and the writes in them, for tests and benchmarks.
         self.transactions = 0
         self.writes = 0
+        self._closed = False
 
     # -- the async side --------------------------------------------------------------------
 
@@ -88,6 +90,9 @@ class Lane(Generic[DB]):
         return result
 
     async def _call(self, job: _Job, *, shield: bool) -> Any:
+        if self._closed:
+            # Queued to a stopped thread, the job would wait forever.
+            raise StorageError("the state database is closed")
         event = anyio.Event()
         native: Any = anyio.lowlevel.current_token().native_token
         # asyncio's loop or trio's token: either schedules a callback from another thread.
@@ -104,7 +109,9 @@ class Lane(Generic[DB]):
         return job.result
 
     def close(self) -> None:
-        """Finish the queued work, stop the thread and close the connection."""
+        """Finish the queued work, stop the thread and close the connection; later calls
+        raise `StorageError`."""
+        self._closed = True
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()

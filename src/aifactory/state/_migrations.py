@@ -10,6 +10,7 @@ newest script here was written by a newer aifactory and is refused, never downgr
 
 from __future__ import annotations
 
+import functools
 import re
 from importlib import resources
 
@@ -17,7 +18,14 @@ import attrs
 
 from .._exceptions import StorageError
 
-__all__ = ["Migration", "migrations", "newer_schema_error", "pending", "split_statements"]
+__all__ = [
+    "Migration",
+    "latest_version",
+    "migrations",
+    "newer_schema_error",
+    "pending",
+    "split_statements",
+]
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -43,6 +51,13 @@ def migrations(dialect: str) -> list[Migration]:
     if [m.version for m in found] != list(range(1, len(found) + 1)):
         raise RuntimeError(f"{dialect} migrations are not numbered 1..n: {found}")
     return found
+
+
+@functools.cache
+def latest_version(dialect: str) -> int:
+    """The version the newest migration of `dialect` brings the schema to (0: none)."""
+    known = migrations(dialect)
+    return known[-1].version if known else 0
 
 
 def pending(dialect: str, current: int, label: str) -> list[Migration]:

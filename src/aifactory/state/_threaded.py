@@ -41,9 +41,10 @@ from ..models import (
     WebhookDelivery,
 )
 from ._lanes import Lane
+from ._migrations import latest_version
 from ._records import Records
 from .store import Store
-from .writes import ExecutionWrite, Lease, Pruned, UsageFacts
+from .writes import ExecutionWrite, Lease, MetricsFacts, Pruned, UsageFacts
 
 __all__ = ["ThreadedStore"]
 
@@ -411,6 +412,10 @@ class ThreadedStore:
         """`Store.usage_facts`."""
         return await self._read(Records.usage_facts, client_id, start, end)
 
+    async def metrics_facts(self, start: datetime, end: datetime) -> MetricsFacts:
+        """`Store.metrics_facts`."""
+        return await self._read(Records.metrics_facts, start, end)
+
     async def add_webhook_delivery(self, delivery: WebhookDelivery) -> None:
         """`Store.add_webhook_delivery`."""
         return await self._write(Records.add_webhook_delivery, delivery)
@@ -486,6 +491,10 @@ class ThreadedStore:
     async def schema_version(self) -> int:
         """`Store.schema_version`."""
         return await self._read(Records.schema_version)
+
+    def schema_latest(self) -> int:
+        """`Store.schema_latest`."""
+        return latest_version(self._writer.database.migrations)
 
     async def lease_of(self, execution_id: str) -> Lease:
         """`Store.lease_of`."""

@@ -46,7 +46,7 @@ from ..models import (
     User,
     WebhookDelivery,
 )
-from .writes import ExecutionWrite, Lease, Pruned, UsageFacts
+from .writes import ExecutionWrite, Lease, MetricsFacts, Pruned, UsageFacts
 
 __all__ = ["Store"]
 
@@ -64,6 +64,11 @@ class Store(Protocol):
 
     async def schema_version(self) -> int:
         """The version of the database's schema (migrated when the store opened)."""
+        ...
+
+    def schema_latest(self) -> int:
+        """The newest schema version this aifactory knows for the database: the store's
+        schema is current when `schema_version` says as much."""
         ...
 
     async def add_client(self, client: Client) -> None:
@@ -362,6 +367,12 @@ class Store(Protocol):
         """What client `client_id` used from `start` to `end` (one month): the executions
         created then and their stage runs, its model calls outside executions, and what its
         budget was charged in `start`'s month (`YYYY-MM`), read as one snapshot."""
+        ...
+
+    async def metrics_facts(self, start: datetime, end: datetime) -> MetricsFacts:
+        """The executions created from `start` to `end` (with their request's creation
+        time) and their stage runs, what the factory-wide metrics are made of; one
+        snapshot."""
         ...
 
     async def add_webhook_delivery(self, delivery: WebhookDelivery) -> None:

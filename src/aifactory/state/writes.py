@@ -31,10 +31,13 @@ from ..models import (
 __all__ = [
     "CacheEntry",
     "Claim",
+    "ExecutionFact",
     "ExecutionWrite",
     "Lease",
+    "MetricsFacts",
     "Pruned",
     "SpentBy",
+    "StageFact",
     "UsageFacts",
 ]
 
@@ -134,3 +137,49 @@ class UsageFacts:
     stage_runs: tuple[SpentBy, ...]
     model_usage: tuple[ModelUsage, ...]
     charged_usd: Decimal
+
+
+@attrs.frozen
+class ExecutionFact:
+    """One execution as the factory-wide metrics see it: whose, which template, how it
+    ended and when (`request_created_at`: when its request was made, if it has one)."""
+
+    id: str
+    client_id: str | None
+    template: str
+    status: str
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    request_created_at: datetime | None
+    usage: Usage
+    cost: Cost
+
+
+@attrs.frozen
+class StageFact:
+    """One stage run as the factory-wide metrics see it: its worker and action (the stage's
+    kind), outcome, attempts, times, usage, cost and its summary (the measured CPU time,
+    peak memory and queue wait of its committed attempt)."""
+
+    execution_id: str
+    stage_id: str
+    worker: str
+    action: str
+    status: str
+    attempt: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    usage: Usage
+    cost: Cost
+    summary: dict[str, Any]
+
+
+@attrs.frozen
+class MetricsFacts:
+    """What the factory-wide metrics of a time window are made of (`Store.metrics_facts`):
+    the executions created in it and their stage runs."""
+
+    executions: tuple[ExecutionFact, ...]
+    stage_runs: tuple[StageFact, ...]

@@ -41,7 +41,8 @@ from ..models.enums import StorageScheme
 from ..models.storage_ref import StorageRef, check_key, check_namespace
 from ._roots import Root, open_root, redact
 from ._values import Encoding, Expiry, decode_kv, encode_kv, verify
-from .encryption import is_sealed, open_blob, seal
+from .datakeys import DataKeys
+from .encryption import DATA_KEY_MAGIC, StorageKey, is_sealed, open_blob, seal, sealing_key
 from .placement import StorageConfig
 
 __all__ = ["BlobStore"]
@@ -66,6 +67,7 @@ class BlobStore:
         self._roots: dict[str, Root] = {}
         self._lock = threading.Lock()
         self._keys = {k.key_id: k for k in config.encryption_keys}
+        self._data_keys: DataKeys | None = None
 
     @property
     def config(self) -> StorageConfig:
@@ -81,6 +83,7 @@ class BlobStore:
         media_type: str = "application/octet-stream",
         ttl_s: float | None = None,
         scheme: StorageScheme | None = None,
+        owner: str | None = None,
     ) -> StorageRef:
         """Store `data` and return a reference carrying its size and sha256.
 
@@ -90,7 +93,9 @@ class BlobStore:
         values are stored gzip-compressed. A put replaces any earlier value at the same key
         atomically: readers see the old bytes or the new ones, never a partial write.
 
-        `ttl_s` makes a KV entry expire that many seconds after the clock's now.
+        `ttl_s` makes a KV entry expire that many seconds after the clock's now. With master
+        keys configured, the blob is sealed with the data key of `owner` (default: the first
+        segment of `key`, an execution id for the factory's blobs; see `bind_owner`).
 
         Raises `UnsafeKeyError` for an invalid namespace or key (even for inline data),
         `BadInputError` for a non-positive TTL or a TTL on R2, and `StorageError` if the
@@ -128,7 +133,7 @@ class BlobStore:
         path = root.blob_path(key)
         try:
             if chosen is StorageScheme.R2:
-                self._write(root, path, self._sealed(data, ref))
+                self._write(root, path, self._sealed(data, ref, owner))
                 return ref
             encoding: Encoding = "gzip" if placement.gzips(len(data)) else "identity"
             meta_path = root.meta_path(key)
@@ -139,7 +144,7 @@ class BlobStore:
             else:
                 expires_at = self._clock.now() + timedelta(seconds=ttl_s)
                 self._write(root, meta_path, Expiry(expires_at, encoding, media_type).to_bytes())
-            self._write(root, path, self._sealed(encode_kv(data, encoding), ref))
+            self._write(root, path, self._sealed(encode_kv(data, encoding), ref, owner))
         except _BACKEND_ERRORS as exc:
             raise StorageError(f"cannot write {ref.uri}: {exc}", details={"ref": ref.uri}) from exc
         return ref
@@ -160,10 +165,17 @@ class BlobStore:
         key: str,
         media_type: str = "application/octet-stream",
         ttl_s: float | None = None,
+        owner: str | None = None,
     ) -> StorageRef:
         """`put`, off the event loop when it writes (inline data is placed at once)."""
         call = functools.partial(
-            self.put, data, namespace=namespace, key=key, media_type=media_type, ttl_s=ttl_s
+            self.put,
+            data,
+            namespace=namespace,
+            key=key,
+            media_type=media_type,
+            ttl_s=ttl_s,
+            owner=owner,
         )
         if self.stays_inline(len(data), namespace):
             return call()
@@ -210,8 +222,40 @@ class BlobStore:
         data = decode_kv(stored, ref) if ref.scheme is StorageScheme.KV else stored
         return verify(data, ref)
 
-    def _sealed(self, payload: bytes, ref: StorageRef) -> bytes:
-        """What is written for `ref`: `payload` sealed with the first encryption key, if any."""
+    def bind_owner(self, owner: str, to: str) -> None:
+        """Seal `owner`'s new blobs (those keyed `{owner}/...`) with the data key of `to`:
+        the orchestrator binds an execution to its client before any stage runs, so that
+        all of a client's blobs share the client's data key. Does nothing without master
+        keys. Raises `StorageError` when the data key cannot be read or made."""
+        if self._config.master_keys:
+            self._ring().bind(owner, to)
+
+    async def abind_owner(self, owner: str, to: str) -> None:
+        """`bind_owner`, off the event loop when it does I/O."""
+        if self._config.master_keys:
+            await anyio.to_thread.run_sync(self.bind_owner, owner, to)
+
+    def rotate_master(self, new_master: StorageKey) -> int:
+        """Re-wrap every data key by `new_master`, without touching a blob; return how many
+        were re-wrapped. The configured master keys must open them; afterwards configure
+        `new_master` (first) instead. Raises `StorageError` as `DataKeys.rewrap` does."""
+        if not isinstance(new_master, StorageKey):
+            raise BadInputError("the new master key must be a StorageKey")
+        return self._ring().rewrap(new_master)
+
+    def _ring(self) -> DataKeys:
+        with self._lock:
+            if self._data_keys is None:
+                root = open_root(self._config.keys_url, self._config.storage_options)
+                self._data_keys = DataKeys(root, self._config.master_keys, self._write)
+            return self._data_keys
+
+    def _sealed(self, payload: bytes, ref: StorageRef, owner: str | None) -> bytes:
+        """What is written for `ref`: `payload` sealed with its owner's data key under
+        master keys, else with the first encryption key, else as it is."""
+        if self._config.master_keys:
+            data_key = self._ring().for_owner(owner or ref.key.split("/", 1)[0])
+            return seal(payload, data_key, ref.uri, magic=DATA_KEY_MAGIC)
         keys = self._config.encryption_keys
         return seal(payload, keys[0], ref.uri) if keys else payload
 
@@ -220,6 +264,13 @@ class BlobStore:
         written without encryption pass as they are)."""
         if not is_sealed(stored):
             return stored
+        if stored.startswith(DATA_KEY_MAGIC):
+            plain_r2 = ref.scheme is StorageScheme.R2 and _matches(stored, ref)
+            if not self._config.master_keys and plain_r2:
+                return stored  # a plain blob that happens to begin like a sealed one
+            _, data_key_id = sealing_key(stored, ref.uri)
+            key = self._ring().key(data_key_id)  # raises when the master key is missing
+            return open_blob(stored, {data_key_id: key}, ref.uri)
         if self._keys:
             return open_blob(stored, self._keys, ref.uri)
         if ref.scheme is StorageScheme.R2 and _matches(stored, ref):
@@ -262,6 +313,26 @@ class BlobStore:
                 _remove(root, root.meta_path(ref.key))
         except _BACKEND_ERRORS as exc:
             raise StorageError(f"cannot delete {ref.uri}: {exc}", details={"ref": ref.uri}) from exc
+
+    def probe(self) -> None:
+        """Write and delete a small object under the storage root (in its `.meta` folder,
+        where no key can be): what a readiness check asks of the storage.
+
+        Raises `StorageError` if the storage cannot be opened or written.
+        """
+        root = open_root(self._config.root, self._config.storage_options)
+        path = root.temp_path(f"{root.meta_base}/probe")
+        try:
+            self._write(root, path, b"")
+            _remove(root, path)
+        except _BACKEND_ERRORS as exc:
+            raise StorageError(
+                f"cannot write to storage at {redact(self._config.root)}: {exc}"
+            ) from exc
+
+    async def aprobe(self) -> None:
+        """`probe`, off the event loop."""
+        await anyio.to_thread.run_sync(self.probe)
 
     def purge_expired(self, namespace: str) -> int:
         """Delete the expired entries of KV namespace `namespace`; return how many there were.

@@ -16,6 +16,9 @@ plaintext's size and sha256, which reads still verify after opening.
 `StorageKey`s are configured on `StorageConfig.encryption_keys`: the first seals every new
 blob, all of them open blobs sealed under their id (rotation: put a new key first, keep the
 old ones while blobs sealed with them exist). Blobs stored without encryption stay readable.
+
+Blobs sealed with a per-owner data key (`aifactory.storage.datakeys`) carry the header
+`aifenc/2 <data key id>` (`DATA_KEY_MAGIC`) instead; the format is otherwise the same.
 """
 
 from __future__ import annotations
@@ -32,9 +35,19 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .._exceptions import BadInputError, IntegrityError, StorageError
 
-__all__ = ["MAGIC", "StorageKey", "is_sealed", "open_blob", "parse_keys", "seal"]
+__all__ = [
+    "DATA_KEY_MAGIC",
+    "MAGIC",
+    "StorageKey",
+    "is_sealed",
+    "open_blob",
+    "parse_keys",
+    "seal",
+    "sealing_key",
+]
 
 MAGIC = b"aifenc/1 "
+DATA_KEY_MAGIC = b"aifenc/2 "
 _KEY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _NONCE_BYTES = 12
 _MAX_HEADER = len(MAGIC) + 64 + 1
@@ -109,13 +122,25 @@ def parse_keys(text: str) -> tuple[StorageKey, ...]:
 
 
 def is_sealed(stored: bytes) -> bool:
-    """Whether stored bytes carry the sealed-blob header."""
-    return stored.startswith(MAGIC)
+    """Whether stored bytes carry a sealed-blob header (an operator key's or a data key's)."""
+    return stored.startswith((MAGIC, DATA_KEY_MAGIC))
 
 
-def seal(data: bytes, key: StorageKey, where: str) -> bytes:
-    """`data` sealed with `key` for the blob at `where` (its reference's URI)."""
-    header = MAGIC + key.key_id.encode("ascii") + b"\n"
+def sealing_key(stored: bytes, where: str) -> tuple[bytes, str]:
+    """The header magic (`MAGIC` or `DATA_KEY_MAGIC`) and key id of the sealed blob `stored`
+    at `where`. Raises `IntegrityError` when the header is malformed."""
+    magic = DATA_KEY_MAGIC if stored.startswith(DATA_KEY_MAGIC) else MAGIC
+    end = stored.find(b"\n", 0, _MAX_HEADER)
+    key_id = stored[len(magic) : end].decode("ascii", "replace") if end > 0 else ""
+    if not stored.startswith(magic) or end < 0 or not _KEY_ID.fullmatch(key_id):
+        raise IntegrityError(f"{where}: sealed blob has a malformed header", details={"ref": where})
+    return magic, key_id
+
+
+def seal(data: bytes, key: StorageKey, where: str, *, magic: bytes = MAGIC) -> bytes:
+    """`data` sealed with `key` for the blob at `where` (its reference's URI); `magic` is
+    `DATA_KEY_MAGIC` when `key` is a data key."""
+    header = magic + key.key_id.encode("ascii") + b"\n"
     nonce = secrets.token_bytes(_NONCE_BYTES)
     return header + nonce + AESGCM(key.secret).encrypt(nonce, data, header + where.encode())
 
@@ -129,10 +154,8 @@ def open_blob(
     and `IntegrityError` when it is malformed or fails authentication: changed on disk,
     moved from another reference, or sealed with another key of the same id.
     """
-    end = stored.find(b"\n", 0, _MAX_HEADER)
-    key_id = stored[len(MAGIC) : end].decode("ascii", "replace") if end > 0 else ""
-    if end < 0 or not _KEY_ID.fullmatch(key_id):
-        raise IntegrityError(f"{where}: sealed blob has a malformed header", details={"ref": where})
+    magic, key_id = sealing_key(stored, where)
+    end = len(magic) + len(key_id)
     ring = keys if isinstance(keys, Mapping) else {k.key_id: k for k in keys}
     key = ring.get(key_id)
     if key is None:

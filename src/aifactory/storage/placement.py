@@ -167,6 +167,12 @@ class StorageConfig:
     data lives in messages and the state database, and is not sealed. Off when empty (the
     default); the repr shows key ids only.
 
+    `master_keys` (a `StorageKey` or several) turn on per-owner data keys instead
+    (`aifactory.storage.datakeys`): every new KV and R2 blob is sealed with its owner's
+    (client's, else execution's) random data key, stored at `keys_url` wrapped by the first
+    master key; every master key opens the data keys it wrapped. `encryption_keys` then only
+    open blobs sealed before (the migration path).
+
     Raises `BadInputError` for an empty root or override or one on an unsupported protocol,
     and `UnsafeKeyError` for an override whose name is not a valid namespace or bucket name.
     """
@@ -185,6 +191,7 @@ class StorageConfig:
     encryption_keys: tuple[StorageKey, ...] = attrs.field(
         default=(), converter=_keys, repr=_key_ids
     )
+    master_keys: tuple[StorageKey, ...] = attrs.field(default=(), converter=_keys, repr=_key_ids)
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.root, str) or not self.root.strip():
@@ -236,6 +243,11 @@ class StorageConfig:
         """The fsspec URL of KV namespace `namespace`. Raises `UnsafeKeyError` for a bad name."""
         check_namespace(namespace)
         return self.kv_namespaces.get(namespace) or _join(self.root, "kv", namespace)
+
+    @property
+    def keys_url(self) -> str:
+        """The fsspec URL of the folder holding the wrapped data keys (`{root}/keys`)."""
+        return _join(self.root, "keys")
 
     def r2_url(self, bucket: str) -> str:
         """The fsspec URL of R2 bucket `bucket`. Raises `UnsafeKeyError` for a bad name."""

@@ -10,10 +10,11 @@ reference. The same host serves an in-process transport or an HTTP app.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Coroutine, Generator, Mapping
+from typing import Any, Generic, TypeVar
 
 import attrs
 
@@ -38,11 +39,71 @@ from ..protocol.messages import (
 from ..storage import BlobStore
 from .base import ProgressCallback, Worker, WorkerContext, no_progress
 
-__all__ = ["ARTIFACT_NAMESPACE", "STAGE_NAMESPACE", "WorkerHost", "extract_path"]
+__all__ = [
+    "ARTIFACT_NAMESPACE",
+    "STAGE_NAMESPACE",
+    "CpuTimed",
+    "WorkerHost",
+    "extract_path",
+    "peak_rss_kb",
+]
 
 STAGE_NAMESPACE = "stages"
 ARTIFACT_NAMESPACE = "artifacts"
 _REMEMBERED = 10_000  # finished handshakes kept for duplicate acknowledges
+_T = TypeVar("_T")
+
+try:
+    import resource
+except ImportError:  # pragma: no cover - not a POSIX system: no peak memory figure
+    resource = None  # type: ignore[assignment]
+
+# ru_maxrss is in KiB on Linux, in bytes on macOS.
+_RSS_DIVISOR = 1024 if sys.platform == "darwin" else 1
+
+
+def peak_rss_kb() -> int:
+    """This process's peak resident memory so far, in KiB (0 where it cannot be known)."""
+    if resource is None:  # pragma: no cover
+        return 0
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) // _RSS_DIVISOR
+
+
+class CpuTimed(Generic[_T]):
+    """Awaits a coroutine and sums the CPU time its steps use (`cpu_s`).
+
+    Each step, from a resumption to the next suspension, is timed with `time.thread_time`
+    on the thread it runs on, so what other tasks of the event loop do while the coroutine
+    waits is not counted, and the cost is two clock reads per step. Work the coroutine
+    hands to other threads is not counted either.
+    """
+
+    __slots__ = ("_coro", "cpu_s")
+
+    def __init__(self, coro: Coroutine[Any, Any, _T]) -> None:
+        self._coro = coro
+        self.cpu_s = 0.0
+
+    def __await__(self) -> Generator[Any, Any, _T]:
+        coro, clock = self._coro, time.thread_time
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            began = clock()
+            try:
+                yielded = coro.send(value) if error is None else coro.throw(error)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            finally:
+                # Counted however the step ended: the time was used all the same.
+                self.cpu_s += clock() - began
+            try:
+                value, error = (yield yielded), None
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # thrown in (a cancellation): passed on inside
+                value, error = None, exc
 
 
 @attrs.frozen
@@ -209,11 +270,10 @@ class WorkerHost:
             on_progress or no_progress,
         )
         meter = Meter(limit_usd=request.budget_usd)
+        timed = CpuTimed(self.worker.process(hs.action, accepted.inputs, accepted.parameters, ctx))
         try:
             with metering(meter):
-                result = await self.worker.process(
-                    hs.action, accepted.inputs, accepted.parameters, ctx
-                )
+                result = await timed
             body = dumps(result.output)
             output_ref = await self._blobs.aput(
                 body,
@@ -239,7 +299,10 @@ class WorkerHost:
             stored += len(body)
         elapsed_ms = int((time.perf_counter() - started) * 1000)
         summary = _with_usage(
-            result.summary, Usage(bytes_stored=stored, compute_ms=elapsed_ms), meter
+            result.summary,
+            Usage(bytes_stored=stored, compute_ms=elapsed_ms),
+            meter,
+            round(timed.cpu_s * 1000, 3),
         )
         self._remember(key, self._stages[key].finish(request.attempt, output_ref))
         return ProcessReply(request.handshake_id, request.attempt, output_ref, summary)
@@ -266,10 +329,12 @@ class WorkerHost:
         return AcknowledgeReply(request.handshake_id, committed=True, duplicate=duplicate)
 
 
-def _with_usage(summary: StageSummary, measured: Usage, meter: Meter) -> StageSummary:
-    """The worker's summary with what the host measured: bytes, compute time, and (where the
-    worker's model calls went through a `MeteredLLM`) every model call the meter counted,
-    which replace the worker's own tally of tokens and model cost."""
+def _with_usage(
+    summary: StageSummary, measured: Usage, meter: Meter, cpu_ms: float
+) -> StageSummary:
+    """The worker's summary with what the host measured: bytes, compute time, CPU time, peak
+    memory, and (where the worker's model calls went through a `MeteredLLM`) every model
+    call the meter counted, which replace the worker's own tally of tokens and model cost."""
     usage, cost = summary.usage + measured, summary.cost
     if meter.calls:
         tokens = meter.usage
@@ -289,4 +354,7 @@ def _with_usage(summary: StageSummary, measured: Usage, meter: Meter) -> StageSu
         summary.quality_score,
         summary.continue_pipeline,
         summary.notes,
+        cpu_ms,
+        peak_rss_kb(),
+        summary.queue_ms,
     )

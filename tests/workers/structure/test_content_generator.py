@@ -101,6 +101,7 @@ async def test_without_a_model_each_element_gets_labelled_template_text(
             "type": "content",
             "name": "content.md",
             "media_type": MEDIA_TYPE,
+            "format": "markdown",
             "ref": unstructure(StorageRef.inline(data, MEDIA_TYPE)),
         }
     ]

@@ -9,16 +9,36 @@ Output:
 ```
 
 Articles are sorted by relevance, highest first; equal relevances keep their input order.
-Those under `min_relevance` are dropped (the default 0.0 keeps all and only scores them);
-the label counts are over the kept articles. `relevance` is in [0, 1], `sentiment` in
-[-1, 1], both with four decimals; `sentiment_label` is derived from `sentiment` the same way
-on both paths (`aifactory.workers.text.sentiment.label`).
+Those under `min_relevance` (default 0.01: what does not name the topic's subject at all)
+are dropped as off-topic (0.0 keeps all and only scores them); the label counts are over
+the kept articles.
+
+Instruction-like text (`aifactory.workers.text.instructions`: "Ignore previous instructions
+and ...") is data that tries to steer its reader. Before any scoring, such sentences are
+taken out of each article's `summary` and `content` and the article gets
+`"flags": ["instruction_like"]` (and `"removed_sentences"`, how many); an article whose title
+instructs is dropped. A model never sees those sentences, and a report never quotes them.
+`counts` adds `flagged` (articles with text removed) and `off_topic` (below `min_relevance`).
+
+`relevance` is in [0, 1], `sentiment` in [-1, 1], both with four decimals;
+`sentiment_label` is derived from `sentiment` the same way on both paths
+(`aifactory.workers.text.sentiment.label`).
 
 Without a language model (`non-llm:keyword-lexicon`):
 
-- relevance: the topic's words (`aifactory.workers.text.term_match.terms`) found in the article,
-  a word in the title counting 2 and in the summary or content 1, summed and divided by
-  3 x the number of topic words (so 1.0 when every topic word is in both);
+- relevance: 0 unless the article is about the topic's subject
+  (`aifactory.workers.text.subjects`): its title or text names a topic word that is not a
+  framing word (market, analysis, report, trends, ... the words a request uses to say what
+  kind of work it wants), or a term related to one (*model*, *LLM*, *machine learning* name
+  *AI*). A farmers' market article shares "market" with "Market analysis for AI tools" but
+  names neither AI nor tools, so it scores 0; an article on "open-weight models" does not.
+  Otherwise the overlap: the topic's words (`aifactory.workers.text.term_match.terms`) the
+  article names (directly or by a related term), a word in the title counting 2 and in the
+  summary or content 1, summed and divided by 3 x the number of topic words; the optional
+  input `keywords` (e.g. the topic researcher's) adds up to 0.1 for the share of them the
+  article mentions, capped at 1. Keywords never make an article on-topic by themselves:
+  without a model they hold the description's ordinary words ("expect", "growing"), which a
+  farmers' market article shares as readily as an AI one;
 - sentiment: the lexicon score of title, summary and content
   (`aifactory.workers.text.sentiment`, with negation).
 
@@ -40,7 +60,9 @@ from ...protocol.messages import ResourceEstimate, StageSummary
 from ..base import ModelWorker, WorkerContext, WorkerInfo, WorkerResult
 from ..model_calls import LLMTally, ask_json, llm_method
 from ..structure.build import check_topic
+from ..text.instructions import instruction_like, without_instructions
 from ..text.sentiment import label, sentiment_score
+from ..text.subjects import names_term, subject_terms
 from ..text.term_match import terms
 
 __all__ = ["METHOD", "ClassificationJob", "ContentClassifier", "keyword_relevance"]
@@ -77,16 +99,43 @@ def _body(article: Mapping[str, Any]) -> str:
     return " ".join(str(article.get(field) or "") for field in ("summary", "content"))
 
 
-def keyword_relevance(topic_terms: Sequence[str], title: str, body: str) -> float:
-    """The non-LLM relevance of an article to the topic words `topic_terms` (in `terms`
-    form; see the module docstring), four decimals.
+def keyword_relevance(
+    topic_terms: Sequence[str], title: str, body: str, keywords: Sequence[str] = ()
+) -> float:
+    """The non-LLM relevance of an article to the topic words `topic_terms` and the extra
+    `keywords` (both in `terms` form; see the module docstring), four decimals.
     """
     wanted = list(dict.fromkeys(topic_terms))
     if not wanted:
         return 0.0
-    in_title, in_body = set(terms(title)), set(terms(body))
+    title_terms, body_terms = terms(title), terms(body)
+    in_title = {t for t in wanted if names_term(t, title_terms)}
+    in_body = {t for t in wanted if names_term(t, body_terms)}
+    if not any(t in in_title or t in in_body for t in subject_terms(wanted)):
+        return 0.0
     points = sum(2 * (t in in_title) + (t in in_body) for t in wanted)
-    return round(points / (3 * len(wanted)), 4)
+    found = set(title_terms) | set(body_terms)
+    extra = [k for k in dict.fromkeys(keywords) if k not in wanted]
+    bonus = 0.1 * sum(k in found for k in extra) / len(extra) if extra else 0
+    return round(min(1.0, points / (3 * len(wanted)) + bonus), 4)
+
+
+def _cleaned(article: dict[str, Any]) -> dict[str, Any] | None:
+    """The article without instruction-like sentences (flagged), or `None` if its title
+    instructs."""
+    if instruction_like(str(article.get("title") or "")):
+        return None
+    removed = 0
+    for field in ("summary", "content"):
+        text = article.get(field)
+        if isinstance(text, str) and text:
+            kept, dropped = without_instructions(text)
+            article[field] = kept
+            removed += len(dropped)
+    if removed:
+        article["flags"] = [*article.get("flags", []), "instruction_like"]
+        article["removed_sentences"] = removed
+    return article
 
 
 @attrs.frozen
@@ -97,12 +146,15 @@ class ClassificationJob:
     articles: tuple[dict[str, Any], ...]
     min_relevance: float
     batch_size: int
+    keywords: tuple[str, ...] = ()
+    dropped_instructions: int = 0
 
     @classmethod
     def from_stage(cls, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> ClassificationJob:
         """Check `inputs` (`topic`, `articles`: objects whose `title`, `summary`, `content`
-        and `url` are text when present) and `params` (`min_relevance` 0-1, `batch_size`
-        1-50). Raises `BadInputError` naming the offending field.
+        and `url` are text when present, optional `keywords`: up to 100 texts) and `params`
+        (`min_relevance` 0-1, `batch_size` 1-50), and take instruction-like text out of the
+        articles (module docstring). Raises `BadInputError` naming the offending field.
         """
         articles = inputs.get("articles")
         if not isinstance(articles, list):
@@ -120,11 +172,23 @@ class ClassificationJob:
                 f"batch_size must be an integer from 1 to {MAX_BATCH}",
                 details={"field": "batch_size"},
             )
+        keywords = inputs.get("keywords") or []
+        if (
+            not isinstance(keywords, list)
+            or len(keywords) > 100
+            or not all(isinstance(k, str) and len(k) <= 200 for k in keywords)
+        ):
+            raise BadInputError(
+                "keywords must be a list of at most 100 texts", details={"field": "keywords"}
+            )
+        checked = [_cleaned(_article(a, i)) for i, a in enumerate(articles)]
         return cls(
             topic=check_topic(inputs.get("topic")),
-            articles=tuple(_article(a, i) for i, a in enumerate(articles)),
+            articles=tuple(a for a in checked if a is not None),
             min_relevance=float(least),
             batch_size=batch,
+            keywords=tuple(dict.fromkeys(t for k in keywords for t in terms(k))),
+            dropped_instructions=sum(a is None for a in checked),
         )
 
     def lexicon_scores(self) -> list[tuple[float, float]]:
@@ -141,7 +205,7 @@ class ClassificationJob:
         scores = []
         for article in self.articles:
             title, body = str(article.get("title") or ""), _body(article)
-            relevance = keyword_relevance(topic_terms, title, body)
+            relevance = keyword_relevance(topic_terms, title, body, self.keywords)
             scores.append((relevance, sentiment_score(f"{title}. {body}")))
         return scores
 
@@ -155,9 +219,12 @@ class ClassificationJob:
         kept = [a for a in ranked if a["relevance"] >= self.min_relevance]
         labels = [a["sentiment_label"] for a in kept]
         counts = {
-            "total": len(scored),
+            "total": len(scored) + self.dropped_instructions,
             "kept": len(kept),
-            "dropped": len(scored) - len(kept),
+            "dropped": len(scored) - len(kept) + self.dropped_instructions,
+            "off_topic": len(scored) - len(kept),
+            "flagged": sum("instruction_like" in a.get("flags", ()) for a in kept)
+            + self.dropped_instructions,
             **{name: labels.count(name) for name in ("positive", "neutral", "negative")},
         }
         return {
@@ -243,7 +310,7 @@ class ContentClassifier(ModelWorker[ClassificationJob]):
         slots=8,
         memory_mb=64,
     )
-    defaults: ClassVar[Mapping[str, Any]] = {"min_relevance": 0.0, "batch_size": 20}
+    defaults: ClassVar[Mapping[str, Any]] = {"min_relevance": 0.01, "batch_size": 20}
 
     job_type = ClassificationJob
 

@@ -1,4 +1,5 @@
-"""`ReportBuilder`: a report in Markdown, HTML and/or JSON from articles, a structure and a request.
+"""`ReportBuilder`: a report in Markdown, HTML, JSON and/or PDF from articles, a structure and
+a request.
 
 Action `build_report`. Inputs: `structure` (a content granulator output), `articles` (the
 content classifier's: `id`, `title`, `url`, `summary`, `published`, `source`, `source_url`,
@@ -6,8 +7,9 @@ content classifier's: `id`, `title`, `url`, `summary`, `published`, `source`, `s
 `description` and `request` (`title`, `description`); at least one of structure, articles,
 topic or title. Params (see `ReportBuilder.defaults`):
 
-- `format`: `"markdown"`, `"html"`, `"json"`, a list of them, or `"all"`; one artifact each,
-  in the order given (`"all"`: that order): `report.md`, `report.html`, `report.json`;
+- `format`: `"markdown"`, `"html"`, `"json"`, `"pdf"`, a list of them, or `"all"`; one
+  artifact each, in the order given (`"all"`: that order): `report.md`, `report.html`,
+  `report.json`, `report.pdf`;
 - `include_outline` (bool), `max_summary_sentences` (1-50);
 - `min_relevance` (0-1) and `max_sources` (0-1000): the shown articles are those with at
   least `min_relevance` (an article without a relevance is shown only when it is 0), most
@@ -27,14 +29,15 @@ when no articles were given):
 
 ```
 {"title", "format": <the first format>, "formats": [...],
- "artifacts": [{"type": "report", "name": "report.md", "media_type", "ref"}, ...],
+ "artifacts": [{"type": "report", "name": "report.md", "media_type", "format", "ref"}, ...],
  "word_count", "section_count", "summary", "key_points": [...],
  "overview": {"received", "shown", "sources", "average_sentiment", "positive", "neutral",
               "negative", "top_keywords"},
  "method"}
 ```
 
-`report.json` is `ReportContent.document()` (`aifactory.workers.report.content`). Every
+`report.json` is `ReportContent.document()` (`aifactory.workers.report.content`);
+`report.pdf` is written by `aifactory.workers.report.pdf_render`. Every
 format is deterministic: the same inputs (and model reply) give byte-identical artifacts.
 """
 
@@ -56,6 +59,7 @@ from .html_render import render_html
 from .job import ReportJob
 from .llm_summary import MAX_KEY_POINTS, model_summary
 from .markdown_render import RenderedReport, render_report
+from .pdf_render import render_pdf
 
 __all__ = [
     "ARTIFACTS",
@@ -70,6 +74,7 @@ ARTIFACTS: Mapping[str, tuple[str, str]] = {
     "markdown": ("report.md", "text/markdown; charset=utf-8"),
     "html": ("report.html", "text/html; charset=utf-8"),
     "json": ("report.json", "application/json"),
+    "pdf": ("report.pdf", "application/pdf"),
 }
 MEDIA_TYPE = ARTIFACTS["markdown"][1]
 
@@ -100,18 +105,21 @@ def render_files(
     files = []
     for fmt in formats:
         if fmt == "markdown":
-            text = rendered.markdown
+            data = rendered.markdown.encode("utf-8")
         elif fmt == "html":
-            text = render_html(content)
+            data = render_html(content).encode("utf-8")
+        elif fmt == "pdf":
+            data = render_pdf(content)
         else:
             text = json.dumps(content.document(), ensure_ascii=False, indent=2) + "\n"
+            data = text.encode("utf-8")
         name, media_type = ARTIFACTS[fmt]
-        files.append(ReportFile(fmt, name, media_type, text.encode("utf-8")))
+        files.append(ReportFile(fmt, name, media_type, data))
     return rendered, files
 
 
 class ReportBuilder(ModelWorker[ReportJob]):
-    """Builds a report (action `build_report`) in Markdown, HTML and/or JSON; see the module
+    """Builds a report (action `build_report`) in Markdown, HTML, JSON and/or PDF; see the module
     docstring. With `llm`, the model writes the executive summary and key points.
 
     Deterministic: the same inputs (and model replies) give byte-identical artifacts.
@@ -120,7 +128,7 @@ class ReportBuilder(ModelWorker[ReportJob]):
 
     info: ClassVar[WorkerInfo] = WorkerInfo(
         name="report_builder",
-        description="Markdown, HTML and JSON reports from a structure and classified "
+        description="Markdown, HTML, JSON and PDF reports from a structure and classified "
         "articles, with an executive summary (extractive, or by a language model).",
         actions=("build_report",),
         slots=8,
@@ -182,7 +190,12 @@ class ReportBuilder(ModelWorker[ReportJob]):
         artifacts = []
         for file in files:
             ref = ctx.store_artifact(file.data, name=file.name, media_type=file.media_type)
-            entry = {"type": "report", "name": file.name, "media_type": file.media_type}
+            entry = {
+                "type": "report",
+                "name": file.name,
+                "media_type": file.media_type,
+                "format": file.format,
+            }
             artifacts.append({**entry, "ref": unstructure(ref)})
         await ctx.progress(80, f"{len(files)} report file(s) stored")
         if rendered.omitted_links:

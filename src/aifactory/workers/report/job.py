@@ -24,7 +24,7 @@ from .llm_summary import SummaryRequest
 
 __all__ = ["FORMATS", "ReportJob"]
 
-FORMATS = ("markdown", "html", "json")
+FORMATS = ("markdown", "html", "json", "pdf")
 _MAX_TEXT = 20_000
 _MAX_ELEMENTS = 10_000
 _MAX_DEPTH = 12

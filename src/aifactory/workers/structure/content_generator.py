@@ -9,7 +9,7 @@ counted) and `concurrency` (1-16, default 4: model calls at once). Output:
 {"title", "topic", "structure_type", "method", "word_count", "section_count",
  "omitted_elements",
  "sections": [{"path": "1.2", "title", "type", "text"}],
- "artifacts": [{"type": "content", "name": "content.md", "media_type", "ref"}]}
+ "artifacts": [{"type": "content", "name": "content.md", "media_type", "format", "ref"}]}
 ```
 
 `sections` follow the tree depth first; `path` numbers each element by its position among
@@ -300,6 +300,7 @@ class ContentGenerator(ModelWorker[GenerationJob]):
                     "type": "content",
                     "name": "content.md",
                     "media_type": MEDIA_TYPE,
+                    "format": "markdown",
                     "ref": unstructure(ref),
                 }
             ],
