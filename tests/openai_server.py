@@ -368,7 +368,13 @@ class OpenAIServer:
     async def _chat_completions(self, request: Request) -> JSONResponse:
         recorded = await self._record(request)
         refusal = self._refusal(recorded)
-        reply = refusal if refusal is not None else self._next_reply(recorded.body)
+        # In a thread: a scripted callable may block (a test holding a reply back), and the
+        # other requests must still be answered meanwhile.
+        reply = (
+            refusal
+            if refusal is not None
+            else await asyncio.to_thread(self._next_reply, recorded.body)
+        )
         if isinstance(reply, ScriptedError):
             return JSONResponse(reply.body(), status_code=reply.status, headers=reply.headers)
         if not isinstance(reply, ScriptedCompletion):

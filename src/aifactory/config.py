@@ -369,24 +369,11 @@ def create_storage_keys(home: Path) -> Path | None:
     Raises `StorageError` when the file cannot be written."""
     path = home / STORAGE_KEYS_FILE
     key = StorageKey.generate(f"k-{secrets.token_hex(4)}")
-    text = (
-        "# aifactory blob encryption keys, id:secret; the first encrypts new blobs.\n"
-        "# Keep a copy apart from the blobs: without it they cannot be read.\n"
-        f"{key.to_text()}\n"
+    comment = (
+        "aifactory blob encryption keys, id:secret; the first encrypts new blobs.\n"
+        "Keep a copy apart from the blobs: without it they cannot be read."
     )
-    try:
-        descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    except FileExistsError:
-        return None
-    except OSError as exc:
-        raise StorageError(f"cannot create {path}: {exc.strerror or exc}") from exc
-    try:
-        os.chmod(path, 0o600)  # the umask may have taken bits off; it never adds any
-        os.write(descriptor, text.encode())
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-    return path
+    return path if create_key_file(path, key, comment) else None
 
 
 def _storage_keys_from(env: Mapping[str, str], home: Path | None) -> tuple[StorageKey, ...]:
