@@ -18,9 +18,9 @@ import os
 import secrets
 import sys
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import attrs
@@ -45,8 +45,8 @@ from .kam.accounts import AccountService
 from .kam.administration import AdministrationService
 from .kam.audit import AuditLog
 from .kam.metrics import MetricsService
-from .models import MetricsLine, MetricsReport, PasswordReset
-from .state import open_store
+from .models import MetricsLine, PasswordReset
+from .state import Store, open_store
 from .storage import BlobStore, StorageKey
 from .storage._roots import redact
 from .workers.feeds.samples import SAMPLE_FEEDS, sample_catalogue, sample_feeds, sample_policy
@@ -55,6 +55,9 @@ __all__ = ["main"]
 
 #: The demo's own account manager, made through the data folder (see `_demo_account`).
 DEMO_ACCOUNT = "demo@factory.example"
+
+
+T = TypeVar("T")
 
 
 def _read_password(value: str | None) -> str | None:
@@ -151,6 +154,27 @@ def _reach_storage(config: FactoryConfig) -> str:
     return f"{shown} at {endpoint}"
 
 
+def _no_state(config: FactoryConfig) -> bool:
+    """Whether `config` names a home without a state database (and no `--state`)."""
+    return config.state_url is None and (
+        config.home is None or not (config.home / "state.sqlite3").is_file()
+    )
+
+
+def _on_state(config: FactoryConfig, work: Callable[[Store], Awaitable[T]]) -> T:
+    """Run `work` on the factory's state alone, then close it: not the whole factory, whose
+    opening would resume executions. Opening migrates the schema, or refuses a newer one."""
+
+    async def run() -> T:
+        store = open_store(config.database)
+        try:
+            return await work(store)
+        finally:
+            await store.aclose()
+
+    return anyio.run(run)
+
+
 def _missing_factory(config: FactoryConfig) -> str | None:
     """Why `config` names no initialised factory (no state, or no admin in it), or `None`.
 
@@ -167,14 +191,7 @@ def _missing_factory(config: FactoryConfig) -> str | None:
         init = "aifactory init --state URL --admin-email EMAIL"
         where = f"in {_state_label(config)}"
 
-    async def admins() -> int:
-        store = open_store(config.database)
-        try:
-            return await store.count_admins()
-        finally:
-            await store.aclose()
-
-    if anyio.run(admins) == 0:
+    if _on_state(config, lambda store: store.count_admins()) == 0:
         return f"the factory {where} has no admin yet: run `{init}` first"
     return None
 
@@ -185,21 +202,13 @@ def _demo_account(config: FactoryConfig) -> tuple[str, bool]:
     a fresh demo home is left without an admin, for `aifactory init` to add one. Returns the
     password and whether the account is new. Raises `StorageError`, `ConflictError`."""
 
-    async def issue() -> tuple[str, bool]:
-        store = open_store(config.database)
-        try:
-            accounts = AccountService(
-                store,
-                AuditLog(store, config.clock),
-                config.clock,
-                config.ids,
-                config.password_hasher,
-            )
-            return await accounts.issue_local_account_manager(DEMO_ACCOUNT, "aifactory demo")
-        finally:
-            await store.aclose()
+    async def issue(store: Store) -> tuple[str, bool]:
+        accounts = AccountService(
+            store, AuditLog(store, config.clock), config.clock, config.ids, config.password_hasher
+        )
+        return await accounts.issue_local_account_manager(DEMO_ACCOUNT, "aifactory demo")
 
-    return anyio.run(issue)
+    return _on_state(config, issue)
 
 
 def _init(args: argparse.Namespace, console: Console) -> int:
@@ -243,26 +252,21 @@ def _templates(args: argparse.Namespace, console: Console) -> int:
         return _refuse(console, missing)
     loaded = [t for path in getattr(args, "files", []) for t in read_template_file(path)]
 
-    async def run() -> str:
-        # The state alone, not the whole factory: opening that would resume executions.
-        store = open_store(config.database)
-        try:
-            service = TemplateService(
-                store,
-                AuditLog(store, config.clock),
-                config.clock,
-                TemplateCatalogue.builtin(),
-                known_workers(config.workers),
-            )
-            if args.templates_command == "import":
-                saved = await service.import_templates(loaded)
-                return "\n".join(f"{v.name}: version {v.version}" for v in saved)
-            chosen = [await service.get(name) for name in args.names] or await service.list()
-            return templates_to_text(chosen, args.format)
-        finally:
-            await store.aclose()
+    async def run(store: Store) -> str:
+        service = TemplateService(
+            store,
+            AuditLog(store, config.clock),
+            config.clock,
+            TemplateCatalogue.builtin(),
+            known_workers(config.workers),
+        )
+        if args.templates_command == "import":
+            saved = await service.import_templates(loaded)
+            return "\n".join(f"{v.name}: version {v.version}" for v in saved)
+        chosen = [await service.get(name) for name in args.names] or await service.list()
+        return templates_to_text(chosen, args.format)
 
-    text = anyio.run(run)
+    text = _on_state(config, run)
     if args.templates_command == "export" and args.out is not None:
         args.out.write_text(text, "utf-8")
         console.print(f"wrote the templates to {escape(str(args.out))}", soft_wrap=True)
@@ -277,23 +281,16 @@ def _reset_password(args: argparse.Namespace, console: Console) -> int:
     """A new generated password for a user, made through the data folder (whoever can write
     the state can change it anyway): the way back in for an admin whose password is lost."""
     config = _config(args)
-    if config.state_url is None and (
-        config.home is None or not (config.home / "state.sqlite3").is_file()
-    ):
+    if _no_state(config):
         return _refuse(console, f"no factory at {config.home}: give the --home it was made in")
 
-    async def reset() -> PasswordReset:
-        # The state alone, not the whole factory: opening that would resume executions.
-        store = open_store(config.database)
-        try:
-            service = AdministrationService(
-                store, AuditLog(store, config.clock), config.clock, config.password_hasher
-            )
-            return await service.reset_password_locally(args.email)
-        finally:
-            await store.aclose()
+    async def reset(store: Store) -> PasswordReset:
+        service = AdministrationService(
+            store, AuditLog(store, config.clock), config.clock, config.password_hasher
+        )
+        return await service.reset_password_locally(args.email)
 
-    done = anyio.run(reset)
+    done = _on_state(config, reset)
     console.print(
         f"New password for [bold]{escape(done.user.email)}[/] (shown once, store it now): "
         f"[bold]{done.password}[/]",
@@ -312,20 +309,13 @@ def _reset_password(args: argparse.Namespace, console: Console) -> int:
 def _stats(args: argparse.Namespace, console: Console) -> int:
     """The factory-wide metrics as a table, read from the data folder (or --state)."""
     config = _config(args)
-    if config.state_url is None and (
-        config.home is None or not (config.home / "state.sqlite3").is_file()
-    ):
+    if _no_state(config):
         return _refuse(console, f"no factory at {config.home}: give the --home it was made in")
 
-    async def read() -> MetricsReport:
-        # The state alone, not the whole factory: opening that would resume executions.
-        store = open_store(config.database)
-        try:
-            return await MetricsService(store, config.clock).report(args.since, args.until, args.by)
-        finally:
-            await store.aclose()
-
-    report = anyio.run(read)
+    report = _on_state(
+        config,
+        lambda store: MetricsService(store, config.clock).report(args.since, args.until, args.by),
+    )
     table = Table(
         title=f"executions created {report.since:%Y-%m-%d %H:%M} to "
         f"{report.until:%Y-%m-%d %H:%M} UTC, by {report.by}"
@@ -575,14 +565,7 @@ def _migrate(args: argparse.Namespace, console: Console) -> int:
     if config.state_url is None:
         config.make_home()
 
-    async def migrate() -> int:
-        store = open_store(config.database)  # migrates, or refuses a newer schema
-        try:
-            return await store.schema_version()
-        finally:
-            await store.aclose()
-
-    version = anyio.run(migrate)
+    version = _on_state(config, lambda store: store.schema_version())
     console.print(f"state in {_state_label(config)}: schema version {version}, up to date")
     return 0
 
