@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypedDict
 
 from aifactory import FactoryConfig, RandomIds, SystemClock
+from aifactory._tracing import NO_TRACING, OpenTelemetryTracer, Tracer
 from aifactory.config import EMBEDDED_STAGE_INLINE_BYTES
 from aifactory.models import StageSpec, Template, Tier
 from aifactory.orchestrator import ExecutionReport, Orchestrator, WorkerRegistry
@@ -112,6 +113,7 @@ def embedded_orchestrator(
     max_workers: int = 4,
     state: str | None = None,
     metrics: bool = True,
+    tracing: bool = False,
 ) -> Iterator[Orchestrator]:
     """An orchestrator with durable state and blobs under `folder` and in-process workers.
 
@@ -119,6 +121,8 @@ def embedded_orchestrator(
     payloads inline up to `stage_inline_max_bytes` (64 KiB), or with `None` the seed's wire
     placement (inline under 1 KiB, larger payloads as fsync'd KV files). With `metrics` (the
     embedded factory's default) the orchestrator keeps its Prometheus counters and histograms.
+    With `tracing` it makes OpenTelemetry spans (the SDK's, batched to an exporter that drops
+    them: the cost of making and ending spans, not of any collector).
     """
     clock, ids = SystemClock(), RandomIds()
     config = FactoryConfig(home=folder, stage_inline_max_bytes=stage_inline_max_bytes)
@@ -138,9 +142,28 @@ def embedded_orchestrator(
             ids=ids,
             max_workers=max_workers,
             telemetry=PrometheusTelemetry() if metrics else Telemetry(),
+            tracer=_tracer() if tracing else NO_TRACING,
         )
     finally:
         store.close()  # no event loop here: the store closes its lanes synchronously
+
+
+def _tracer() -> Tracer:
+    """Spans of the OpenTelemetry SDK, batched to an exporter that drops them."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+
+    class Dropped(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Dropped()))
+    return OpenTelemetryTracer(provider)
 
 
 # -- LangGraph ----------------------------------------------------------------------------------

@@ -17,6 +17,9 @@ is reported, and the per-stage overhead is `(per run - plain per run) / 5`:
   in-process worker transports, result cache off;
 - `aifactory_embedded_metrics_off`: `aifactory_embedded` (whose Prometheus metrics are on,
   as the embedded factory's are by default) with them off, reported side by side;
+- `aifactory_embedded_tracing` (with the `otel` extra): `aifactory_embedded` making
+  OpenTelemetry spans too (execution, stage attempt, handshake, process, acknowledge), batched
+  to an exporter that drops them;
 - `aifactory_embedded_wire`: the same with the seed's wire placement (inline under 1 KiB):
   the 1-5 KB stage outputs become fsync'd KV files;
 - `aifactory_embedded_cached`: result cache on and identical input: every stage is a hit;
@@ -45,6 +48,7 @@ import argparse
 import cProfile
 import gc
 import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
@@ -90,6 +94,7 @@ from aifactory.orchestrator import Orchestrator
 AIFACTORY = (
     "aifactory_embedded",
     "aifactory_embedded_metrics_off",
+    "aifactory_embedded_tracing",
     "aifactory_embedded_wire",
     "aifactory_embedded_cached",
     "aifactory_postgres",
@@ -117,6 +122,7 @@ NOTES = {
     "durable_floor": "aifactory's rows and encoding by hand, no orchestrator (bench/_floor.py)",
     "aifactory_embedded_wire": "wire placement: inline < 1 KiB, stage outputs as KV files",
     "aifactory_embedded_metrics_off": "aifactory_embedded without its Prometheus metrics",
+    "aifactory_embedded_tracing": "aifactory_embedded with OpenTelemetry spans (SDK, batched)",
     "aifactory_embedded_cached": "result cache ON, identical input: every stage is a cache hit",
     "langgraph_sqlite": "SqliteSaver defaults (WAL, synchronous=FULL)",
     "langgraph_sqlite_normal": "SqliteSaver with synchronous=NORMAL, like aifactory's store",
@@ -129,6 +135,7 @@ STATEMENTS: dict[str, float] = {}
 ROUND_TRIPS: dict[str, float] = {}
 NEEDS_EXTRA = "needs the bench extra: pip install 'aifactory[bench]'"
 NEEDS_STATE = "needs a PostgreSQL database: --state postgresql://..."
+NEEDS_OTEL = "needs the otel extra: pip install 'aifactory[otel]'"
 
 
 @dataclass(frozen=True)
@@ -235,6 +242,8 @@ def _embedded(system: str, folder: Path, max_workers: int) -> AbstractContextMan
         return embedded_orchestrator(folder, stage_inline_max_bytes=None, max_workers=max_workers)
     if system == "aifactory_embedded_metrics_off":
         return embedded_orchestrator(folder, max_workers=max_workers, metrics=False)
+    if system == "aifactory_embedded_tracing":
+        return embedded_orchestrator(folder, max_workers=max_workers, tracing=True)
     return embedded_orchestrator(folder, max_workers=max_workers)
 
 
@@ -381,18 +390,37 @@ def measure_concurrent(system: str, s: Settings) -> list[float]:
 # -- the benchmark ----------------------------------------------------------------------------
 
 
+def _has(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # its parent package is missing
+        return False
+
+
 def metrics_cost(systems: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
     """What the orchestrator's Prometheus metrics (on by default) cost per stage, beside the
-    same runs with them off: the difference, and the ratio of the per-stage times."""
+    same runs with them off: the difference, and the ratio of the per-stage times; and the
+    same for OpenTelemetry spans on top of the metrics, when measured."""
     on, off = systems.get("aifactory_embedded"), systems.get("aifactory_embedded_metrics_off")
     if on is None or off is None:
         return None
+    traced = systems.get("aifactory_embedded_tracing")
     return {
         "per_stage_us_on": round(on["per_run_ms"] * 1e3 / STAGES, 2),
         "per_stage_us_off": round(off["per_run_ms"] * 1e3 / STAGES, 2),
         "cost_per_stage_us": round((on["per_run_ms"] - off["per_run_ms"]) * 1e3 / STAGES, 2),
         "ratio_on_to_off": round(on["per_run_ms"] / off["per_run_ms"], 4),
-        "tracing": "not built yet (OpenTelemetry spans are issue 16's remaining part)",
+        **(
+            {}
+            if traced is None
+            else {
+                "per_stage_us_tracing": round(traced["per_run_ms"] * 1e3 / STAGES, 2),
+                "tracing_cost_per_stage_us": round(
+                    (traced["per_run_ms"] - on["per_run_ms"]) * 1e3 / STAGES, 2
+                ),
+                "ratio_tracing_to_off": round(traced["per_run_ms"] / off["per_run_ms"], 4),
+            }
+        ),
     }
 
 
@@ -414,6 +442,9 @@ def run_benchmark(
             return False
         if (system in DBOS_POSTGRES or system == "aifactory_postgres") and s.state is None:
             skipped[system] = NEEDS_STATE
+            return False
+        if system == "aifactory_embedded_tracing" and not _has("opentelemetry.sdk"):
+            skipped[system] = NEEDS_OTEL
             return False
         return True
 

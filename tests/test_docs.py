@@ -127,6 +127,15 @@ PAGES: dict[str, Page] = {
         # What the page prints: the new template's name, version and author's kind.
         expect=(r"^welding_guide 1 user$",),
     ),
+    "docs/observability.md": Page(
+        run=1,
+        prelude="from aifactory import FactoryConfig",
+        epilogue=(
+            "from aifactory._tracing import open_tracer\n"
+            "assert open_tracer(config.tracing).enabled\n"
+        ),
+        configs=("config",),
+    ),
     "docs/scaling.md": Page(
         run=1,
         skipped=2,

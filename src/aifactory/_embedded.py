@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
+from ._tracing import open_tracer
 from .api.arguments import Param, params_of
 from .api.operations import OPERATIONS
 from .config import FactoryConfig
@@ -61,6 +62,8 @@ class EmbeddedFactory:
     ) -> None:
         self.config = config
         check_webhooks(config.webhooks, config.fetch_policy)
+        #: OpenTelemetry spans, when `config.tracing` asks for them.
+        self.tracer = open_tracer(config.tracing)
         config.make_home()
         self.store = open_store(config.database)
         self.blobs = BlobStore(config.storage_config(), config.clock)
@@ -115,7 +118,7 @@ class EmbeddedFactory:
         )
         # Every model call is counted, in the meter of the stage attempt or recommendation
         # it is made for.
-        self.llm = MeteredLLM(config.llm.build()) if config.llm is not None else None
+        self.llm = MeteredLLM(config.llm.build(), self.tracer) if config.llm is not None else None
         workers = (
             builtin_workers(self.llm, config.fetch_policy, config.feed_catalogue)
             if config.workers is None
@@ -154,6 +157,7 @@ class EmbeddedFactory:
             lease_s=config.lease_s,
             recover=config.recover,
             telemetry=self.telemetry,
+            tracer=self.tracer,
         )
         self.requests.orchestrator = self.orchestrator
         self.executions = ExecutionService(

@@ -2,8 +2,8 @@
 
 This and `FactoryConfig.from_environment` are the only places that read the environment
 (`AIFACTORY_HOME`, `AIFACTORY_STATE`, `AIFACTORY_STORAGE`, `AIFACTORY_STORAGE_ENDPOINT`,
-`AIFACTORY_ALLOW_LOOPBACK_FEEDS`, `AIFACTORY_CA_BUNDLE`, `AIFACTORY_LOG_FORMAT`, the language
-model's variables);
+`AIFACTORY_ALLOW_LOOPBACK_FEEDS`, `AIFACTORY_CA_BUNDLE`, `AIFACTORY_LOG_FORMAT`,
+`AIFACTORY_METRICS_TOKEN`, `AIFACTORY_TRACING`, the language model's variables);
 everything below them receives a `FactoryConfig`. The help users read is `_DESCRIPTION`,
 `_EPILOG` and each command's own, not this docstring.
 
@@ -695,7 +695,8 @@ first steps:
 'aifactory COMMAND --help' describes a command and its options. The environment gives the
 defaults: AIFACTORY_HOME, AIFACTORY_STATE, AIFACTORY_STORAGE, AIFACTORY_STORAGE_ENDPOINT,
 AIFACTORY_ALLOW_LOOPBACK_FEEDS, and with --llm AIFACTORY_LLM_MODEL, AIFACTORY_LLM_BASE_URL,
-AIFACTORY_LLM_API_KEY (or OPENAI_API_KEY)."""
+AIFACTORY_LLM_API_KEY (or OPENAI_API_KEY). 'serve' also reads AIFACTORY_METRICS_TOKEN,
+AIFACTORY_TRACING (otlp or global, with the 'otel' extra) and AIFACTORY_LOG_FORMAT."""
 
 
 def _command(

@@ -22,6 +22,7 @@ import fsspec.core  # type: ignore[import-untyped]
 
 from ._clock import Clock, IdFactory, RandomIds, SystemClock
 from ._exceptions import BadInputError, StorageError
+from ._tracing import otlp_provider
 from .auth import PasswordHasher
 from .kam.notifier import EventNotifier, Notifier
 from .kam.webhooks import Webhook
@@ -159,6 +160,12 @@ class FactoryConfig:
     executions; `metrics_token` (`AIFACTORY_METRICS_TOKEN`) serves them at `/metrics` to
     callers that send it as a bearer token; without one `/metrics` is not served.
 
+    `tracing` (the `otel` extra) makes OpenTelemetry spans of API calls, executions, stage
+    attempts, the worker protocol and model calls (see `docs/observability.md`): `True`
+    sends them to the global `TracerProvider` (which the application, or
+    `opentelemetry-instrument`, sets up), a `TracerProvider` to that one; `False` (the
+    default) makes none and imports nothing.
+
     Raises `BadInputError` for a `home` that is neither a path nor `None` and a `state_url`
     that is not a `postgresql://` URL (an unsupported storage location is refused when its
     `StorageConfig` is built).
@@ -193,6 +200,7 @@ class FactoryConfig:
     ca_bundle: Path | None = attrs.field(default=None, converter=_file_path)
     metrics: bool = True
     metrics_token: str | None = attrs.field(default=None, repr=False)
+    tracing: Any = False
 
     @classmethod
     def from_environment(
@@ -240,6 +248,11 @@ class FactoryConfig:
         Account events are posted to the webhook at `AIFACTORY_WEBHOOK_URL`, signed with
         `AIFACTORY_WEBHOOK_SECRET` (both or neither), when it is set.
 
+        Spans are made (`tracing`) when `AIFACTORY_TRACING` is `otlp` (exported over
+        OTLP/HTTP to where the standard `OTEL_EXPORTER_OTLP_*` variables say, default
+        `http://localhost:4318`, named by `OTEL_SERVICE_NAME`, default `aifactory`) or
+        `global` (to the global `TracerProvider`, e.g. under `opentelemetry-instrument`).
+
         `environ` replaces `os.environ`. Only the CLI reads the environment; library code
         receives a config.
 
@@ -267,6 +280,7 @@ class FactoryConfig:
             webhooks=_webhooks_from(env),
             ca_bundle=ca_bundle or env.get("AIFACTORY_CA_BUNDLE") or None,
             metrics_token=env.get("AIFACTORY_METRICS_TOKEN") or None,
+            tracing=_tracing_from(env),
         )
         # An empty variable counts as unset (`AIFACTORY_STORAGE= aifactory ...`); an empty
         # flag is a mistake, refused below.
@@ -463,6 +477,21 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
             details={"variable": name},
         )
     return value in _YES
+
+
+def _tracing_from(env: Mapping[str, str]) -> Any:
+    """`FactoryConfig.tracing` as `AIFACTORY_TRACING` asks. Raises `BadInputError`."""
+    value = env.get("AIFACTORY_TRACING", "").strip().lower()
+    if value in ("", "off", "0", "false", "no"):
+        return False
+    if value == "global":
+        return True
+    if value == "otlp":
+        return otlp_provider(env.get("OTEL_SERVICE_NAME") or "aifactory")
+    raise BadInputError(
+        f"AIFACTORY_TRACING must be otlp, global or off, not {value[:20]!r}",
+        details={"variable": "AIFACTORY_TRACING"},
+    )
 
 
 def _storage_at(

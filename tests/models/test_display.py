@@ -346,6 +346,7 @@ def test_hashes_and_serialisation_are_unchanged() -> None:
         "context",
         "resources",
         "runs",
+        "trace",  # added (schema version 9): the traceparent a run continues
     ]
     assert data["cost"] == {"llm_usd": "0", "storage_usd": "0.00000196", "compute_usd": "0E-8"}
     assert data["template"]["stages"][1]["policy"]["maximum_attempts"] == 3

@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 
 from .._exceptions import AIFactoryError, QuotaExceededError
+from .._tracing import NO_TRACING, Tracer
 from .base import LLM, LLMReply, Message, TokenUsage
 from .prices import ModelPrice
 
@@ -224,10 +225,12 @@ def _billed_call(error: AIFactoryError) -> ModelCall | None:
 
 
 class MeteredLLM:
-    """An `LLM` that records each call in the meter of the work it is made for (if any)."""
+    """An `LLM` that records each call in the meter of the work it is made for (if any),
+    each a `chat {model}` span of `tracer` (with OpenTelemetry's `gen_ai.*` attributes)."""
 
-    def __init__(self, llm: LLM) -> None:
+    def __init__(self, llm: LLM, tracer: Tracer = NO_TRACING) -> None:
         self.llm: LLM = llm.llm if isinstance(llm, MeteredLLM) else llm  # never twice
+        self.tracer = tracer
 
     @property
     def model(self) -> str:
@@ -245,26 +248,47 @@ class MeteredLLM:
     ) -> LLMReply:
         """The wrapped model's `complete`, counted. Raises what it raises."""
         purpose = schema_name if schema is not None else "text"
-        try:
-            reply = await self.llm.complete(
-                messages,
-                schema=schema,
-                schema_name=schema_name,
-                temperature=temperature,
-                max_tokens=max_tokens,
+        model = self.llm.model
+        attributes = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": model,
+            "aifactory.purpose": purpose,
+        }
+        with self.tracer.span(f"chat {model}", attributes, kind="client") as span:
+            try:
+                reply = await self.llm.complete(
+                    messages,
+                    schema=schema,
+                    schema_name=schema_name,
+                    temperature=temperature,
+                    max_tokens=max_tokens,
+                )
+            except AIFactoryError as exc:
+                call = _billed_call(exc)
+                if call is not None:
+                    self._record(call, span)
+                raise
+            call = ModelCall(
+                reply.model, reply.usage, reply.cost_usd, purpose, requests=reply.calls
             )
-        except AIFactoryError as exc:
-            meter = _current.get()
-            call = _billed_call(exc)
-            if meter is not None and call is not None:
-                meter.record(call)
-            raise
+            self._record(call, span)
+            return reply
+
+    def _record(self, call: ModelCall, span: Any) -> None:
+        """Count `call` in the current meter, and say on the span what it was billed."""
         meter = _current.get()
         if meter is not None:
-            meter.record(
-                ModelCall(reply.model, reply.usage, reply.cost_usd, purpose, requests=reply.calls)
+            meter.record(call)
+        if span is not None:
+            span.set_attributes(
+                {
+                    "gen_ai.response.model": call.model,
+                    "gen_ai.usage.input_tokens": call.usage.prompt_tokens,
+                    "gen_ai.usage.output_tokens": call.usage.completion_tokens,
+                    "aifactory.cost_usd": str(call.cost_usd),
+                    "aifactory.model_requests": call.requests,
+                }
             )
-        return reply
 
     async def aclose(self) -> None:
         """Close the wrapped model's HTTP client, if it has one."""

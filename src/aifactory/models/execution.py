@@ -115,6 +115,9 @@ class Execution:
     context: dict[str, Any] = attrs.field(factory=dict, repr=bounded_repr(CONTEXT))
     resources: dict[str, Any] = attrs.field(factory=dict, repr=bounded_repr(MAPPING))
     runs: int = 0
+    #: The W3C `traceparent` of the span that created the execution (None when that
+    #: factory did not trace): each run of it continues that trace (`FactoryConfig.tracing`).
+    trace: str | None = attrs.field(default=None, repr=False)
 
     @property
     def progress(self) -> float:

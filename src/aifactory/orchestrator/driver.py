@@ -17,6 +17,7 @@ import attrs
 
 from .._exceptions import AIFactoryError, ConflictError, LeaseLostError
 from .._logs import log_context
+from .._tracing import Attributes
 from ..models import Execution, ExecutionStatus, StageSpec, StageStatus
 from ..state import ExecutionWrite
 from .artifacts import collect_artifacts
@@ -52,8 +53,21 @@ class Driver:
         self.max_workers = max_workers
 
     async def drive(self, live: Live) -> Execution:
-        with log_context(execution_id=live.execution.id):
-            return await self._drive(live)
+        execution = live.execution
+        attributes: Attributes = {
+            "aifactory.execution_id": execution.id,
+            "aifactory.template": execution.template.name,
+            "aifactory.run": execution.runs + 1,
+        }
+        # A span of the trace the execution was created in, whichever replica runs it.
+        span = self.e.tracer.span(
+            f"execution {execution.template.name}", attributes, parent=execution.trace
+        )
+        with log_context(execution_id=execution.id), span as traced:
+            final = await self._drive(live)
+            failed = final.status is ExecutionStatus.FAILED
+            self.e.tracer.outcome(traced, final.status.value, final.error if failed else None)
+            return final
 
     async def _drive(self, live: Live) -> Execution:
         execution = live.execution

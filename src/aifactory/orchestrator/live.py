@@ -12,6 +12,7 @@ import attrs
 from .._clock import Clock, IdFactory
 from .._exceptions import ConflictError
 from .._retry import RetryPolicy
+from .._tracing import NO_TRACING, Tracer
 from ..models import (
     Execution,
     ExecutionEvent,
@@ -61,6 +62,7 @@ class Engine:
     owner: str
     lease_s: float
     telemetry: Telemetry = attrs.field(factory=Telemetry)
+    tracer: Tracer = NO_TRACING
     changed: dict[str, anyio.Event] = attrs.field(factory=dict)
     plans: list[TemplatePlan] = attrs.field(factory=list)
 

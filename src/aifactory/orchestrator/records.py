@@ -289,6 +289,7 @@ class Records:
             context=last_execution.context,
             resources=last_execution.resources,
             runs=last_execution.runs,
+            trace=last_execution.trace,
         )
         # The checkpoint row holds what this version adds; the store folds the versions.
         checkpoint = Checkpoint(execution.id, live.version + 1, {stage.id: output_ref}, now)

@@ -23,6 +23,7 @@ import anyio.abc
 from .._clock import Clock, IdFactory
 from .._exceptions import AIFactoryError, BadInputError, ConflictError
 from .._retry import RetryPolicy
+from .._tracing import NO_TRACING, Tracer, traceparent
 from ..models import (
     Execution,
     ExecutionStatus,
@@ -80,6 +81,7 @@ class Orchestrator:
         recover: bool = False,
         recover_every_s: float | None = None,
         telemetry: Telemetry | None = None,
+        tracer: Tracer = NO_TRACING,
     ) -> None:
         if lease_s <= 0:
             raise BadInputError("lease_s must be positive", details={"field": "lease_s"})
@@ -99,6 +101,7 @@ class Orchestrator:
             owner=owner or replica_id(),
             lease_s=lease_s,
             telemetry=telemetry or Telemetry(),
+            tracer=tracer,
         )
         self.store, self.blobs, self.registry = store, blobs, registry
         self.clock = clock
@@ -279,6 +282,7 @@ class Orchestrator:
             stages_total=len(template.stages),
             context=dict(context or {}),
             resources=dict(resources or {}),
+            trace=traceparent(),
         )
         runs = [
             StageRun(execution.id, s.id, s.worker, StageStatus.PENDING) for s in template.stages

@@ -25,6 +25,7 @@ from .._exceptions import (
 )
 from .._logs import log_context
 from .._retry import RetryPolicy
+from .._tracing import Attributes
 from ..llm.metering import Meter, metering, spent_of
 from ..models import StageRun, StageSpec, StorageRef
 from ..models.execution import Cost, Usage
@@ -78,6 +79,11 @@ def _queued(reply: ProcessReply, queue_ms: float) -> ProcessReply:
         round(queue_ms, 3),
     )
     return ProcessReply(reply.handshake_id, reply.attempt, reply.output_ref, summary)
+
+
+def _kind(endpoint: WorkerTransport) -> str:
+    """The span kind of a protocol step: a call to another service, or work in process."""
+    return "internal" if endpoint.local else "client"
 
 
 def _duration_s(run: StageRun) -> float:
@@ -206,6 +212,25 @@ class StageRunner:
         recorded: bool = False,
     ) -> tuple[ProcessReply, WorkerTransport]:
         run = live.runs[stage.id] if recorded else await self._start(live, stage, input_ref)
+        attributes: Attributes = {
+            "aifactory.execution_id": live.execution.id,
+            "aifactory.stage_id": stage.id,
+            "aifactory.worker": stage.worker,
+            "aifactory.action": stage.action,
+            "aifactory.attempt": run.attempt,
+        }
+        with self.e.tracer.span(f"stage {stage.id}", attributes):
+            return await self._attempt_recorded(live, stage, input_ref, idem, avoid, run)
+
+    async def _attempt_recorded(
+        self,
+        live: Live,
+        stage: StageSpec,
+        input_ref: StorageRef,
+        idem: str,
+        avoid: list[WorkerTransport],
+        run: StageRun,
+    ) -> tuple[ProcessReply, WorkerTransport]:
         execution_id = live.execution.id
         request = HandshakeRequest(
             execution_id, stage.id, run.attempt, stage.worker, stage.action, input_ref, idem
@@ -317,7 +342,10 @@ class StageRunner:
         reasons: list[str] = []
         for endpoint in await e.registry.candidates(stage.worker, avoid):
             try:
-                reply = await endpoint.handshake(request)
+                # One span per offer: the endpoints that were busy show as their own.
+                with e.tracer.span(f"handshake {stage.worker}", kind=_kind(endpoint)) as span:
+                    reply = await endpoint.handshake(request)
+                    e.tracer.outcome(span, "accepted" if reply.accepted else "refused")
             except TransportError as exc:
                 e.registry.mark_unhealthy(endpoint)
                 reasons.append(exc.message)
@@ -347,7 +375,8 @@ class StageRunner:
         # and the next heartbeat due, moved on by each heartbeat. No watcher task to start,
         # wake up periodically and cancel for every stage.
         close_at = anyio.current_time() + limit if limit is not None else float("inf")
-        with anyio.CancelScope() as scope:
+        span = e.tracer.span(f"process {stage.worker}", kind=_kind(endpoint))
+        with span, anyio.CancelScope() as scope:
 
             def due(now: float) -> float:
                 return min(close_at, now + heartbeat) if heartbeat else close_at
@@ -410,16 +439,22 @@ class StageRunner:
         reply: ProcessReply,
     ) -> None:
         try:
-            await endpoint.acknowledge(
-                AcknowledgeRequest(
-                    live.execution.id,
-                    stage.id,
-                    reply.attempt,
-                    reply.handshake_id,
-                    "completed",
-                    reply.output_ref,
-                )
+            span = self.e.tracer.span(
+                f"acknowledge {stage.worker}",
+                {"aifactory.execution_id": live.execution.id, "aifactory.stage_id": stage.id},
+                kind=_kind(endpoint),
             )
+            with span:
+                await endpoint.acknowledge(
+                    AcknowledgeRequest(
+                        live.execution.id,
+                        stage.id,
+                        reply.attempt,
+                        reply.handshake_id,
+                        "completed",
+                        reply.output_ref,
+                    )
+                )
         except Exception as exc:
             # The stage is durably committed; a lost acknowledge only leaves the worker
             # holding state it ages out, whatever went wrong (a transport that broke in an

@@ -41,6 +41,7 @@ from ._request_ids import HEADER, RequestIds, log_error, request_id_of
 from .health import health_routes
 from .metrics import expose_metrics
 from .openapi import openapi_document
+from .tracing import trace_requests
 from .web import web_routes
 
 __all__ = [
@@ -169,11 +170,11 @@ class _Api:
                         raise BadInputError("API keys are revoked, not logged out")
                     await self.factory.accounts.logout(principal, token)
                     return Response(status_code=204)
-                result = self.factory.handlers[op.name](
-                    principal, **await self.arguments(op, request, body)
-                )
-                if inspect.isawaitable(result):
-                    result = await result
+                arguments = await self.arguments(op, request, body)
+                with self.factory.tracer.span(op.name, {"aifactory.role": principal.role.value}):
+                    result = self.factory.handlers[op.name](principal, **arguments)
+                    if inspect.isawaitable(result):
+                        result = await result
             except AIFactoryError as exc:
                 log_error(request, exc, exc.status)
                 return error_response(exc)
@@ -264,6 +265,7 @@ def factory_app(
         middleware=[Middleware(RequestIds)],
     )
     app.state.openapi = document
+    trace_requests(app, factory.tracer, "factory")
     if isinstance(factory.telemetry, PrometheusTelemetry):
         expose_metrics(app, factory.telemetry, factory.config.metrics_token, "factory")
     return app

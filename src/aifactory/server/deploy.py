@@ -28,6 +28,7 @@ from starlette.applications import Starlette
 from .._clock import SystemClock
 from .._embedded import EmbeddedFactory
 from .._exceptions import BadInputError
+from .._tracing import open_tracer
 from ..auth.signing import SignatureVerifier, WorkerKey
 from ..config import FactoryConfig
 from ..llm.metering import MeteredLLM
@@ -168,7 +169,8 @@ def worker_service(
     """
     if not trusted:
         raise BadInputError("a worker service needs at least one trusted key")
-    llm = MeteredLLM(config.llm.build()) if config.llm is not None else None
+    tracer = open_tracer(config.tracing)
+    llm = MeteredLLM(config.llm.build(), tracer) if config.llm is not None else None
     workers = (
         list(config.workers)
         if config.workers is not None
@@ -192,7 +194,9 @@ def worker_service(
     blobs = BlobStore(config.storage_config(), clock)
     hosts = [WorkerHost(available[n], blobs, clock, config.ids) for n in names]
     verifier = SignatureVerifier({k.worker_id: k for k in trusted}, clock)
-    app = worker_app(hosts, verifier, metrics_token=config.metrics_token, storage=blobs)
+    app = worker_app(
+        hosts, verifier, metrics_token=config.metrics_token, storage=blobs, tracer=tracer
+    )
     app.state.hosts = hosts  # what it serves, for inspection
     close = getattr(llm, "aclose", None)
     if close is not None:

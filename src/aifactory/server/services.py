@@ -35,6 +35,7 @@ from .._exceptions import (
     ConflictError,
     TransportError,
 )
+from .._tracing import inject
 from ..auth.signing import SignatureVerifier, WorkerKey, sign
 from ..models import Execution, Template, WorkerStatus
 from ..orchestrator import Artifact, ExecutionReport, LocalControl, RetryPolicy
@@ -45,6 +46,7 @@ from ._request_ids import RequestIds, log_error
 from .app import MAX_BODY_BYTES, error_response, factory_app, read_body
 from .health import health_routes
 from .metrics import expose_metrics
+from .tracing import trace_requests
 
 __all__ = [
     "SERVICE_RETRY",
@@ -84,6 +86,7 @@ class ServiceClient:
         raw = dumps(body)
         headers = sign("POST", path, raw, self.key, now=self._clock.now().timestamp())
         headers["content-type"] = "application/json"
+        inject(headers)  # the caller's trace continues in the other service
         try:
             response = await self._client.post(self.base_url + path, content=raw, headers=headers)
         except httpx.HTTPError as exc:
@@ -349,6 +352,7 @@ def orchestrator_app(
         ],
         middleware=[Middleware(RequestIds)],
     )
+    trace_requests(app, factory.tracer, "orchestrator")
     if isinstance(factory.telemetry, PrometheusTelemetry):
         expose_metrics(app, factory.telemetry, factory.config.metrics_token, "orchestrator")
     return _with_lifespan(app, factory, kam)

@@ -66,6 +66,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from .._exceptions import AIFactoryError, BadInputError, ConflictError, NotFoundError
+from .._tracing import NO_TRACING, Tracer
 from ..auth.signing import SignatureVerifier
 from ..models.storage_ref import StorageRef
 from ..orchestrator.telemetry import PrometheusTelemetry
@@ -82,6 +83,7 @@ from ..workers.host import WorkerHost
 from ._request_ids import RequestIds
 from .health import health_routes
 from .metrics import expose_metrics
+from .tracing import trace_requests
 
 __all__ = ["MAX_BODY_BYTES", "NDJSON", "worker_app"]
 
@@ -174,8 +176,13 @@ class _Reported:
 
 class _WorkerService:
     def __init__(
-        self, hosts: Sequence[WorkerHost], verifier: SignatureVerifier, max_body_bytes: int
+        self,
+        hosts: Sequence[WorkerHost],
+        verifier: SignatureVerifier,
+        max_body_bytes: int,
+        tracer: Tracer,
     ) -> None:
+        self.tracer = tracer
         self.hosts: dict[str, WorkerHost] = {}
         for host in hosts:
             if host.name in self.hosts:
@@ -258,7 +265,8 @@ class _WorkerService:
     async def handshake(self, scope: Scope, receive: Receive) -> Any:
         message = await self.signed_message(scope, receive, HandshakeRequest)
         host = self.host(scope, message.worker)
-        reply = await host.handshake(message)
+        with self.tracer.span(f"worker handshake {host.name}", _attributes(message)):
+            reply = await host.handshake(message)
         if reply.accepted:
             self.accepted_by[reply.handshake_id] = host.name
             while len(self.accepted_by) > _REPORTED:
@@ -281,7 +289,8 @@ class _WorkerService:
                     "acknowledged output differs from the processed output",
                     details={"attempt": message.attempt},
                 )
-        reply = await host.acknowledge(message.with_output(output))
+        with self.tracer.span(f"worker acknowledge {host.name}", _attributes(message)):
+            reply = await host.acknowledge(message.with_output(output))
         return _without_echo(reply)
 
     async def health(self, request: Request) -> Response:
@@ -319,6 +328,15 @@ def _guarded(
 
     endpoint.__name__ = handler.__name__
     return endpoint
+
+
+def _attributes(message: HandshakeRequest | ProcessRequest | AcknowledgeByDigest) -> Any:
+    """A protocol step's span attributes: the execution, stage and attempt it is for."""
+    return {
+        "aifactory.execution_id": message.execution_id,
+        "aifactory.stage_id": message.stage_id,
+        "aifactory.attempt": message.attempt,
+    }
 
 
 def _without_echo(reply: ProcessReply | AcknowledgeReply) -> dict[str, Any]:
@@ -371,8 +389,10 @@ class _ProcessEndpoint:
                     tg.cancel_scope.cancel()  # the caller gave up: stop the stage
 
             tg.start_soon(stop_when_disconnected)
+            span = self.service.tracer.span(f"worker process {host.name}", _attributes(message))
             try:
-                reply = await host.process(message, progress)
+                with span:
+                    reply = await host.process(message, progress)
             except Exception as exc:
                 answered = True
                 if streaming:
@@ -405,19 +425,21 @@ def worker_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     metrics_token: str | None = None,
     storage: BlobStore | None = None,
+    tracer: Tracer = NO_TRACING,
 ) -> Starlette:
     """An ASGI app serving `hosts` through the worker protocol (see the module docstring).
 
     Its HTTP requests are counted, and served at `/metrics` to callers that send
     `metrics_token` as a bearer token (`server.metrics`; without a token, not served).
     `/health/live` and `/health/ready` (`server.health`) check `storage`, the hosts' blob
-    store.
+    store. With a `tracer` that traces, each request and protocol step is a span
+    (`server.tracing`), continuing the caller's trace.
 
     `verifier` holds the keys of the callers allowed (the orchestrator's, other workers').
     The hosts keep their own state (accepted handshakes, stage states): serve one app per
     set of hosts, in one process. Raises `BadInputError` if two hosts serve the same worker.
     """
-    service = _WorkerService(hosts, verifier, max_body_bytes)
+    service = _WorkerService(hosts, verifier, max_body_bytes, tracer)
     routes = [
         Route("/api/handshake", _Exchange(service.handshake), methods=["POST"]),
         Route("/api/process", _ProcessEndpoint(service), methods=["POST"]),
@@ -430,4 +452,5 @@ def worker_app(
         exception_handlers={HTTPException: _http_error},
         middleware=[Middleware(RequestIds)],
     )
+    trace_requests(app, tracer, "worker")
     return expose_metrics(app, PrometheusTelemetry(), metrics_token, "worker")

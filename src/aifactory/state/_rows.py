@@ -122,6 +122,7 @@ def execution_row(execution: Execution, template: str) -> dict[str, Any]:
         "created_at": execution.created_at.isoformat(),
         "context": _ENCODE(execution.context),
         "resources": _ENCODE(execution.resources),
+        "trace": execution.trace,
     }
 
 

@@ -91,8 +91,11 @@ class InProcessFactoryTransport:
         # Checked as the HTTP server checks them: in their JSON form, against the handler's
         # parameters. An argument given as None is left out, as over HTTP, for its default.
         given = unstructure({k: v for k, v in arguments.items() if v is not None})
-        result = self.factory.handlers[name](principal, **bind(self.factory.params[name], given))
-        return await result if inspect.isawaitable(result) else result
+        with self.factory.tracer.span(name, {"aifactory.role": principal.role.value}):
+            result = self.factory.handlers[name](
+                principal, **bind(self.factory.params[name], given)
+            )
+            return await result if inspect.isawaitable(result) else result
 
     async def changed(self, token: str, execution_id: str, timeout_s: float) -> None:
         """Wake when the execution has news. Raises `ConflictError` if nothing runs it."""

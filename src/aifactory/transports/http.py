@@ -18,6 +18,7 @@ import anyio
 import httpx
 
 from .._exceptions import AIFactoryError, BadInputError, PermissionDeniedError, TransportError
+from .._tracing import inject
 from ..api.arguments import sound
 from ..api.operations import operation
 from ..auth.tokens import API_KEY_PREFIX
@@ -115,7 +116,9 @@ class HttpFactoryTransport:
         for param in op.path_params:
             path = path.replace("{" + param + "}", quote(str(arguments.pop(param)), safe=""))
         header = "X-API-Key" if token.startswith(API_KEY_PREFIX + "_") else SESSION_HEADER
-        kwargs: dict[str, Any] = {"headers": {header: token}}
+        headers = {header: token}
+        inject(headers)  # a caller's span (if it traces) continues in the factory
+        kwargs: dict[str, Any] = {"headers": headers}
         given = {k: v for k, v in arguments.items() if v is not None}
         if op.method == "GET":
             kwargs["params"] = {

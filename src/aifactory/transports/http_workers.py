@@ -52,6 +52,7 @@ from .._exceptions import (
     StageTimeoutError,
     TransportError,
 )
+from .._tracing import inject
 from ..auth.signing import WorkerKey, sign
 from ..protocol.codec import structure, to_signed_json
 from ..protocol.messages import (
@@ -277,6 +278,7 @@ class HttpWorkerTransport:
             raise TransportError(f"the endpoint of worker {self._worker} is closed")
         target = self._targets[path]
         headers = sign(method, target, body, self._key, now=self._clock.now().timestamp())
+        inject(headers)  # the stage's trace continues in the worker service
         if body:
             headers["Content-Type"] = "application/json"
         request = httpx.Request(
