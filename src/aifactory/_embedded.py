@@ -136,7 +136,8 @@ class EmbeddedFactory:
                     if w.name not in remote
                 ),
                 *endpoints,
-            ]
+            ],
+            clock=config.clock,
         )
         #: Prometheus counters and histograms of this factory (`config.metrics`).
         self.telemetry = PrometheusTelemetry() if config.metrics else Telemetry()

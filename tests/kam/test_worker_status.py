@@ -46,5 +46,9 @@ async def test_staff_see_each_endpoint_ready_or_unreachable_and_clients_may_not_
     assert granulator.slots_total >= 1
     assert granulator.slots_free == granulator.slots_total
     assert granulator.capabilities  # its actions
+    assert granulator.last_seen == runtime.config.clock.now()
+    assert (granulator.failures, granulator.last_failure) == (0, None)
     fetcher = found["feed_fetcher"]
     assert (fetcher.state, fetcher.local, fetcher.slots_total) == ("unreachable", False, 0)
+    assert (fetcher.last_seen, fetcher.failures) == (None, 1)
+    assert fetcher.last_failure == runtime.config.clock.now()

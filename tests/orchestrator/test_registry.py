@@ -6,7 +6,7 @@ import anyio
 import attrs
 import pytest
 
-from aifactory import ManualClock, SequentialIds, WorkerError
+from aifactory import ConnectionFailedError, ManualClock, SequentialIds, WorkerError
 from aifactory.orchestrator import WorkerRegistry
 from aifactory.protocol import WorkerHealth
 from aifactory.storage import BlobStore, StorageConfig
@@ -63,3 +63,38 @@ async def test_missing_workers_are_named() -> None:
         registry.require(["w", "x", "a_b"])
     with pytest.raises(Exception, match="snake_case"):
         registry.add(type("T", (), {"worker": "content-granulator"})())  # type: ignore[arg-type]
+
+
+class Unreachable(Probed):
+    """An endpoint whose health check fails while `down` is set."""
+
+    down = False
+
+    async def health(self) -> WorkerHealth:
+        if self.down:
+            raise ConnectionFailedError("connection refused")
+        return await super().health()
+
+
+async def test_the_staff_view_says_when_an_endpoint_was_last_seen_and_how_often_it_failed() -> None:
+    clock = ManualClock()
+    blobs = BlobStore(StorageConfig.memory(), clock)
+    endpoint = Unreachable(WorkerHost(Step("w"), blobs, clock, SequentialIds()))
+    registry = WorkerRegistry([endpoint], health_ttl_s=0, retry_unhealthy_s=0, clock=clock)
+    [never] = await registry.status()  # its first health check happens now
+    assert (never.last_seen, never.failures, never.last_failure) == (clock.now(), 0, None)
+    first_seen = clock.now()
+    clock.advance(60)
+    endpoint.down = True
+    [down] = await registry.status()
+    assert (down.state, down.last_seen, down.failures) == ("unreachable", first_seen, 1)
+    assert down.last_failure == clock.now()
+    clock.advance(60)
+    registry.mark_unhealthy(endpoint)  # a handshake could not reach it
+    failed_at = clock.now()
+    clock.advance(60)
+    endpoint.down = False
+    registry.seen(endpoint)  # a handshake answered
+    [back] = await registry.status()
+    assert (back.state, back.last_seen, back.failures) == ("ready", clock.now(), 2)
+    assert back.last_failure == failed_at

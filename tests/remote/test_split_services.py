@@ -67,7 +67,9 @@ async def test_kam_and_orchestrator_as_separate_services(tmp_path: Path) -> None
                 workers = await admin.executions.workers()
     expected = await _in_process()
     assert result == expected
-    assert [(w.worker, w.state, w.local) for w in workers] == [
-        ("content_granulator", "ready", False),
-        ("report_builder", "ready", False),
+    assert [(w.worker, w.state, w.local, w.failures) for w in workers] == [
+        ("content_granulator", "ready", False, 0),
+        ("report_builder", "ready", False, 0),
     ]
+    # Seen over HTTP: the last time each answered came back through both services.
+    assert all(w.last_seen is not None for w in workers)

@@ -214,6 +214,9 @@ class WorkerStatus:
     `unreachable` (its health check failed: out of rotation for a few seconds, then asked
     again). `local` says whether it runs in the orchestrator's process; slots, capabilities
     and version are what its last health check said (zero and empty when unreachable).
+    `last_seen` is when it last answered (a health check or a handshake), `failures` how
+    often it could not be reached (health checks and handshakes, since this process
+    registered it), the last time at `last_failure`.
     """
 
     worker: str
@@ -223,3 +226,6 @@ class WorkerStatus:
     slots_free: int = 0
     capabilities: tuple[str, ...] = ()
     version: str = ""
+    last_seen: datetime | None = None
+    failures: int = 0
+    last_failure: datetime | None = None

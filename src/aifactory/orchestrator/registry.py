@@ -4,16 +4,19 @@ Each endpoint's health (`/health`: healthy, free slots, capabilities) is cached 
 `health_ttl_s` (5 minutes, as the seed specifies); an endpoint that could not be reached or
 timed out stays out of rotation for `retry_unhealthy_s`, then is checked again. Candidates
 for a stage are the healthy endpoints, those with free slots first, rotating among equals so
-load spreads.
+load spreads. The registry remembers when each endpoint last answered and how often it
+could not be reached, for the staff's view (`status`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 import anyio
 import attrs
 
+from .._clock import Clock, SystemClock
 from .._exceptions import AIFactoryError, WorkerError
 from ..models import WorkerStatus
 from ..protocol.messages import WorkerHealth
@@ -29,27 +32,48 @@ class _Entry:
     health: WorkerHealth | None = None
     checked_at: float = float("-inf")
     down_until: float = float("-inf")
+    seen: datetime | None = None
+    failures: int = 0
+    failed: datetime | None = None
 
 
 class WorkerRegistry:
-    """Worker name → the endpoints (transports) that serve it."""
+    """Worker name → the endpoints (transports) that serve it. `clock` dates when each
+    endpoint was last seen and last failed."""
 
     def __init__(
         self,
         endpoints: Iterable[WorkerTransport] = (),
         health_ttl_s: float = 300.0,
         retry_unhealthy_s: float = 5.0,
+        clock: Clock | None = None,
     ) -> None:
         self._entries: dict[str, list[_Entry]] = {}
+        self._by_endpoint: dict[int, _Entry] = {}
         self._turn: dict[str, int] = {}
         self.health_ttl_s = health_ttl_s
         self.retry_unhealthy_s = retry_unhealthy_s
+        self.clock: Clock = clock or SystemClock()
         for endpoint in endpoints:
             self.add(endpoint)
 
     def add(self, endpoint: WorkerTransport) -> None:
         """Register an endpoint under its worker's name."""
-        self._entries.setdefault(check_worker_name(endpoint.worker), []).append(_Entry(endpoint))
+        entry = _Entry(endpoint)
+        self._entries.setdefault(check_worker_name(endpoint.worker), []).append(entry)
+        self._by_endpoint[id(endpoint)] = entry
+
+    def seen(self, endpoint: WorkerTransport) -> None:
+        """Note that `endpoint` answered (a handshake, whatever it said)."""
+        entry = self._by_endpoint.get(id(endpoint))
+        if entry is not None:
+            entry.seen = self.clock.now()
+
+    def _failed(self, entry: _Entry, now: float) -> None:
+        entry.health = None
+        entry.down_until = now + self.retry_unhealthy_s
+        entry.failures += 1
+        entry.failed = self.clock.now()
 
     def names(self) -> set[str]:
         """Names of the workers with at least one endpoint."""
@@ -71,18 +95,18 @@ class WorkerRegistry:
         if entry.health is None or now - entry.checked_at >= self.health_ttl_s:
             try:
                 entry.health = await entry.endpoint.health()
+                entry.seen = self.clock.now()
             except AIFactoryError:
-                entry.health = None
-                entry.down_until = now + self.retry_unhealthy_s
+                self._failed(entry, now)
             entry.checked_at = now
         return entry.health if entry.health is not None and entry.health.healthy else None
 
     def mark_unhealthy(self, endpoint: WorkerTransport) -> None:
-        """Take an endpoint out of rotation for `retry_unhealthy_s`, then check it again."""
-        for entry in self._entries.get(endpoint.worker, []):
-            if entry.endpoint is endpoint:
-                entry.health = None
-                entry.down_until = anyio.current_time() + self.retry_unhealthy_s
+        """Take an endpoint that could not be reached out of rotation for
+        `retry_unhealthy_s`, then check it again."""
+        entry = self._by_endpoint.get(id(endpoint))
+        if entry is not None:
+            self._failed(entry, anyio.current_time())
 
     async def candidates(
         self, name: str, avoid: Iterable[WorkerTransport] = ()
@@ -138,23 +162,30 @@ class WorkerRegistry:
                 health = entry.health
                 local = entry.endpoint.local
                 if health is None:
-                    found.append(WorkerStatus(name, "unreachable", local))
+                    status = WorkerStatus(name, "unreachable", local)
+                    found.append(self._with_history(status, entry))
                     continue
                 state = "unhealthy" if not health.healthy else "ready"
                 if health.healthy and health.slots_free <= 0:
                     state = "busy"
-                found.append(
-                    WorkerStatus(
-                        name,
-                        state,
-                        local,
-                        health.slots_total,
-                        health.slots_free,
-                        tuple(health.capabilities),
-                        health.version,
-                    )
+                status = WorkerStatus(
+                    name,
+                    state,
+                    local,
+                    health.slots_total,
+                    health.slots_free,
+                    tuple(health.capabilities),
+                    health.version,
                 )
+                found.append(self._with_history(status, entry))
         return found
+
+    @staticmethod
+    def _with_history(status: WorkerStatus, entry: _Entry) -> WorkerStatus:
+        """`status` with when its endpoint was last seen and how often it failed."""
+        return attrs.evolve(
+            status, last_seen=entry.seen, failures=entry.failures, last_failure=entry.failed
+        )
 
     async def aclose(self) -> None:
         """Close every endpoint."""

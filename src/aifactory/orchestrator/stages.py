@@ -346,6 +346,7 @@ class StageRunner:
                 with e.tracer.span(f"handshake {stage.worker}", kind=_kind(endpoint)) as span:
                     reply = await endpoint.handshake(request)
                     e.tracer.outcome(span, "accepted" if reply.accepted else "refused")
+                e.registry.seen(endpoint)
             except TransportError as exc:
                 e.registry.mark_unhealthy(endpoint)
                 reasons.append(exc.message)
