@@ -73,6 +73,7 @@ from .models import (
 )
 
 if TYPE_CHECKING:
+    from ._logs import JsonFormatter, log_context, log_ids
     from ._sync import Factory, Session
     from .client import AsyncFactory, AsyncSession
     from .config import FactoryConfig
@@ -97,6 +98,10 @@ _LAZY = {
     "verify_webhook": ".kam.webhook_signing",
     "WebhookSignatureError": ".kam.webhook_signing",
     "StorageConfig": ".storage",
+    # Logging with the factory's ids, for an application that embeds it.
+    "JsonFormatter": "._logs",
+    "log_context": "._logs",
+    "log_ids": "._logs",
 }
 
 
@@ -139,6 +144,7 @@ __all__ = [
     "IdFactory",
     "InputRejectedError",
     "IntegrityError",
+    "JsonFormatter",
     "LeaseLostError",
     "ManualClock",
     "NotFoundError",
@@ -184,6 +190,8 @@ __all__ = [
     "__version__",
     "connect",
     "embedded",
+    "log_context",
+    "log_ids",
     "verify_webhook",
 ]
 
