@@ -94,6 +94,42 @@ def test_the_demo_reports_from_the_sample_feeds_without_filler(tmp_path: Path) -
     assert "analysi," not in result.stderr
 
 
+def test_demo_with_a_model_uses_it_for_the_recommendation_and_the_stages(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    from aifactory.llm import PriceTable, TokenUsage
+    from tests.openai_server import OpenAIServer
+    from tests.schema_model import answer
+
+    with OpenAIServer(default=answer) as model:
+        env = {
+            "AIFACTORY_LLM_BASE_URL": model.base_url,
+            "AIFACTORY_LLM_API_KEY": os.urandom(16).hex(),
+            "AIFACTORY_LLM_MODEL": "gpt-4o-mini",
+            "COLUMNS": "500",  # rich wraps what it prints to a pipe at 80 columns
+        }
+        result = _run("demo", "--llm", "--home", str(tmp_path / "home"), extra_env=env)
+        billed = list(model.billed)
+    assert result.returncode == 0, result.stderr
+    assert "model gpt-4o-mini" in result.stderr
+    assert re.search(r"✓ stage \w+ +llm:gpt-4o-mini", result.stderr), result.stderr
+    assert Path(result.stdout.strip().splitlines()[-1]).read_text().strip()
+    # The execution's cost is what the server billed for its stages (the recommendation's
+    # call, the first billed, is charged to the client but is not the execution's).
+    [cost] = re.findall(r"• cost ([0-9.E-]+) USD", result.stderr)
+    prices = PriceTable()
+    stages = sum((prices.cost("gpt-4o-mini", TokenUsage(p, c)) for p, c in billed[1:]), Decimal(0))
+    assert len(billed) >= 2
+    assert Decimal(cost) >= stages > 0
+
+
+def test_demo_with_a_model_but_none_configured_says_what_is_missing(tmp_path: Path) -> None:
+    env = {"AIFACTORY_LLM_BASE_URL": "", "AIFACTORY_LLM_API_KEY": "", "OPENAI_API_KEY": ""}
+    result = _run("demo", "--llm", "--home", str(tmp_path / "home"), extra_env=env)
+    assert result.returncode == 2
+    assert "--llm needs AIFACTORY_LLM_BASE_URL or an API key" in result.stderr
+
+
 def test_demo_defaults_to_a_fresh_temporary_home(tmp_path: Path) -> None:
     result = _run("demo", "--template", "educational_course_basic", home=tmp_path)
     assert result.returncode == 0, result.stderr
