@@ -1,6 +1,6 @@
 """The rest of the frontend over HTTP (httpx on the ASGI app): a client's API keys and usage,
-the staff's clients, users, keys, audit log and workers, retry from the page, live progress
-as server-sent events, the web login's throttle, and page views against the rate limit."""
+the staff's clients, users, keys, audit log and workers, retry and resume from the page, live
+progress as server-sent events, the web login's throttle, and page views against the rate limit."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ import re
 import threading
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
+import anyio
 import attrs
 import pytest
 
-from aifactory import AuthenticationError
+from aifactory import AuthenticationError, RandomIds
 from aifactory._embedded import EmbeddedFactory
 from aifactory.models import LoginThrottle
 from aifactory.workers import ContentGranulator, ReportBuilder
@@ -297,3 +300,48 @@ async def test_page_views_count_against_the_clients_rate_limit() -> None:
     assert rows.status_code == 200
     assert later.status_code == 200
     assert set(staff) == {200}
+
+
+async def test_staff_resume_an_execution_whose_process_stopped_from_its_page(
+    tmp_path: Path,
+) -> None:
+    gate, started = threading.Event(), threading.Event()
+
+    class Started(Gated):
+        async def process(self, *args: Any) -> Any:
+            started.set()
+            return await super().process(*args)
+
+    def config(recover: bool) -> Any:
+        workers = [ContentGranulator(), Started(ReportBuilder(), gate)]
+        return fast_config(tmp_path, ids=RandomIds(), workers=workers, recover=recover)
+
+    try:
+        async with EmbeddedFactory(config(recover=True)) as runtime:
+            world = await populate(runtime, runtime.config.clock)  # type: ignore[arg-type]
+            ana = await world.api(ANA, ANA_PASSWORD)
+            admin = await world.api(ADMIN, world.admin_password, "admin")
+            req = await ana.requests.create(title="Market analysis", category="research")
+            await admin.requests.assign_template(req.id, "quick_research")
+            execution = await admin.requests.execute(req.id)
+            assert await anyio.to_thread.run_sync(started.wait, 30)
+        # Its process stopped mid-stage; this one does not take interrupted work up itself.
+        async with EmbeddedFactory(config(recover=False)) as runtime:
+            world = attrs.evolve(world, runtime=runtime)
+            admin = await world.api(ADMIN, world.admin_password, "admin")
+            async with world.browser() as browser:
+                await log_in(browser, ADMIN, world.admin_password, "admin")
+                interrupted = await browser.get(f"/admin/requests/{req.id}")
+                gate.set()
+                resumed = await post_form(browser, f"/admin/executions/{execution.id}/resume", {})
+                final = await admin.executions.wait(execution.id, timeout_s=30)
+                settled = await browser.get(f"/admin/requests/{req.id}")
+    finally:
+        gate.set()
+    assert "Resume execution" in interrupted.text
+    assert "Retry execution" not in interrupted.text
+    assert resumed.status_code == 303
+    assert resumed.headers["location"] == f"/admin/requests/{req.id}"
+    assert (final.status.value, final.runs) == ("completed", 2)
+    assert "Resume execution" not in settled.text
+    assert 'id="request-status">completed</span>' in settled.text

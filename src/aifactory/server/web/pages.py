@@ -89,7 +89,10 @@ async def _controls(
         return ("resume",) if request.status is RequestStatus.EXECUTING else ()
     owners = {o.execution_id: o for o in await session.executions.owners()}
     owner = owners.get(execution.id)
-    return ("resume",) if owner is not None and owner.state == "interrupted" else ()
+    # Not held by a live replica: its replica is gone, or it stopped (and nothing that
+    # recovers work has taken it up yet).
+    stalled = owner is not None and owner.state in ("interrupted", "waiting")
+    return ("resume",) if stalled else ()
 
 
 class ClientPages:
