@@ -81,6 +81,18 @@ def _queued(reply: ProcessReply, queue_ms: float) -> ProcessReply:
     return ProcessReply(reply.handshake_id, reply.attempt, reply.output_ref, summary)
 
 
+#: How long to wait for a worker service to say what an attempt cut short spent.
+CUT_SHORT_S = 5.0
+
+
+def _cut_short(error: BaseException) -> bool:
+    """Whether an attempt ended without the worker's answer (so without what it spent):
+    cancelled, timed out, or its connection broke; not an error the worker answered."""
+    return not isinstance(error, AIFactoryError) or isinstance(
+        error, StageTimeoutError | TransportError
+    )
+
+
 def _kind(endpoint: WorkerTransport) -> str:
     """The span kind of a protocol step: a call to another service, or work in process."""
     return "internal" if endpoint.local else "client"
@@ -286,6 +298,8 @@ class StageRunner:
                     spent = _spent(exc) if isinstance(exc, AIFactoryError) else None
                     if spent is None and watched.calls:
                         spent = _metered(watched)
+                    if spent is None and not endpoint.local and _cut_short(exc):
+                        spent = await self._spent_elsewhere(endpoint, run, accepted.handshake_id)
                     if isinstance(exc, AIFactoryError):
                         await self.records.error(live, stage, exc.message, spent)
                     elif spent is not None:
@@ -301,6 +315,24 @@ class StageRunner:
         if run.started_at is not None and accepted_at > run.started_at:
             reply = _queued(reply, (accepted_at - run.started_at).total_seconds() * 1000)
         return reply, endpoint
+
+    async def _spent_elsewhere(
+        self, endpoint: WorkerTransport, run: StageRun, handshake_id: str
+    ) -> tuple[Usage, Cost] | None:
+        """What an attempt cut short at a worker service spent on models: its reply never
+        came, so the worker tells it in answer to the acknowledge that gives the attempt up
+        (waited for at most `CUT_SHORT_S`; None when it cannot tell)."""
+        request = AcknowledgeRequest(
+            run.execution_id, run.stage_id, run.attempt, handshake_id, "cancelled"
+        )
+        with anyio.move_on_after(CUT_SHORT_S):
+            try:
+                reply = await endpoint.acknowledge(request)
+            except AIFactoryError:
+                return None
+            if reply.usage is not None and reply.cost is not None:
+                return reply.usage, reply.cost
+        return None
 
     async def _handshake(
         self, stage: StageSpec, request: HandshakeRequest, avoid: list[WorkerTransport]

@@ -180,11 +180,18 @@ class AcknowledgeByDigest:
 
 @attrs.frozen
 class AcknowledgeReply:
-    """The worker's confirmation; `duplicate` when this acknowledge was seen before."""
+    """The worker's confirmation; `duplicate` when this acknowledge was seen before.
+
+    To an acknowledge of an attempt the caller gave up on (status `cancelled`: it timed out
+    or was cancelled before its reply came), `usage` and `cost` say what the attempt spent
+    on models before it stopped, if anything: billed all the same.
+    """
 
     handshake_id: str
     committed: bool
     duplicate: bool = False
+    usage: Usage | None = None
+    cost: Cost | None = None
 
 
 @attrs.frozen

@@ -16,6 +16,7 @@ from collections import OrderedDict
 from collections.abc import Coroutine, Generator, Mapping
 from typing import Any, Generic, TypeVar
 
+import anyio
 import attrs
 
 from .._clock import Clock, IdFactory
@@ -51,6 +52,9 @@ __all__ = [
 STAGE_NAMESPACE = "stages"
 ARTIFACT_NAMESPACE = "artifacts"
 _REMEMBERED = 10_000  # finished handshakes kept for duplicate acknowledges
+#: How long an acknowledge of a cancelled attempt waits for the attempt to stop (its
+#: caller's disconnect cancels it), to say what it spent.
+CUT_SHORT_WAIT_S = 2.0
 _T = TypeVar("_T")
 
 try:
@@ -141,6 +145,11 @@ class WorkerHost:
         # (execution, stage) -> protocol state; handshake id -> what was accepted.
         self._stages: OrderedDict[tuple[str, str], StageHandshake] = OrderedDict()
         self._accepted: OrderedDict[str, _Accepted] = OrderedDict()
+        # Attempts processing now; who waits for one to stop; what attempts that ended
+        # without a reply spent on models (until their acknowledge asks).
+        self._running: set[str] = set()
+        self._stopped: dict[str, anyio.Event] = {}
+        self._cut_short: OrderedDict[str, Meter] = OrderedDict()
 
     @property
     def name(self) -> str:
@@ -271,6 +280,7 @@ class WorkerHost:
         )
         meter = Meter(limit_usd=request.budget_usd)
         timed = CpuTimed(self.worker.process(hs.action, accepted.inputs, accepted.parameters, ctx))
+        self._running.add(request.handshake_id)
         try:
             with metering(meter):
                 result = await timed
@@ -291,8 +301,20 @@ class WorkerHost:
                 f"worker {self.name} failed: {exc!r}",
                 details={"stage_id": hs.stage_id, **spent(meter)},
             ) from exc
+        except BaseException:
+            # Cancelled: the caller gave up on the reply (over HTTP, it disconnected). What
+            # the models billed is kept for the acknowledge that asks.
+            if meter.calls:
+                self._cut_short[request.handshake_id] = meter
+                while len(self._cut_short) > _REMEMBERED:
+                    self._cut_short.popitem(last=False)
+            raise
         finally:
             self._busy -= 1
+            self._running.discard(request.handshake_id)
+            stopped = self._stopped.pop(request.handshake_id, None)
+            if stopped is not None:
+                stopped.set()
         # Billed by the base (wire) placement: a payload the embedded factory keeps inline
         # in its state database costs what it would cost as a KV entry.
         if output_ref.data is None or self._billed_as_stored(len(body)):
@@ -316,14 +338,30 @@ class WorkerHost:
             self._remember(key, state.fail(attempt, reason))
 
     async def acknowledge(self, request: AcknowledgeRequest) -> AcknowledgeReply:
-        """Close the attempt: commit on `completed` (idempotent), forget it otherwise."""
+        """Close the attempt: commit on `completed` (idempotent), forget it otherwise. For
+        one the caller gave up on, say what it spent on models (waiting up to
+        `CUT_SHORT_WAIT_S` for it to stop)."""
         key = (request.execution_id, request.stage_id)
         state = self._stages.get(key)
         if state is None:
             raise NotFoundError(f"no handshake for stage {request.stage_id!r}")
-        self._accepted.pop(request.handshake_id, None)
+        handshake_id = request.handshake_id
+        self._accepted.pop(handshake_id, None)
         if request.status != "completed" or request.output_ref is None:
-            return AcknowledgeReply(request.handshake_id, committed=False)
+            if handshake_id in self._running:
+                stopped = self._stopped.setdefault(handshake_id, anyio.Event())
+                with anyio.move_on_after(CUT_SHORT_WAIT_S):
+                    await stopped.wait()
+            meter = self._cut_short.pop(handshake_id, None)
+            if meter is None:
+                return AcknowledgeReply(handshake_id, committed=False)
+            tokens = meter.usage
+            usage = Usage(
+                tokens.prompt_tokens, tokens.completion_tokens, model_calls=meter.requests
+            )
+            return AcknowledgeReply(
+                handshake_id, committed=False, usage=usage, cost=Cost(llm_usd=meter.cost_usd)
+            )
         new_state, duplicate = state.acknowledge(request.attempt, request.output_ref)
         self._remember(key, new_state)
         return AcknowledgeReply(request.handshake_id, committed=True, duplicate=duplicate)
