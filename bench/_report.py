@@ -184,8 +184,14 @@ def render(report: dict[str, Any]) -> str:
         w(
             f"  on {metrics['per_stage_us_on']:.1f}, off {metrics['per_stage_us_off']:.1f}: "
             f"costs {metrics['cost_per_stage_us']:.1f} µs, ratio {metrics['ratio_on_to_off']:.4f}"
-            f" (target <= 1.05); tracing: {metrics['tracing']}\n"
+            " (target <= 1.05)\n"
         )
+        if "per_stage_us_tracing" in metrics:
+            w(
+                f"  with OpenTelemetry spans too {metrics['per_stage_us_tracing']:.1f}: "
+                f"they cost {metrics['tracing_cost_per_stage_us']:.1f} µs more, ratio to off "
+                f"{metrics['ratio_tracing_to_off']:.4f}\n"
+            )
     for name, why in report["skipped"].items():
         w(f"skipped {name}: {why}\n")
     return "\n".join(line.rstrip() for line in out.getvalue().splitlines()) + "\n"

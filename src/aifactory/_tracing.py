@@ -126,7 +126,6 @@ class OpenTelemetryTracer(Tracer):
             "client": trace.SpanKind.CLIENT,
         }
 
-    @contextlib.contextmanager
     def span(
         self,
         name: str,
@@ -134,15 +133,16 @@ class OpenTelemetryTracer(Tracer):
         *,
         kind: str = "internal",
         parent: str | None = None,
-    ) -> Iterator[Any]:
+    ) -> contextlib.AbstractContextManager[Any]:
         """See `Tracer.span`; the block gets the OpenTelemetry span."""
         context = None
         if parent is not None:
             context = self._api.w3c.extract({"traceparent": parent})
-        with self._tracer.start_as_current_span(
+        # The SDK's own context manager, not wrapped: spans are made several per stage.
+        found: contextlib.AbstractContextManager[Any] = self._tracer.start_as_current_span(
             name, context=context, kind=self._kinds[kind], attributes=attributes
-        ) as span:
-            yield span
+        )
+        return found
 
     def outcome(self, span: Any, status: str, error: str | None = None) -> None:
         """See `Tracer.outcome`."""
