@@ -138,6 +138,18 @@ def server_error(status: int = 500) -> ScriptedError:
     )
 
 
+def held(asked: threading.Event, release: threading.Event) -> Callable[[Any], Any]:
+    """A reply that sets `asked` and waits for `release` (30 s at most), then answers a 500,
+    which is not billed: a call in flight for as long as a test needs one."""
+
+    def hold(body: Any) -> Any:
+        asked.set()
+        release.wait(30)
+        return server_error()
+
+    return hold
+
+
 def bad_request(message: str = "Invalid request.", code: str | None = None) -> ScriptedError:
     """400 invalid request."""
     return ScriptedError(400, message, code=code)

@@ -88,6 +88,9 @@ class Tracer:
         """Say on `span` (what `span()` gave) how its work ended: `aifactory.status`, and
         an error status with `error` as its description when there is one."""
 
+    def annotate(self, name: str, value: str | int | float | bool) -> None:
+        """Set the attribute `name` on the current span (learnt after it started)."""
+
 
 #: The tracer of a factory that does not trace.
 NO_TRACING = Tracer()
@@ -119,6 +122,7 @@ class OpenTelemetryTracer(Tracer):
         _otel = _Api(context, propagate, TraceContextTextMapPropagator())
         self._api = _otel
         self._tracer = trace.get_tracer("aifactory", __version__, tracer_provider=provider)
+        self._trace = trace
         self._error = trace.StatusCode.ERROR
         self._kinds = {
             "internal": trace.SpanKind.INTERNAL,
@@ -143,6 +147,10 @@ class OpenTelemetryTracer(Tracer):
             name, context=context, kind=self._kinds[kind], attributes=attributes
         )
         return found
+
+    def annotate(self, name: str, value: str | int | float | bool) -> None:
+        """See `Tracer.annotate`."""
+        self._trace.get_current_span().set_attribute(name, value)
 
     def outcome(self, span: Any, status: str, error: str | None = None) -> None:
         """See `Tracer.outcome`."""

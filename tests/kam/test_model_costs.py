@@ -20,7 +20,13 @@ from aifactory.models import ExecutionStatus
 from aifactory.workers import FetchPolicy
 from tests.helpers import People, fast_config, setup_people
 from tests.kam.test_ai_pipeline import _catalogue
-from tests.openai_server import OpenAIServer, ScriptedCompletion, rate_limited, server_error
+from tests.openai_server import (
+    OpenAIServer,
+    ScriptedCompletion,
+    held,
+    rate_limited,
+    server_error,
+)
 from tests.schema_model import answer
 from tests.workers.feeds.conftest import FeedServer
 
@@ -143,13 +149,7 @@ async def test_a_cancelled_run_is_charged_for_the_replies_that_came_back(
     model: OpenAIServer, feeds: FeedServer
 ) -> None:
     asked, release = threading.Event(), threading.Event()
-
-    def hang(body: Any) -> Any:
-        # The re-ask: held until the run is cancelled, then a 500, which is not billed.
-        asked.set()
-        release.wait(30)
-        return server_error()
-
+    hang = held(asked, release)  # the re-ask: held until the run is cancelled
     async with AsyncFactory.embedded(config=_config(model, feeds)) as factory:
         people = await setup_people(factory, tier="premium")
         # The research stage: a reply outside the schema, its re-ask. The `outline` stage runs

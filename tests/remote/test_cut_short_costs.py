@@ -13,7 +13,6 @@ import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
@@ -28,7 +27,7 @@ from aifactory.transports import HttpWorkerTransport
 from aifactory.transports.factory import InProcessFactoryTransport
 from aifactory.workers import ReportBuilder
 from tests.helpers import fast_config, setup_people
-from tests.openai_server import OpenAIServer, server_error
+from tests.openai_server import OpenAIServer, held
 from tests.schema_model import answer
 from tests.servers import UvicornThread
 
@@ -50,13 +49,7 @@ async def test_a_run_cancelled_while_a_worker_service_runs_its_stage_is_charged_
     model: OpenAIServer, tmp_path: Path
 ) -> None:
     asked, release = threading.Event(), threading.Event()
-
-    def hang(body: Any) -> Any:
-        # The granulator's re-ask: held until the run is cancelled, then a 500 (not billed).
-        asked.set()
-        release.wait(30)
-        return server_error()
-
+    hang = held(asked, release)  # the granulator's re-ask: held until the run is cancelled
     llm = LLMConfig(model="gpt-4o-mini", api_key=secrets.token_hex(16), base_url=model.base_url)
     key = generate_worker_key("orchestrator")
     service = worker_service(fast_config(tmp_path, llm=llm), ["content_granulator"], [key])

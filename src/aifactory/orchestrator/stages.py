@@ -193,10 +193,18 @@ class StageRunner:
 
         first = recorded
 
+        attributes: Attributes = {
+            "aifactory.execution_id": live.execution.id,
+            "aifactory.stage_id": stage.id,
+            "aifactory.worker": stage.worker,
+            "aifactory.action": stage.action,
+        }
+
         async def attempt() -> tuple[ProcessReply, WorkerTransport]:
             nonlocal first
             started, first = first, False  # only the first attempt may be recorded already
-            return await self._attempt(live, stage, input_ref, idem, avoid, started)
+            with e.tracer.span(f"stage {stage.id}", attributes):
+                return await self._attempt(live, stage, input_ref, idem, avoid, started)
 
         reply, endpoint = await retry.call(attempt, sleep=e.sleep, rng=e.rng, before_sleep=announce)
         ready = await self._commit(live, stage, reply.output_ref, reply.summary, work.cache_key)
@@ -224,25 +232,7 @@ class StageRunner:
         recorded: bool = False,
     ) -> tuple[ProcessReply, WorkerTransport]:
         run = live.runs[stage.id] if recorded else await self._start(live, stage, input_ref)
-        attributes: Attributes = {
-            "aifactory.execution_id": live.execution.id,
-            "aifactory.stage_id": stage.id,
-            "aifactory.worker": stage.worker,
-            "aifactory.action": stage.action,
-            "aifactory.attempt": run.attempt,
-        }
-        with self.e.tracer.span(f"stage {stage.id}", attributes):
-            return await self._attempt_recorded(live, stage, input_ref, idem, avoid, run)
-
-    async def _attempt_recorded(
-        self,
-        live: Live,
-        stage: StageSpec,
-        input_ref: StorageRef,
-        idem: str,
-        avoid: list[WorkerTransport],
-        run: StageRun,
-    ) -> tuple[ProcessReply, WorkerTransport]:
+        self.e.tracer.annotate("aifactory.attempt", run.attempt)
         execution_id = live.execution.id
         request = HandshakeRequest(
             execution_id, stage.id, run.attempt, stage.worker, stage.action, input_ref, idem
