@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from ..models import Cost, Execution, Usage
 from ..protocol.messages import StageSummary
 
@@ -40,6 +42,21 @@ class Telemetry:
 
     def execution_finished(self, execution: Execution) -> None:
         """An execution ended (completed, partly or in full, failed or cancelled)."""
+
+
+@attrs.frozen
+class _Succeeded:
+    """The metric children one (worker, action) pair's succeeded stages count in."""
+
+    stages: Any
+    seconds: Any
+    queue: Any
+    cpu: Any
+    model_calls: Any
+    prompt: Any
+    completion: Any
+    cost: Any
+    stored: Any
 
 
 class PrometheusTelemetry(Telemetry):
@@ -93,22 +110,43 @@ class PrometheusTelemetry(Telemetry):
             "Time to answer an HTTP request",
             ("service", "route"),
         )
+        # (worker, action) -> its children; as few as the label values (bounded).
+        self._children: dict[tuple[str, str], _Succeeded] = {}
+
+    def _succeeded(self, worker: str, action: str) -> _Succeeded:
+        """The children a succeeded stage of (`worker`, `action`) counts in, made once: a
+        `labels()` lookup takes a lock, and a stage would make nine."""
+        found = self._children.get((worker, action))
+        if found is None:
+            found = self._children[worker, action] = _Succeeded(
+                self.stages.labels(worker, action, "succeeded"),
+                self.stage_seconds.labels(worker, action),
+                self.queue_seconds.labels(worker, action),
+                self.cpu_seconds.labels(worker, action),
+                self.model_calls.labels(worker, action),
+                self.tokens.labels(worker, action, "prompt"),
+                self.tokens.labels(worker, action, "completion"),
+                self.cost.labels(worker, action),
+                self.stored.labels(worker, action),
+            )
+        return found
 
     def stage_succeeded(
         self, worker: str, action: str, duration_s: float, summary: StageSummary, cost: Cost
     ) -> None:
         """Count the stage, its time, usage and cost."""
         usage: Usage = summary.usage
-        self.stages.labels(worker, action, "succeeded").inc()
-        self.stage_seconds.labels(worker, action).observe(duration_s)
-        self.queue_seconds.labels(worker, action).observe(summary.queue_ms / 1000)
-        self.cpu_seconds.labels(worker, action).inc(summary.cpu_ms / 1000)
+        counts = self._succeeded(worker, action)
+        counts.stages.inc()
+        counts.seconds.observe(duration_s)
+        counts.queue.observe(summary.queue_ms / 1000)
+        counts.cpu.inc(summary.cpu_ms / 1000)
         if usage.model_calls:
-            self.model_calls.labels(worker, action).inc(usage.model_calls)
-            self.tokens.labels(worker, action, "prompt").inc(usage.prompt_tokens)
-            self.tokens.labels(worker, action, "completion").inc(usage.completion_tokens)
-        self.cost.labels(worker, action).inc(float(cost.total_usd))
-        self.stored.labels(worker, action).inc(usage.bytes_stored)
+            counts.model_calls.inc(usage.model_calls)
+            counts.prompt.inc(usage.prompt_tokens)
+            counts.completion.inc(usage.completion_tokens)
+        counts.cost.inc(float(cost.total_usd))
+        counts.stored.inc(usage.bytes_stored)
 
     def stage_failed(self, worker: str, action: str, duration_s: float) -> None:
         """Count the failure and its last attempt's time."""
