@@ -148,11 +148,14 @@ def test_replicas_take_over_from_killed_and_paused_ones(replicas: SplitDeploymen
         for execution_id in executions:
             calls = split.calls(execution_id)
             assert len(calls) == len(set(calls)), calls  # no attempt processed twice
-            taken_over = (execution_id in lost) + (execution_id in stalled)
-            assert all(attempt <= 1 + taken_over for _, attempt in calls), calls
+            kinds = split.event_kinds(execution_id)
+            # Takeovers as the execution recorded them: the kill's and the pause's, and on a
+            # loaded machine maybe one more, of a replica that could not renew its 2 s lease.
+            taken_over = kinds.count("execution.resumed")
+            assert taken_over >= (execution_id in lost) + (execution_id in stalled)
+            assert all(attempt <= 1 + taken_over for _, attempt in calls), (calls, kinds)
             if not taken_over:
                 assert calls == [("outline", 1), ("report", 1)]
-            kinds = split.event_kinds(execution_id)
             assert kinds.count("execution.completed") == 1
         # Each request settled exactly once, its deliverable as a crash-free run gives it.
         settled = Counter(e.target for e in admin.audit.list(action="request.settle", limit=1000))
