@@ -22,14 +22,6 @@ from tests.workers.feeds.conftest import FeedServer
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(scope="module")
-def feeds() -> Iterator[FeedServer]:
-    server = FeedServer()
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def model() -> Iterator[OpenAIServer]:
     with OpenAIServer(default=answer) as server:

@@ -43,14 +43,6 @@ TITLE = "Market analysis for AI tools"
 DESCRIPTION = "How is the AI tools market growing, and what do analysts expect?"
 
 
-@pytest.fixture(scope="module")
-def feeds() -> Iterator[FeedServer]:
-    server = FeedServer()
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture(params=["no model", "local model"])
 def model(request: pytest.FixtureRequest) -> Iterator[OpenAIServer | None]:
     if request.param == "no model":

@@ -34,14 +34,6 @@ pytestmark = pytest.mark.anyio
 PRICES = PriceTable()
 
 
-@pytest.fixture(scope="module")
-def feeds() -> Iterator[FeedServer]:
-    server = FeedServer()
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def model() -> Iterator[OpenAIServer]:
     with OpenAIServer(default=answer) as server:
