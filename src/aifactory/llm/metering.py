@@ -21,6 +21,7 @@ import attrs
 
 from .._exceptions import AIFactoryError, QuotaExceededError
 from .._tracing import NO_TRACING, Tracer
+from ..models.execution import Cost, Usage
 from .base import LLM, LLMReply, Message, TokenUsage
 from .prices import ModelPrice
 
@@ -76,6 +77,13 @@ class Meter:
                 least = room if least is None else min(least, room)
             meter = meter.outer
         return least
+
+    def spent(self) -> tuple[Usage, Cost]:
+        """What the work spent on models, as a stage run counts it: tokens, billed
+        requests (`model_calls`) and their cost."""
+        tokens = self.usage
+        usage = Usage(tokens.prompt_tokens, tokens.completion_tokens, model_calls=self.requests)
+        return usage, Cost(llm_usd=self.cost_usd)
 
     def record(self, call: ModelCall) -> None:
         """Count `call`, here and in the meters around this one."""

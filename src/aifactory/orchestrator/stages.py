@@ -26,7 +26,7 @@ from .._exceptions import (
 from .._logs import log_context
 from .._retry import RetryPolicy
 from .._tracing import Attributes
-from ..llm.metering import Meter, metering, spent_of
+from ..llm.metering import metering, spent_of
 from ..models import StageRun, StageSpec, StorageRef
 from ..models.execution import Cost, Usage
 from ..protocol.codec import structure
@@ -55,12 +55,6 @@ def _spent(error: AIFactoryError) -> tuple[Usage, Cost] | None:
     return Usage(tokens.prompt_tokens, tokens.completion_tokens, model_calls=calls), Cost(
         llm_usd=usd
     )
-
-
-def _metered(meter: Meter) -> tuple[Usage, Cost]:
-    tokens = meter.usage
-    usage = Usage(tokens.prompt_tokens, tokens.completion_tokens, model_calls=meter.requests)
-    return usage, Cost(llm_usd=meter.cost_usd)
 
 
 def _queued(reply: ProcessReply, queue_ms: float) -> ProcessReply:
@@ -287,7 +281,7 @@ class StageRunner:
                         avoid.append(endpoint)  # the next attempt goes to another endpoint
                     spent = _spent(exc) if isinstance(exc, AIFactoryError) else None
                     if spent is None and watched.calls:
-                        spent = _metered(watched)
+                        spent = watched.spent()
                     if spent is None and not endpoint.local and _cut_short(exc):
                         spent = await self._spent_elsewhere(endpoint, run, accepted.handshake_id)
                     if isinstance(exc, AIFactoryError):

@@ -355,13 +355,8 @@ class WorkerHost:
             meter = self._cut_short.pop(handshake_id, None)
             if meter is None:
                 return AcknowledgeReply(handshake_id, committed=False)
-            tokens = meter.usage
-            usage = Usage(
-                tokens.prompt_tokens, tokens.completion_tokens, model_calls=meter.requests
-            )
-            return AcknowledgeReply(
-                handshake_id, committed=False, usage=usage, cost=Cost(llm_usd=meter.cost_usd)
-            )
+            usage, cost = meter.spent()
+            return AcknowledgeReply(handshake_id, committed=False, usage=usage, cost=cost)
         new_state, duplicate = state.acknowledge(request.attempt, request.output_ref)
         self._remember(key, new_state)
         return AcknowledgeReply(request.handshake_id, committed=True, duplicate=duplicate)
