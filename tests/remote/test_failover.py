@@ -151,8 +151,9 @@ def test_replicas_take_over_from_killed_and_paused_ones(replicas: SplitDeploymen
             kinds = split.event_kinds(execution_id)
             # Takeovers as the execution recorded them: the kill's and the pause's, and on a
             # loaded machine maybe one more, of a replica that could not renew its 2 s lease.
-            taken_over = kinds.count("execution.resumed")
-            assert taken_over >= (execution_id in lost) + (execution_id in stalled)
+            # (One the test saw may have claimed it before starting it: no resumed event.)
+            seen = (execution_id in lost) + (execution_id in stalled)
+            taken_over = max(seen, kinds.count("execution.resumed"))
             assert all(attempt <= 1 + taken_over for _, attempt in calls), (calls, kinds)
             if not taken_over:
                 assert calls == [("outline", 1), ("report", 1)]
